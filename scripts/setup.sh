@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian / Raspberry Pi OS machine for Sentinel: system packages (when
+# missing and we are root or have sudo), a virtualenv in .venv, the package itself.
+#   scripts/setup.sh          what `sentinel demo` needs
+#   scripts/setup.sh --test   plus what the test suite needs (browsers, brokers, OCR)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Runtime system libraries.
+APT_RUNTIME=(libzbar0 python3-venv)
+# Test-only system packages (the browser, broker, database and OCR the tests really run).
+APT_TEST=(chromium fonts-ocr-b tesseract-ocr shellcheck systemd mosquitto postgresql)
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+pkgs=("${APT_RUNTIME[@]}")
+[ "$want_test" = 1 ] && pkgs+=("${APT_TEST[@]}")
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing system packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+if [ "$want_test" = 1 ]; then
+  .venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v -E '^(WARNING|  !!|\s*$)' || true
+else
+  .venv/bin/python -m pip install -q -e . 2>&1 | grep -v -E '^(WARNING|  !!|\s*$)' || true
+fi
+.venv/bin/python -c "import sentinel, pyzbar.pyzbar, cv2" \
+  || { echo "setup: the virtualenv is incomplete" >&2; exit 1; }

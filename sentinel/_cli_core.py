@@ -1,0 +1,72 @@
+"""Core subcommands: run, demo, reasons."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from sentinel import config
+    from sentinel.daemon import Daemon
+
+    cfg = config.load(args.config)
+    with Daemon(cfg) as d:
+        d.install_signal_handlers()
+        return d.run()
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from sentinel.demo import run_demo
+
+    out = Path(args.out) if args.out else None
+    return run_demo(out, stream=sys.stdout, keep=args.out is not None)
+
+
+def _cmd_reasons(args: argparse.Namespace) -> int:
+    from sentinel.reasons import ReasonCode, is_admit, messages
+
+    if args.markdown:
+        print("| code | gate | English | 中文 |\n| --- | --- | --- | --- |")
+    for r in ReasonCode:
+        en, zh = messages(r)
+        gate = "opens" if is_admit(r) else "stays locked"
+        if args.markdown:
+            print(f"| `{r.value}` | {gate} | {en} | {zh} |")
+        else:
+            print(f"{r.value:<28} {gate:<13} {en} / {zh}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from sentinel.cli import add_config_arg
+
+    p = sub.add_parser(
+        "run",
+        help="run the sentinel service (camera → decision → gate/journal)",
+        description="Run the long-running service.\n\nexample:\n  sentinel run --config "
+        "/etc/sentinel/sentinel.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_arg(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "demo",
+        help="run the pipeline on demo frames with mock GPIO",
+        description="Create a demo authority and certificates, render camera-like frames, and "
+        "run the real pipeline over them.\n\nexample:\n  sentinel demo --out ./demo-out",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", metavar="DIR", help="keep the demo files in DIR (default: temp)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "reasons",
+        help="list the reason codes with their messages",
+        description="example:\n  sentinel reasons --markdown",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.set_defaults(func=_cmd_reasons)

@@ -1,0 +1,247 @@
+"""Typed settings: a TOML file (tomllib) laid over embedded defaults.
+
+Every section is a frozen dataclass; the loader checks each key of the file against
+the dataclass fields and their types, so a typo or a wrong type stops the program with
+one line naming the file and the key (``ConfigError``; the CLI exits 2).
+
+Adding a setting: add a field with a default to the section's dataclass. The loader
+needs no change. Supported field types: bool, int, float, str, ``X | None`` of those,
+and ``list[...]``/``tuple[...]`` of those.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sentinel.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class VenueConfig:
+    id: str = "demo-venue"
+    name: str = "Demo Venue"
+    name_zh: str = "演示场所"
+
+
+@dataclass(frozen=True, slots=True)
+class GateConfig:
+    id: str = "gate-1"
+    # "mock" (gpiozero MockFactory; demo and tests) or "lgpio" (a Raspberry Pi). Never guessed.
+    pin_factory: str = "mock"
+    relay_pin: int = 17
+    relay_active_high: bool = True
+    # "fail-secure": locked when unpowered; "fail-safe": unlocked when unpowered.
+    lock_type: str = "fail-secure"
+    pulse_s: float = 3.0
+    green_led_pin: int = 22
+    red_led_pin: int = 27
+    buzzer_pin: int | None = 23
+    door_pin: int | None = None
+    exit_pin: int | None = None
+    held_open_s: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class CameraConfig:
+    # A camera index ("0"), a device path ("/dev/video0"), a video file, an image file or
+    # an image directory; "picamera2" for the Raspberry Pi camera module.
+    source: str = "0"
+    width: int = 1280
+    height: int = 720
+    fps: int = 15
+    exposure: float | None = None
+    # Region of interest as [x, y, w, h] in pixels; empty for the whole frame.
+    roi: list[int] = field(default_factory=list)
+    # Loop a file source forever (demo kiosks); otherwise the run ends with the file.
+    loop: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScanConfig:
+    backend: str = "zxing"
+    fallback: str | None = "pyzbar"
+    cooldown_s: float = 5.0
+    motion_threshold: float = 2.0
+    debug_frames: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TrustConfig:
+    # A JSON trust list of signer certificates (used when no bundle has been applied).
+    trust_file: str | None = None
+    publisher_url: str | None = None
+    # Pinned authority root public key (PEM file path), set at provisioning.
+    root_key: str | None = None
+    sync_interval_s: int = 3600
+    max_data_age_hours: float = 48.0
+    # What to do with data older than max_data_age_hours: "refuse" or "warn" (admit with warning).
+    stale_action: str = "refuse"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    accepted_types: list[str] = field(default_factory=lambda: ["v", "t", "r"])
+    max_test_age_hours: float = 72.0
+    accepted_test_types: list[str] = field(default_factory=lambda: ["LP6464-4", "LP217198-3"])
+    min_days_after_vaccination: int = 14
+    max_days_after_vaccination: int | None = None
+    booster_required: bool = False
+    # Named venue mode: "3G", "2G", "2G+", "booster" or "custom" (accepted_types decides).
+    mode: str = "custom"
+    clock_skew_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    retention_days: int = 14
+    aggregate_days: int = 400
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    session_minutes: int = 30
+    kiosk_result_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCodeConfig:
+    enabled: bool = True
+    clock_skew_s: float = 30.0
+    checkin_records: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FleetConfig:
+    enabled: bool = False
+    device_id: str = ""
+    broker_host: str = "127.0.0.1"
+    broker_port: int = 1883
+    tls: bool = False
+    username: str | None = None
+    password_file: str | None = None
+    heartbeat_s: int = 60
+    outbox_max: int = 100000
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    data_dir: str = "./var"
+    venue: VenueConfig = field(default_factory=VenueConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    healthcode: HealthCodeConfig = field(default_factory=HealthCodeConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+# Value checks beyond types: (section, key) -> (allowed values)
+_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("gate", "pin_factory"): ("mock", "lgpio", "rpigpio", "native"),
+    ("gate", "lock_type"): ("fail-secure", "fail-safe"),
+    ("trust", "stale_action"): ("refuse", "warn"),
+    ("policy", "mode"): ("custom", "3G", "2G", "2G+", "booster"),
+    ("scan", "backend"): ("zxing", "pyzbar", "opencv"),
+}
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
+    if tp is Any:
+        return True
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _build(cls: type, data: dict[str, Any], where: str, source: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{where}.{key}" if where else key
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{source}: unknown key '{dotted}' (known here: {known})")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{dotted}' must be a table [{dotted}]")
+            kwargs[key] = _build(tp, value, dotted, source)
+            continue
+        if not _type_ok(value, tp):
+            raise ConfigError(
+                f"{source}: '{dotted}' must be {_type_name(tp)}, got {type(value).__name__} "
+                f"{value!r}"
+            )
+        choices = _CHOICES.get((where, key))
+        if choices and value not in choices:
+            raise ConfigError(f"{source}: '{dotted}' must be one of {', '.join(choices)}")
+        if isinstance(value, float | int) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"{source}: '{dotted}' must not be negative")
+        kwargs[key] = float(value) if tp is float else value
+    return cls(**kwargs)
+
+
+def from_dict(data: dict[str, Any], source: str = "<config>") -> Config:
+    """Build a Config from a parsed TOML mapping; raise ConfigError naming the key."""
+    return _build(Config, data, "", source)
+
+
+def load(path: str | Path | None) -> Config:
+    """Load settings from ``path`` over the embedded defaults (None: defaults only)."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: config file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    cfg = from_dict(data, str(p))
+    base = p.parent
+    if not Path(cfg.data_dir).is_absolute():
+        cfg = dataclasses.replace(cfg, data_dir=str(base / cfg.data_dir))
+    return cfg
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    """dataclasses.replace, re-exported for callers building configs in code."""
+    return dataclasses.replace(cfg, **changes)

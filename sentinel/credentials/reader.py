@@ -1,0 +1,29 @@
+"""Symbol → verified Credential, routed by the text's prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sentinel.credentials import dcc
+from sentinel.credentials.model import Credential
+from sentinel.credentials.trustlist import TrustList
+from sentinel.errors import MalformedCredential
+from sentinel.reasons import ReasonCode
+from sentinel.scan.symbol import Symbol
+
+
+@dataclass(frozen=True, slots=True)
+class ReadContext:
+    trust: TrustList
+    now: datetime
+    pseudonym_key: bytes = b""
+    skew: timedelta = timedelta(minutes=5)
+
+
+def read(symbol: Symbol, ctx: ReadContext) -> Credential:
+    """Verify the symbol's credential; raise CredentialError (with a reason) otherwise."""
+    text = symbol.text
+    if text.startswith(dcc.PREFIX):
+        return dcc.verify(text, ctx.trust, ctx.now, pseudonym_key=ctx.pseudonym_key, skew=ctx.skew)
+    raise MalformedCredential(ReasonCode.UNREADABLE, f"unknown code kind ({symbol.kind})")

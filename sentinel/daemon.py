@@ -1,0 +1,144 @@
+"""The long-running service: wires scan → pipeline → gate/journal, plus background parts.
+
+Parts start in order and stop in reverse.  The frame loop and every background timer
+wait on one ``stop`` event (set by SIGTERM/SIGINT), never on bare sleeps; restarts
+belong to systemd.  On any exit the gate is closed, which leaves the relay locked.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from sentinel.config import Config
+from sentinel.errors import ConfigError
+from sentinel.gate import Gate
+from sentinel.journal import Journal
+from sentinel.pipeline import Pipeline
+from sentinel.scan import open_source
+from sentinel.trust import FileTrust, TrustProvider
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Periodic:
+    """A background job run every ``interval_s`` on its own thread until stop."""
+
+    name: str
+    interval_s: float
+    func: Callable[[], None]
+    run_at_start: bool = True
+
+
+def make_trust(cfg: Config) -> TrustProvider:
+    """The trust provider the config names: a trust-list file for now."""
+    if cfg.trust.trust_file:
+        return FileTrust(cfg.trust.trust_file, cfg.trust)
+    raise ConfigError("no trust data: set trust.trust_file (a trust-list JSON) in the config file")
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        pin_factory: Any = None,
+        trust: TrustProvider | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.stop = threading.Event()
+        self.notify = notify or (lambda _msg: None)
+        Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+        self.trust = trust or make_trust(config)
+        self.gate = Gate(config.gate, pin_factory=pin_factory)
+        try:
+            self.journal = Journal(Path(config.data_dir) / "journal.db")
+        except Exception:
+            self.gate.close()
+            raise
+        self.pipeline = Pipeline(config, self.trust, self.gate, self.journal)
+        self.periodic: list[Periodic] = []
+        self._threads: list[threading.Thread] = []
+        self._closers: list[Callable[[], None]] = []
+        self.frames = 0
+
+    def add_periodic(self, job: Periodic) -> None:
+        self.periodic.append(job)
+
+    def add_closer(self, func: Callable[[], None]) -> None:
+        """Register a part's shutdown; run in reverse order of registration."""
+        self._closers.append(func)
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %s: stopping", signum)
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def _run_periodic(self, job: Periodic) -> None:
+        if not job.run_at_start and self.stop.wait(job.interval_s):
+            return
+        while not self.stop.is_set():
+            try:
+                job.func()
+            except Exception:
+                log.exception("%s failed", job.name)
+            if self.stop.wait(job.interval_s):
+                return
+
+    def run(self) -> int:
+        """Run until stop is set or a file source ends; return an exit code."""
+        for job in self.periodic:
+            t = threading.Thread(target=self._run_periodic, args=(job,), name=job.name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        cam = self.config.camera
+        self.notify("READY=1")
+        log.info("sentinel running: venue %s gate %s", self.config.venue.id, self.config.gate.id)
+        while not self.stop.is_set():
+            source = open_source(cam.source, width=cam.width, height=cam.height, fps=cam.fps)
+            try:
+                for frame in source.frames():
+                    if self.stop.is_set():
+                        break
+                    self.frames += 1
+                    self.pipeline.process_frame(frame, self.clock(), time.monotonic())
+                    self.notify("WATCHDOG=1")
+            finally:
+                source.close()
+            if not cam.loop:
+                break
+        return 0
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self._threads:
+            t.join(timeout=10)
+        for func in reversed(self._closers):
+            try:
+                func()
+            except Exception:
+                log.exception("shutdown step failed")
+        self._closers.clear()
+        self.journal.close()
+        self.gate.close()  # last: the relay goes to its safe state
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

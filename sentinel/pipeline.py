@@ -1,0 +1,99 @@
+"""One presentation: symbol → credential → decision → gate, journal, listeners.
+
+Used the same way by ``sentinel run`` (daemon), ``sentinel demo`` and the tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from sentinel.config import Config
+from sentinel.credentials.reader import ReadContext, read
+from sentinel.errors import CredentialError
+from sentinel.journal import Event, Journal
+from sentinel.policy import Decision, decide, refuse
+from sentinel.scan import PresentationTracker, Scanner, Symbol
+from sentinel.trust import TrustProvider
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Decision, Event], None]
+
+
+@dataclass(slots=True)
+class Outcome:
+    symbol: Symbol
+    decision: Decision
+    event_id: str
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Pipeline:
+    config: Config
+    trust: TrustProvider
+    gate: Any  # sentinel.gate.Gate or anything with admit()/refuse()
+    journal: Journal
+    scanner: Scanner | None = None
+    tracker: PresentationTracker | None = None
+    pseudonym_key: bytes = b""
+    listeners: list[Listener] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.scanner is None:
+            self.scanner = Scanner(self.config.scan.backend, self.config.scan.fallback)
+        if self.tracker is None:
+            self.tracker = PresentationTracker(self.config.scan.cooldown_s)
+
+    def process_frame(self, frame: np.ndarray, now: datetime, mono: float) -> list[Outcome]:
+        """Decode a frame; decide once per new presentation."""
+        assert self.scanner is not None and self.tracker is not None
+        symbols = self.scanner.decode(frame)
+        return [self.present(s, now) for s in self.tracker.update(symbols, mono)]
+
+    def decide(self, symbol: Symbol, now: datetime) -> tuple[Decision, str]:
+        """The decision for one symbol (no side effects)."""
+        state = self.trust.state()
+        ctx = ReadContext(
+            trust=self.trust.trust_list(),
+            now=now,
+            pseudonym_key=self.pseudonym_key,
+            skew=timedelta(seconds=self.config.policy.clock_skew_s),
+        )
+        try:
+            cred = read(symbol, ctx)
+        except CredentialError as exc:
+            d = refuse(exc.reason)
+            return Decision.of(d.reason, bundle_version=state.bundle_version), exc.detail
+        return decide(cred, self.config.policy, state, now), ""
+
+    def present(self, symbol: Symbol, now: datetime | None = None) -> Outcome:
+        """Decide on one presentation and act on it: gate, journal, listeners."""
+        now = now or datetime.now(UTC)
+        decision, detail = self.decide(symbol, now)
+        if decision.admit:
+            self.gate.admit()
+        else:
+            self.gate.refuse()
+        event = Event(
+            time=now,
+            venue=self.config.venue.id,
+            gate=self.config.gate.id,
+            decision="admit" if decision.admit else "refuse",
+            reason=decision.reason.value,
+            credential_kind=decision.credential_kind.value,
+            bundle_version=decision.bundle_version,
+        )
+        event_id = self.journal.record(event)
+        for listener in self.listeners:
+            try:
+                listener(decision, event)
+            except Exception:  # a broken screen must not stop the gate
+                log.exception("decision listener failed")
+        return Outcome(symbol, decision, event_id, detail)

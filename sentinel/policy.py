@@ -1,0 +1,130 @@
+"""Credential + trust data + venue rules + clock → Decision.  Pure: no I/O, no clock.
+
+Order of checks (the first failing one is the reason):
+1. trust data freshness (DATA_STALE, or a warning if the venue says ``stale_action="warn"``)
+2. revocation (REVOKED)
+3. certificate type accepted by the venue (TYPE_NOT_ACCEPTED)
+4. type-specific venue rules: test age/type/result, vaccination series/age, recovery window
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sentinel.config import PolicyConfig
+from sentinel.credentials.model import Credential, CredentialKind
+from sentinel.reasons import ReasonCode, is_admit, messages
+
+_TYPE_LETTER = {
+    CredentialKind.DCC_VACCINATION: "v",
+    CredentialKind.DCC_TEST: "t",
+    CredentialKind.DCC_RECOVERY: "r",
+}
+
+
+def _never_revoked(_keys: Sequence[str]) -> bool:
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class TrustState:
+    """What the policy needs to know about the cached credential set."""
+
+    bundle_version: str = ""
+    updated_at: datetime | None = None  # last good sync; None: never (local trust file)
+    max_age: timedelta = timedelta(hours=48)
+    stale_action: str = "refuse"  # or "warn"
+    is_revoked: Callable[[Sequence[str]], bool] = field(default=_never_revoked)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    admit: bool
+    reason: ReasonCode
+    message_en: str
+    message_zh: str
+    credential_kind: CredentialKind = CredentialKind.UNKNOWN
+    display_name: str = ""
+    warnings: tuple[str, ...] = ()
+    bundle_version: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        reason: ReasonCode,
+        kind: CredentialKind = CredentialKind.UNKNOWN,
+        *,
+        display_name: str = "",
+        warnings: tuple[str, ...] = (),
+        bundle_version: str = "",
+    ) -> Decision:
+        en, zh = messages(reason)
+        return cls(is_admit(reason), reason, en, zh, kind, display_name, warnings, bundle_version)
+
+
+def refuse(reason: ReasonCode, kind: CredentialKind = CredentialKind.UNKNOWN) -> Decision:
+    """A refusal for a credential that could not be read or verified."""
+    return Decision.of(reason, kind)
+
+
+def venue_rule_failure(cred: Credential, rules: PolicyConfig, now: datetime) -> ReasonCode | None:
+    """The first venue rule ``cred`` fails, or None."""
+    letter = _TYPE_LETTER.get(cred.kind)
+    if letter is not None and letter not in rules.accepted_types:
+        return ReasonCode.TYPE_NOT_ACCEPTED
+    if cred.test is not None:
+        t = cred.test
+        if t.test_type not in rules.accepted_test_types:
+            return ReasonCode.TEST_TYPE_NOT_ACCEPTED
+        if not t.not_detected:
+            return ReasonCode.TEST_POSITIVE
+        if now - t.sampled_at > timedelta(hours=rules.max_test_age_hours):
+            return ReasonCode.TEST_TOO_OLD
+        if t.sampled_at - now > timedelta(seconds=rules.clock_skew_s):
+            return ReasonCode.NOT_YET_VALID
+    if cred.vaccination is not None:
+        v = cred.vaccination
+        if v.dose_number < v.series_doses:
+            return ReasonCode.VACCINATION_INCOMPLETE
+        if rules.booster_required and v.dose_number <= 2 and v.dose_number <= v.series_doses:
+            return ReasonCode.BOOSTER_REQUIRED
+        age_days = (now.date() - v.vaccinated_on).days
+        if age_days < rules.min_days_after_vaccination:
+            return ReasonCode.VACCINATION_TOO_RECENT
+        if rules.max_days_after_vaccination is not None and (
+            age_days > rules.max_days_after_vaccination
+        ):
+            return ReasonCode.VACCINATION_EXPIRED
+    if cred.recovery is not None:
+        r = cred.recovery
+        if not (r.valid_from <= now.date() <= r.valid_until):
+            return ReasonCode.RECOVERY_NOT_VALID
+    return None
+
+
+def decide(cred: Credential, rules: PolicyConfig, trust: TrustState, now: datetime) -> Decision:
+    """Decide on one verified credential at ``now``."""
+    warnings: tuple[str, ...] = ()
+
+    def out(reason: ReasonCode) -> Decision:
+        return Decision.of(
+            reason,
+            cred.kind,
+            display_name=cred.display_name,
+            warnings=warnings,
+            bundle_version=trust.bundle_version,
+        )
+
+    stale = trust.updated_at is not None and now - trust.updated_at > trust.max_age
+    if stale:
+        if trust.stale_action != "warn":
+            return out(ReasonCode.DATA_STALE)
+        warnings = ("trust data is older than its maximum age",)
+    if cred.revocation_keys and trust.is_revoked(cred.revocation_keys):
+        return out(ReasonCode.REVOKED)
+    failure = venue_rule_failure(cred, rules, now)
+    if failure is not None:
+        return out(failure)
+    return out(ReasonCode.ADMIT_STALE_DATA if stale else ReasonCode.ADMIT)

@@ -1,0 +1,5 @@
+"""The cached credential set: signed bundles, the SQLite store, sync, the publisher."""
+
+from sentinel.trust.provider import FileTrust, StaticTrust, TrustProvider
+
+__all__ = ["FileTrust", "StaticTrust", "TrustProvider"]

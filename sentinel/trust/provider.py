@@ -1,0 +1,50 @@
+"""What the pipeline asks of the cached credential set."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Protocol
+
+from sentinel.config import TrustConfig
+from sentinel.credentials.trustlist import TrustList
+from sentinel.policy import TrustState
+
+
+class TrustProvider(Protocol):
+    def trust_list(self) -> TrustList: ...
+    def state(self) -> TrustState: ...
+
+
+class FileTrust:
+    """Trust from a local trust-list file, with no revocations and no sync."""
+
+    def __init__(self, path: str | Path, config: TrustConfig | None = None) -> None:
+        self._list = TrustList.load(path)
+        cfg = config or TrustConfig()
+        self._state = TrustState(
+            bundle_version=f"file:{Path(path).name}",
+            updated_at=None,
+            max_age=timedelta(hours=cfg.max_data_age_hours),
+            stale_action=cfg.stale_action,
+        )
+
+    def trust_list(self) -> TrustList:
+        return self._list
+
+    def state(self) -> TrustState:
+        return self._state
+
+
+class StaticTrust:
+    """Trust from values in memory (tests, conformance runs)."""
+
+    def __init__(self, trust: TrustList, state: TrustState | None = None) -> None:
+        self._list = trust
+        self._state = state or TrustState()
+
+    def trust_list(self) -> TrustList:
+        return self._list
+
+    def state(self) -> TrustState:
+        return self._state
