@@ -7,6 +7,7 @@ belong to systemd.  On any exit the gate is closed, which leaves the relay locke
 
 from __future__ import annotations
 
+import importlib
 import logging
 import signal
 import threading
@@ -27,6 +28,17 @@ from sentinel.scan import open_source
 from sentinel.trust import FileTrust, TrustProvider
 
 log = logging.getLogger(__name__)
+
+# Areas that plug into the service.  Each module, when it exists, has ``attach(daemon)``
+# which may add periodic jobs (sync, purge, heartbeat), pipeline listeners (kiosk, fleet)
+# and closers; they run in this order and their closers in reverse.
+PART_MODULES = [
+    "sentinel.trust.service",
+    "sentinel.journal.service",
+    "sentinel.gate.service",
+    "sentinel.web.service",
+    "sentinel.fleet.service",
+]
 
 
 @dataclass(slots=True)
@@ -73,6 +85,21 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._closers: list[Callable[[], None]] = []
         self.frames = 0
+        try:
+            self._attach_parts()
+        except BaseException:
+            self.close()
+            raise
+
+    def _attach_parts(self) -> None:
+        for name in PART_MODULES:
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name == name:  # an area without service parts
+                    continue
+                raise
+            module.attach(self)
 
     def add_periodic(self, job: Periodic) -> None:
         self.periodic.append(job)

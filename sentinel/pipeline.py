@@ -44,6 +44,7 @@ class Pipeline:
     tracker: PresentationTracker | None = None
     pseudonym_key: bytes = b""
     listeners: list[Listener] = field(default_factory=list)
+    presentations: int = 0
 
     def __post_init__(self) -> None:
         if self.scanner is None:
@@ -65,6 +66,8 @@ class Pipeline:
             now=now,
             pseudonym_key=self.pseudonym_key,
             skew=timedelta(seconds=self.config.policy.clock_skew_s),
+            status=self.trust.status(),
+            presentation_id=self.presentations,
         )
         try:
             cred = read(symbol, ctx)
@@ -76,6 +79,7 @@ class Pipeline:
     def present(self, symbol: Symbol, now: datetime | None = None) -> Outcome:
         """Decide on one presentation and act on it: gate, journal, listeners."""
         now = now or datetime.now(UTC)
+        self.presentations += 1
         decision, detail = self.decide(symbol, now)
         if decision.admit:
             self.gate.admit()

@@ -97,6 +97,18 @@ def venue_rule_failure(cred: Credential, rules: PolicyConfig, now: datetime) -> 
             age_days > rules.max_days_after_vaccination
         ):
             return ReasonCode.VACCINATION_EXPIRED
+    if cred.kind in (CredentialKind.HEALTH_CODE, CredentialKind.ID_DOCUMENT):
+        health = cred.kind is CredentialKind.HEALTH_CODE
+        if cred.status is None:
+            return ReasonCode.STATUS_UNKNOWN
+        if cred.status == "red":
+            return ReasonCode.CODE_RED if health else ReasonCode.STATUS_RED
+        if cred.status == "yellow":
+            return ReasonCode.CODE_YELLOW if health else ReasonCode.STATUS_YELLOW
+        if cred.status != "green":
+            return ReasonCode.STATUS_UNKNOWN
+        if cred.status_valid_until is not None and now > cred.status_valid_until:
+            return ReasonCode.STATUS_EXPIRED
     if cred.recovery is not None:
         r = cred.recovery
         if not (r.valid_from <= now.date() <= r.valid_until):

@@ -11,6 +11,7 @@ from sentinel.credentials.trustlist import TrustList
 from sentinel.errors import MalformedCredential
 from sentinel.reasons import ReasonCode
 from sentinel.scan.symbol import Symbol
+from sentinel.trust.provider import StatusLookup
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,11 @@ class ReadContext:
     now: datetime
     pseudonym_key: bytes = b""
     skew: timedelta = timedelta(minutes=5)
+    # The status set of the current bundle (ID documents, health-code subjects), if any.
+    status: StatusLookup | None = None
+    # Increases by one per presentation (tracker); lets replay checks tell a phone held
+    # still (same presentation) from a code shown again by someone else.
+    presentation_id: int = 0
 
 
 def read(symbol: Symbol, ctx: ReadContext) -> Credential:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -11,9 +12,26 @@ from sentinel.credentials.trustlist import TrustList
 from sentinel.policy import TrustState
 
 
+@dataclass(frozen=True, slots=True)
+class StatusEntry:
+    """One status-set answer: "green" / "yellow" / "red" and until when it holds."""
+
+    status: str
+    valid_until: datetime
+
+
+class StatusLookup(Protocol):
+    """The status set: keyed hashes only; the raw number never leaves the caller."""
+
+    def lookup_document(self, doc_type: str, country: str, number: str) -> StatusEntry | None: ...
+
+    def lookup_subject(self, subject_id: str) -> StatusEntry | None: ...
+
+
 class TrustProvider(Protocol):
     def trust_list(self) -> TrustList: ...
     def state(self) -> TrustState: ...
+    def status(self) -> StatusLookup | None: ...
 
 
 class FileTrust:
@@ -35,6 +53,9 @@ class FileTrust:
     def state(self) -> TrustState:
         return self._state
 
+    def status(self) -> StatusLookup | None:
+        return None
+
 
 class StaticTrust:
     """Trust from values in memory (tests, conformance runs)."""
@@ -48,3 +69,6 @@ class StaticTrust:
 
     def state(self) -> TrustState:
         return self._state
+
+    def status(self) -> StatusLookup | None:
+        return None
