@@ -18,12 +18,15 @@ from sentinel.credentials.reader import ReadContext, read
 from sentinel.errors import CredentialError
 from sentinel.journal import Event, Journal
 from sentinel.policy import Decision, decide, refuse
+from sentinel.reasons import ReasonCode
 from sentinel.scan import PresentationTracker, Scanner, Symbol
 from sentinel.trust import TrustProvider
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[Decision, Event], None]
+# Listeners see every journaled event: presentations (with their Decision) and device
+# events such as faults, alarms, overrides and exits (decision None).
+Listener = Callable[[Event, Decision | None], None]
 
 
 @dataclass(slots=True)
@@ -94,10 +97,38 @@ class Pipeline:
             credential_kind=decision.credential_kind.value,
             bundle_version=decision.bundle_version,
         )
+        event_id = self.notify(event, decision)
+        return Outcome(symbol, decision, event_id, detail)
+
+    def notify(self, event: Event, decision: Decision | None = None) -> str:
+        """Journal ``event`` and tell every listener; return the event id.
+
+        Device events (camera fault, door alarm, override, exit) come through here too,
+        with ``decision=None`` and ``event.decision`` set to "event", "override" or "exit".
+        """
         event_id = self.journal.record(event)
         for listener in self.listeners:
             try:
-                listener(decision, event)
+                listener(event, decision)
             except Exception:  # a broken screen must not stop the gate
-                log.exception("decision listener failed")
-        return Outcome(symbol, decision, event_id, detail)
+                log.exception("event listener failed")
+        return event_id
+
+    def device_event(
+        self,
+        reason: ReasonCode,
+        kind: str = "event",
+        now: datetime | None = None,
+    ) -> str:
+        """Journal a device event (no personal data) and tell the listeners."""
+        return self.notify(
+            Event(
+                time=now or datetime.now(UTC),
+                venue=self.config.venue.id,
+                gate=self.config.gate.id,
+                decision=kind,
+                reason=reason.value,
+                credential_kind="",
+                bundle_version=self.trust.state().bundle_version,
+            )
+        )

@@ -59,6 +59,12 @@ class ReasonCode(StrEnum):
     CODE_RED = "CODE_RED"
     CODE_YELLOW = "CODE_YELLOW"
     CODE_STATUS_CHANGED = "CODE_STATUS_CHANGED"  # status set has newer, non-green status
+    # --- device events (not decisions on a visitor; journaled with decision="event") ----
+    CAMERA_FAULT = "CAMERA_FAULT"  # camera vanished or gives black frames
+    CAMERA_RECOVERED = "CAMERA_RECOVERED"
+    DOOR_HELD_OPEN = "DOOR_HELD_OPEN"
+    DOOR_FORCED = "DOOR_FORCED"
+    DOOR_CLOSED = "DOOR_CLOSED"
 
 
 ADMIT_CODES = frozenset(
@@ -110,6 +116,11 @@ MESSAGES: dict[ReasonCode, tuple[str, str]] = {
     ReasonCode.CODE_RED: ("Health code: red", "健康码：红码"),
     ReasonCode.CODE_YELLOW: ("Health code: yellow", "健康码：黄码"),
     ReasonCode.CODE_STATUS_CHANGED: ("Health status has changed", "健康状态已变更"),
+    ReasonCode.CAMERA_FAULT: ("Camera fault, please call staff", "摄像头故障，请联系工作人员"),
+    ReasonCode.CAMERA_RECOVERED: ("Camera working again", "摄像头已恢复"),
+    ReasonCode.DOOR_HELD_OPEN: ("Door held open", "门长时间未关闭"),
+    ReasonCode.DOOR_FORCED: ("Door forced open", "门被强行打开"),
+    ReasonCode.DOOR_CLOSED: ("Door closed", "门已关闭"),
 }
 
 

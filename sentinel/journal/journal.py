@@ -17,7 +17,7 @@ class Event:
     time: datetime
     venue: str
     gate: str
-    decision: str  # "admit" / "refuse" / "event"
+    decision: str  # "admit" / "refuse" / "event" / "override" / "exit"
     reason: str  # ReasonCode value
     credential_kind: str
     bundle_version: str = ""

@@ -32,6 +32,9 @@ class TrustProvider(Protocol):
     def trust_list(self) -> TrustList: ...
     def state(self) -> TrustState: ...
     def status(self) -> StatusLookup | None: ...
+    def part(self, name: str) -> bytes | None:
+        """Raw bytes of a named bundle part ("rules", "healthcode_keys", ...), if present."""
+        ...
 
 
 class FileTrust:
@@ -39,6 +42,7 @@ class FileTrust:
 
     def __init__(self, path: str | Path, config: TrustConfig | None = None) -> None:
         self._list = TrustList.load(path)
+        self._parts: dict[str, bytes] = {}
         cfg = config or TrustConfig()
         self._state = TrustState(
             bundle_version=f"file:{Path(path).name}",
@@ -56,13 +60,25 @@ class FileTrust:
     def status(self) -> StatusLookup | None:
         return None
 
+    def part(self, name: str) -> bytes | None:
+        return self._parts.get(name)
+
 
 class StaticTrust:
     """Trust from values in memory (tests, conformance runs)."""
 
-    def __init__(self, trust: TrustList, state: TrustState | None = None) -> None:
+    def __init__(
+        self,
+        trust: TrustList,
+        state: TrustState | None = None,
+        *,
+        status: StatusLookup | None = None,
+        parts: dict[str, bytes] | None = None,
+    ) -> None:
         self._list = trust
         self._state = state or TrustState()
+        self._status = status
+        self._parts = dict(parts or {})
 
     def trust_list(self) -> TrustList:
         return self._list
@@ -71,4 +87,7 @@ class StaticTrust:
         return self._state
 
     def status(self) -> StatusLookup | None:
-        return None
+        return self._status
+
+    def part(self, name: str) -> bytes | None:
+        return self._parts.get(name)
