@@ -8,13 +8,16 @@ from pathlib import Path
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from sentinel import config
+    from sentinel import config, sdnotify
     from sentinel.daemon import Daemon
 
     cfg = config.load(args.config)
-    with Daemon(cfg) as d:
-        d.install_signal_handlers()
-        return d.run()
+    # Under systemd (Type=notify) NOTIFY_SOCKET is set: READY/WATCHDOG/STOPPING go there.
+    with sdnotify.from_env() as notifier:
+        interval_s = sdnotify.watchdog_interval_s() or sdnotify.DEFAULT_WATCHDOG_INTERVAL_S
+        with Daemon(cfg, notify=notifier.send, watchdog_interval_s=interval_s) as d:
+            d.install_signal_handlers()
+            return d.run()
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

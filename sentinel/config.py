@@ -45,6 +45,11 @@ class GateConfig:
     door_pin: int | None = None
     exit_pin: int | None = None
     held_open_s: float = 15.0
+    # Door contact wiring (to GND, internal pull-up): "nc" = contact closed while the door
+    # is shut (the usual reed contact; a cut wire reads as open), "no" = the reverse.
+    door_contact: str = "nc"
+    # Debounce for the door contact and exit button; 0 turns it off.
+    input_bounce_s: float = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +115,27 @@ class WebConfig:
     port: int = 8080
     session_minutes: int = 30
     kiosk_result_s: float = 5.0
+    # Login and kiosk-PIN lock-out: this many failures in a row lock for lockout_minutes.
+    max_failures: int = 5
+    lockout_minutes: int = 15
+    # Seconds between kiosk status refreshes (data freshness) on the live stream.
+    status_interval_s: float = 10.0
+    # Host names the pages answer to besides ``host`` (guards against DNS rebinding).
+    allowed_hosts: list[str] = field(default_factory=lambda: ["127.0.0.1", "localhost"])
 
 
 @dataclass(frozen=True, slots=True)
 class HealthCodeConfig:
     enabled: bool = True
     clock_skew_s: float = 30.0
+    # Sealed check-in records for the authority (docs/healthcode.md); off by default.
     checkin_records: bool = False
+    # Trusted issuing keys (JSON, docs/healthcode.md) when no bundle ships "healthcode_keys".
+    keys_file: str | None = None
+    # Lifetime of codes made by `sentinel issue-code`; codes claiming more than the maximum
+    # are refused (it also bounds the replay guard's memory).
+    code_lifetime_s: float = 120.0
+    max_code_lifetime_s: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +145,7 @@ class FleetConfig:
     broker_host: str = "127.0.0.1"
     broker_port: int = 1883
     tls: bool = False
+    ca_file: str | None = None
     username: str | None = None
     password_file: str | None = None
     heartbeat_s: int = 60
@@ -155,6 +175,7 @@ class Config:
 _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("gate", "pin_factory"): ("mock", "lgpio", "rpigpio", "native"),
     ("gate", "lock_type"): ("fail-secure", "fail-safe"),
+    ("gate", "door_contact"): ("nc", "no"),
     ("trust", "stale_action"): ("refuse", "warn"),
     ("policy", "mode"): ("custom", "3G", "2G", "2G+", "booster"),
     ("scan", "backend"): ("zxing", "pyzbar", "opencv"),

@@ -25,6 +25,7 @@ from sentinel.gate import Gate
 from sentinel.journal import Journal
 from sentinel.pipeline import Pipeline
 from sentinel.scan import open_source
+from sentinel.sdnotify import DEFAULT_WATCHDOG_INTERVAL_S, WatchdogPinger
 from sentinel.trust import FileTrust, TrustProvider
 
 log = logging.getLogger(__name__)
@@ -66,12 +67,20 @@ class Daemon:
         pin_factory: Any = None,
         trust: TrustProvider | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        notify: Callable[[str], None] | None = None,
+        notify: Callable[[str], object] | None = None,
+        watchdog_interval_s: float = DEFAULT_WATCHDOG_INTERVAL_S,
     ) -> None:
         self.config = config
         self.clock = clock
         self.stop = threading.Event()
+        # sd_notify (sentinel.sdnotify): READY=1 once serving, WATCHDOG=1 at most every
+        # watchdog_interval_s (half of systemd's WatchdogSec), STOPPING=1 on the way out.
         self.notify = notify or (lambda _msg: None)
+        self.watchdog = WatchdogPinger(
+            self.notify,
+            watchdog_interval_s or DEFAULT_WATCHDOG_INTERVAL_S,
+            monotonic=time.monotonic,
+        )
         Path(config.data_dir).mkdir(parents=True, exist_ok=True)
         self.trust = trust or make_trust(config)
         self.gate = Gate(config.gate, pin_factory=pin_factory)
@@ -134,21 +143,27 @@ class Daemon:
             t.start()
             self._threads.append(t)
         cam = self.config.camera
-        self.notify("READY=1")
-        log.info("sentinel running: venue %s gate %s", self.config.venue.id, self.config.gate.id)
-        while not self.stop.is_set():
-            source = open_source(cam.source, width=cam.width, height=cam.height, fps=cam.fps)
-            try:
-                for frame in source.frames():
-                    if self.stop.is_set():
-                        break
-                    self.frames += 1
-                    self.pipeline.process_frame(frame, self.clock(), time.monotonic())
-                    self.notify("WATCHDOG=1")
-            finally:
-                source.close()
-            if not cam.loop:
-                break
+        venue, gate = self.config.venue.id, self.config.gate.id
+        self.notify(f"READY=1\nSTATUS=serving venue {venue} gate {gate}")
+        log.info("sentinel running: venue %s gate %s", venue, gate)
+        try:
+            while not self.stop.is_set():
+                source = open_source(cam.source, width=cam.width, height=cam.height, fps=cam.fps)
+                try:
+                    for frame in source.frames():
+                        if self.stop.is_set():
+                            break
+                        self.frames += 1
+                        self.pipeline.process_frame(frame, self.clock(), time.monotonic())
+                        # Pinged from the frame loop, so a hung camera or pipeline stops
+                        # the pings and systemd restarts the service (WatchdogSec=).
+                        self.watchdog()
+                finally:
+                    source.close()
+                if not cam.loop:
+                    break
+        finally:
+            self.notify("STOPPING=1")
         return 0
 
     def close(self) -> None:

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 
 from sentinel.config import Config
+from sentinel.credentials.healthcode import HealthCodeVerifier
 from sentinel.credentials.reader import ReadContext, read
 from sentinel.errors import CredentialError
-from sentinel.journal import Event, Journal
+from sentinel.credentials.model import Credential
+from sentinel.journal import Event, Journal, Personal
 from sentinel.policy import Decision, decide, refuse
 from sentinel.reasons import ReasonCode
 from sentinel.scan import PresentationTracker, Scanner, Symbol
@@ -48,8 +50,12 @@ class Pipeline:
     pseudonym_key: bytes = b""
     listeners: list[Listener] = field(default_factory=list)
     presentations: int = 0
+    # Health-code keys, settings and replay guard; lives across presentations.
+    healthcode: HealthCodeVerifier | None = None
 
     def __post_init__(self) -> None:
+        if self.healthcode is None:
+            self.healthcode = HealthCodeVerifier.for_provider(self.config.healthcode, self.trust)
         if self.scanner is None:
             self.scanner = Scanner(self.config.scan.backend, self.config.scan.fallback)
         if self.tracker is None:
@@ -59,10 +65,18 @@ class Pipeline:
         """Decode a frame; decide once per new presentation."""
         assert self.scanner is not None and self.tracker is not None
         symbols = self.scanner.decode(frame)
+        if self.healthcode is not None:  # a phone held still stays one presentation
+            self.healthcode.guard.observe(s.text for s in symbols)
         return [self.present(s, now) for s in self.tracker.update(symbols, mono)]
 
     def decide(self, symbol: Symbol, now: datetime) -> tuple[Decision, str]:
         """The decision for one symbol (no side effects)."""
+        decision, detail, _cred = self._read_and_decide(symbol, now)
+        return decision, detail
+
+    def _read_and_decide(
+        self, symbol: Symbol, now: datetime
+    ) -> tuple[Decision, str, Credential | None]:
         state = self.trust.state()
         ctx = ReadContext(
             trust=self.trust.trust_list(),
@@ -71,19 +85,20 @@ class Pipeline:
             skew=timedelta(seconds=self.config.policy.clock_skew_s),
             status=self.trust.status(),
             presentation_id=self.presentations,
+            healthcode=self.healthcode,
         )
         try:
             cred = read(symbol, ctx)
         except CredentialError as exc:
             d = refuse(exc.reason)
-            return Decision.of(d.reason, bundle_version=state.bundle_version), exc.detail
-        return decide(cred, self.config.policy, state, now), ""
+            return Decision.of(d.reason, bundle_version=state.bundle_version), exc.detail, None
+        return decide(cred, self.config.policy, state, now), "", cred
 
     def present(self, symbol: Symbol, now: datetime | None = None) -> Outcome:
         """Decide on one presentation and act on it: gate, journal, listeners."""
         now = now or datetime.now(UTC)
         self.presentations += 1
-        decision, detail = self.decide(symbol, now)
+        decision, detail, cred = self._read_and_decide(symbol, now)
         if decision.admit:
             self.gate.admit()
         else:
@@ -97,16 +112,23 @@ class Pipeline:
             credential_kind=decision.credential_kind.value,
             bundle_version=decision.bundle_version,
         )
-        event_id = self.notify(event, decision)
+        # Encrypted under the day key in the journal; never given to listeners.
+        personal = Personal(
+            display_name=decision.display_name,
+            pseudonym=cred.holder_pseudonym if cred is not None else "",
+        )
+        event_id = self.notify(event, decision, personal=personal)
         return Outcome(symbol, decision, event_id, detail)
 
-    def notify(self, event: Event, decision: Decision | None = None) -> str:
+    def notify(
+        self, event: Event, decision: Decision | None = None, *, personal: Personal | None = None
+    ) -> str:
         """Journal ``event`` and tell every listener; return the event id.
 
         Device events (camera fault, door alarm, override, exit) come through here too,
         with ``decision=None`` and ``event.decision`` set to "event", "override" or "exit".
         """
-        event_id = self.journal.record(event)
+        event_id = self.journal.record(event, personal=personal)
         for listener in self.listeners:
             try:
                 listener(event, decision)

@@ -65,6 +65,7 @@ class ReasonCode(StrEnum):
     DOOR_HELD_OPEN = "DOOR_HELD_OPEN"
     DOOR_FORCED = "DOOR_FORCED"
     DOOR_CLOSED = "DOOR_CLOSED"
+    OUTBOX_FULL = "OUTBOX_FULL"  # fleet export queue full: events kept in the journal only
 
 
 ADMIT_CODES = frozenset(
@@ -121,6 +122,7 @@ MESSAGES: dict[ReasonCode, tuple[str, str]] = {
     ReasonCode.DOOR_HELD_OPEN: ("Door held open", "门长时间未关闭"),
     ReasonCode.DOOR_FORCED: ("Door forced open", "门被强行打开"),
     ReasonCode.DOOR_CLOSED: ("Door closed", "门已关闭"),
+    ReasonCode.OUTBOX_FULL: ("Fleet upload queue full", "上传队列已满"),
 }
 
 

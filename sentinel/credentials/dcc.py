@@ -18,7 +18,7 @@ import unicodedata
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import base45
@@ -29,6 +29,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from sentinel.credentials.dcc_schema import (
+    dose,
+    hcert_entry,
+    to_date,
+    to_datetime,
+    validate_payload,
+)
 from sentinel.credentials.model import (
     Credential,
     CredentialKind,
@@ -60,6 +67,7 @@ EKU_TYPES: dict[str, str] = {
     "1.3.6.1.4.1.0.1847.2021.1.3": "r",
 }
 TEST_NOT_DETECTED = "260415000"
+NO_SKEW = timedelta(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +114,14 @@ def b45decode(text: str) -> bytes:
 
 
 def inflate(data: bytes, max_bytes: int = MAX_INFLATED_BYTES) -> bytes:
-    """zlib-inflate with a hard output cap (a zlib bomb stops at ``max_bytes``)."""
-    if data[:1] != b"x":
-        # DCC Vol. 3 allows uncompressed COSE; a COSE_Sign1 starts with tag 18 or an array.
-        return data
+    """zlib-inflate with a hard output cap (a zlib bomb stops at ``max_bytes``).
+
+    DCC Vol. 3 §3.2: the COSE "SHALL be compressed using ZLIB"; an uncompressed COSE is
+    refused (published test vector common/Z2 expects exactly that).
+    """
+    # RFC 1950 §2.2: CMF 0x78 (deflate, 32 KiB window) and a header checksum.
+    if len(data) < 2 or data[0] & 0x0F != 8 or (data[0] << 8 | data[1]) % 31:
+        raise MalformedCredential(ReasonCode.MALFORMED, "zlib: not a zlib stream")
     d = zlib.decompressobj()
     try:
         out = d.decompress(data, max_bytes + 1)
@@ -132,6 +144,8 @@ def _cbor(data: bytes, what: str) -> Any:
 def decode_cose(data: bytes) -> CoseSign1:
     """Parse a COSE_Sign1 structure, tagged (18) or untagged (RFC 9052 §4.2)."""
     obj = _cbor(data, "COSE")
+    if isinstance(obj, cbor2.CBORTag) and obj.tag == 61:
+        obj = obj.value  # RFC 8392 §6: a CWT tag may wrap the COSE_Sign1 tag
     if isinstance(obj, cbor2.CBORTag):
         if obj.tag != 18:
             raise MalformedCredential(ReasonCode.MALFORMED, f"COSE: tag {obj.tag}, not 18")
@@ -199,6 +213,10 @@ def certificate_types(cert: x509.Certificate) -> frozenset[str]:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
         return frozenset("vtr")
+    except ValueError:
+        # An extension cryptography cannot parse (vector common/CO15: an empty EKU
+        # sequence).  No readable restriction: the signer is unrestricted, as when absent.
+        return frozenset("vtr")
     allowed = {EKU_TYPES[o.dotted_string] for o in eku if o.dotted_string in EKU_TYPES}
     return frozenset(allowed) if allowed else frozenset("vtr")
 
@@ -222,11 +240,23 @@ def find_signer(cose: CoseSign1, trust: TrustList) -> Signer:
     raise last
 
 
+def check_signer_validity(signer: Signer, now: datetime) -> None:
+    """Signer certificate inside its validity period at ``now``."""
+    cert = signer.certificate
+    if not (cert.not_valid_before_utc <= aware(now) <= cert.not_valid_after_utc):
+        raise SignatureError(ReasonCode.SIGNER_NOT_VALID, "signer certificate not valid now")
+
+
+def check_key_usage(signer: Signer, cert_type: str) -> None:
+    """The signer's extended key usage allows ``cert_type`` (DCC Vol. 3 §5)."""
+    if cert_type not in certificate_types(signer.certificate):
+        raise SignatureError(ReasonCode.SIGNER_NOT_ALLOWED, f"signer not allowed for '{cert_type}'")
+
+
 def check_signer(signer: Signer, cert_type: str, now: datetime) -> None:
     """Signer certificate valid at ``now`` and allowed to sign ``cert_type``."""
+    check_signer_validity(signer, now)
     cert = signer.certificate
-    if not (cert.not_valid_before_utc <= now <= cert.not_valid_after_utc):
-        raise SignatureError(ReasonCode.SIGNER_NOT_VALID, "signer certificate not valid now")
     if cert_type not in certificate_types(cert):
         raise SignatureError(ReasonCode.SIGNER_NOT_ALLOWED, f"signer not allowed for '{cert_type}'")
 
@@ -234,44 +264,10 @@ def check_signer(signer: Signer, cert_type: str, now: datetime) -> None:
 # --- payload --------------------------------------------------------------------------------
 
 
-def _schema(cond: bool, what: str) -> None:
-    if not cond:
-        raise MalformedCredential(ReasonCode.SCHEMA_INVALID, what)
-
-
-def _date(value: Any, what: str) -> date:
-    _schema(isinstance(value, str), f"{what} missing")
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        raise MalformedCredential(ReasonCode.SCHEMA_INVALID, f"{what} not a date") from None
-
-
-def _datetime(value: Any, what: str) -> datetime:
-    _schema(isinstance(value, str), f"{what} missing")
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise MalformedCredential(ReasonCode.SCHEMA_INVALID, f"{what} not a time") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
-def _int(value: Any, what: str) -> int:
-    _schema(isinstance(value, int) and not isinstance(value, bool) and 0 < value < 100, what)
-    return int(value)
-
-
 def hcert(claims: Mapping[Any, Any]) -> tuple[str, Mapping[str, Any]]:
     """Return (type, entry) of the single v/t/r entry of the hcert claim."""
-    h = claims.get(CWT_HCERT)
-    _schema(isinstance(h, Mapping) and isinstance(h.get(1), Mapping), "hcert claim missing")
-    dgc = h[1]
-    entries = [(t, dgc[t]) for t in ("v", "t", "r") if t in dgc]
-    _schema(len(entries) == 1, "exactly one of v, t, r expected")
-    t, lst = entries[0]
-    _schema(isinstance(lst, list | tuple) and len(lst) == 1, f"'{t}' must hold one entry")
-    _schema(isinstance(lst[0], Mapping), f"'{t}' entry not a map")
-    return t, lst[0]
+    t, entry, _ = hcert_entry(claims)
+    return t, entry
 
 
 def mask_name(name: str) -> str:
@@ -281,6 +277,7 @@ def mask_name(name: str) -> str:
 
 
 def masked_display(dgc: Mapping[str, Any]) -> str:
+    """``B**** A*****, 1974``: masked family and given names and the year of birth only."""
     nam = dgc.get("nam") if isinstance(dgc.get("nam"), Mapping) else {}
     fn = str(nam.get("fn") or nam.get("fnt") or "")
     gn = str(nam.get("gn") or nam.get("gnt") or "")
@@ -301,15 +298,27 @@ def holder_pseudonym(dgc: Mapping[str, Any], key: bytes) -> str:
     return hmac.new(key, ident.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def revocation_keys(entry: Mapping[str, Any], cose: CoseSign1) -> tuple[str, ...]:
-    """EU DCC revocation hashes: UCI, COUNTRYCODEUCI and SIGNATURE (first 16 bytes)."""
+def revocation_keys(entry: Mapping[str, Any], cose: CoseSign1, issuer: str = "") -> tuple[str, ...]:
+    """The EU DCC revocation hashes of one certificate, as ``TYPE:hex``.
+
+    Each is the first 16 bytes (128 bits) of a SHA-256, lower-case hex (EU DCC revocation
+    list format, hash types per the DCC revocation specification):
+
+    - ``UCI:``            SHA-256(UCI)                 the ``ci`` field, UTF-8, as printed
+    - ``COUNTRYCODEUCI:`` SHA-256(country + UCI)       issuing country: CWT ``iss``, else ``co``
+    - ``SIGNATURE:``      SHA-256(signature)           ES256: the 32-byte ``r`` half only;
+                                                       PS256: the whole signature
+    """
     uci = str(entry.get("ci", ""))
-    co = str(entry.get("co", ""))
+    country = issuer or str(entry.get("co", ""))
     sig = cose.signature[:32] if cose.alg == ALG_ES256 else cose.signature
-    h = lambda b: hashlib.sha256(b).digest()[:16].hex()  # noqa: E731
+
+    def h(b: bytes) -> str:
+        return hashlib.sha256(b).digest()[:16].hex()
+
     return (
         f"UCI:{h(uci.encode())}",
-        f"COUNTRYCODEUCI:{h((co + uci).encode())}",
+        f"COUNTRYCODEUCI:{h((country + uci).encode())}",
         f"SIGNATURE:{h(sig)}",
     )
 
@@ -317,64 +326,177 @@ def revocation_keys(entry: Mapping[str, Any], cose: CoseSign1) -> tuple[str, ...
 def to_credential(
     cose: CoseSign1, claims: Mapping[Any, Any], signer: Signer, *, pseudonym_key: bytes = b""
 ) -> Credential:
-    """Minimize a verified DCC into the fields a decision needs."""
-    t, entry = hcert(claims)
+    """Minimize a verified, schema-checked DCC into the fields a decision needs."""
+    t, entry = validate_payload(claims)
     dgc = claims[CWT_HCERT][1]
     vac = test = rec = None
     if t == "v":
         kind = CredentialKind.DCC_VACCINATION
         vac = Vaccination(
-            dose_number=_int(entry.get("dn"), "v.dn missing or out of range"),
-            series_doses=_int(entry.get("sd"), "v.sd missing or out of range"),
-            vaccinated_on=_date(entry.get("dt"), "v.dt"),
+            dose_number=dose(entry["dn"], "v.dn"),
+            series_doses=dose(entry["sd"], "v.sd"),
+            vaccinated_on=to_date(entry["dt"], "v.dt"),
             product=str(entry.get("mp", "")),
             disease=str(entry.get("tg", "")),
         )
     elif t == "t":
         kind = CredentialKind.DCC_TEST
-        _schema(isinstance(entry.get("tr"), str), "t.tr missing")
-        _schema(isinstance(entry.get("tt"), str), "t.tt missing")
         test = TestResult(
             test_type=entry["tt"],
-            sampled_at=_datetime(entry.get("sc"), "t.sc"),
+            sampled_at=to_datetime(entry["sc"], "t.sc"),
             not_detected=entry["tr"] == TEST_NOT_DETECTED,
             disease=str(entry.get("tg", "")),
         )
     else:
         kind = CredentialKind.DCC_RECOVERY
         rec = Recovery(
-            first_positive_on=_date(entry.get("fr"), "r.fr"),
-            valid_from=_date(entry.get("df"), "r.df"),
-            valid_until=_date(entry.get("du"), "r.du"),
+            first_positive_on=to_date(entry["fr"], "r.fr"),
+            valid_from=to_date(entry["df"], "r.df"),
+            valid_until=to_date(entry["du"], "r.du"),
             disease=str(entry.get("tg", "")),
         )
-    iat, exp = claims.get(CWT_IAT), claims.get(CWT_EXP)
+    iat, exp, iss = claims.get(CWT_IAT), claims.get(CWT_EXP), claims.get(CWT_ISS)
+    issuer = iss if isinstance(iss, str) else ""
     return Credential(
         kind=kind,
         issuer_kid=signer.kid.hex(),
-        issuer_country=str(claims.get(CWT_ISS, "")),
-        issued_at=datetime.fromtimestamp(iat, UTC) if isinstance(iat, int | float) else None,
-        expires_at=datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else None,
+        issuer_country=issuer,
+        issued_at=datetime.fromtimestamp(iat, UTC) if _is_time(iat) else None,
+        expires_at=datetime.fromtimestamp(exp, UTC) if _is_time(exp) else None,
         vaccination=vac,
         test=test,
         recovery=rec,
         holder_pseudonym=holder_pseudonym(dgc, pseudonym_key),
         display_name=masked_display(dgc),
-        revocation_keys=revocation_keys(entry, cose),
+        revocation_keys=revocation_keys(entry, cose, issuer),
     )
 
 
-def check_times(claims: Mapping[Any, Any], now: datetime, skew: timedelta) -> None:
-    """CWT ``exp`` and ``iat`` at ``now`` (RFC 8392 §3.1.4, §3.1.6)."""
+def _is_time(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and abs(v) < 2**40
+
+
+def aware(now: datetime) -> datetime:
+    """A naive ``now`` is UTC (some published vectors give naive validation clocks)."""
+    return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+
+def check_times(
+    claims: Mapping[Any, Any], now: datetime, skew: timedelta, *, require: bool = False
+) -> None:
+    """CWT ``exp`` and ``iat`` at ``now`` (RFC 8392 §3.1.4, §3.1.6).
+
+    ``iat`` later than ``now`` + ``skew`` is NOT_YET_VALID: a certificate cannot be shown
+    before it was issued (published vector common/CO16 expects the same).  With
+    ``require`` both claims must be present (DCC Vol. 3 §2.6.3 makes them mandatory).
+    """
     exp, iat = claims.get(CWT_EXP), claims.get(CWT_IAT)
     for v, name in ((exp, "exp"), (iat, "iat")):
-        if v is not None and not (isinstance(v, int | float) and abs(v) < 2**40):
+        if v is None and require:
+            raise MalformedCredential(ReasonCode.SCHEMA_INVALID, f"CWT {name} missing")
+        if v is not None and not _is_time(v):
             raise MalformedCredential(ReasonCode.MALFORMED, f"CWT {name} not a time")
-    ts = now.timestamp()
+    ts = aware(now).timestamp()
     if exp is not None and ts > exp + skew.total_seconds():
         raise ValidityError(ReasonCode.EXPIRED, "certificate expired")
     if iat is not None and ts + skew.total_seconds() < iat:
         raise ValidityError(ReasonCode.NOT_YET_VALID, "issued in the future")
+
+
+# --- the whole chain, step by step -----------------------------------------------------------
+
+STEP_NAMES = (
+    "unprefix",
+    "base45",
+    "zlib",
+    "cose",
+    "cwt",
+    "signer",
+    "signature",
+    "signer-validity",
+    "key-usage",
+    "times",
+    "schema",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of the chain: ok, or the reason it failed."""
+
+    name: str
+    ok: bool
+    reason: ReasonCode | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    steps: tuple[Step, ...]
+    credential: Credential | None
+    error: CredentialError | None
+
+
+def verify_steps(
+    text: str,
+    trust: TrustList,
+    now: datetime,
+    *,
+    pseudonym_key: bytes = b"",
+    skew: timedelta = timedelta(minutes=5),
+) -> ChainReport:
+    """The whole chain with every step recorded; never raises."""
+    now = aware(now)
+    steps: list[Step] = []
+    state: dict[str, Any] = {}
+
+    def run(name: str, fn: Any) -> None:
+        try:
+            fn()
+        except CredentialError as exc:
+            steps.append(Step(name, False, exc.reason, exc.detail))
+            raise
+        except Exception as exc:  # a decoder bug must become a refusal, never a crash
+            err = MalformedCredential(ReasonCode.MALFORMED, f"{type(exc).__name__}: {exc}")
+            steps.append(Step(name, False, err.reason, err.detail))
+            raise err from None
+        steps.append(Step(name, True))
+
+    def _signer() -> None:
+        if len(trust) == 0:
+            raise SignatureError(ReasonCode.NO_TRUST_DATA, "trust list is empty")
+        if state["cose"].kid is None:
+            raise SignatureError(ReasonCode.UNKNOWN_SIGNER, "no kid in COSE headers")
+        if not trust.lookup(state["cose"].kid):
+            raise SignatureError(ReasonCode.UNKNOWN_SIGNER, f"kid {state['cose'].kid.hex()}")
+
+    chain = [
+        ("unprefix", lambda: state.__setitem__("b45", unprefix(text))),
+        ("base45", lambda: state.__setitem__("z", b45decode(state["b45"]))),
+        ("zlib", lambda: state.__setitem__("raw", inflate(state["z"]))),
+        ("cose", lambda: state.__setitem__("cose", decode_cose(state["raw"]))),
+        ("cwt", lambda: state.__setitem__("claims", decode_claims(state["cose"].payload))),
+        ("signer", _signer),
+        ("signature", lambda: state.__setitem__("signer", find_signer(state["cose"], trust))),
+        ("signer-validity", lambda: check_signer_validity(state["signer"], now)),
+        ("key-usage", lambda: check_key_usage(state["signer"], hcert(state["claims"])[0])),
+        ("times", lambda: check_times(state["claims"], now, skew)),
+        (
+            "schema",
+            lambda: state.__setitem__(
+                "cred",
+                to_credential(
+                    state["cose"], state["claims"], state["signer"], pseudonym_key=pseudonym_key
+                ),
+            ),
+        ),
+    ]
+    try:
+        for name, fn in chain:
+            run(name, fn)
+    except CredentialError as exc:
+        return ChainReport(tuple(steps), None, exc)
+    return ChainReport(tuple(steps), state["cred"], None)
 
 
 def verify(
@@ -386,17 +508,8 @@ def verify(
     skew: timedelta = timedelta(minutes=5),
 ) -> Credential:
     """The whole chain: QR text → verified, minimized Credential, or CredentialError."""
-    try:
-        cose = decode(text)
-        claims = decode_claims(cose.payload)
-        if len(trust) == 0:
-            raise SignatureError(ReasonCode.NO_TRUST_DATA, "trust list is empty")
-        signer = find_signer(cose, trust)
-        cert_type, _ = hcert(claims)
-        check_signer(signer, cert_type, now)
-        check_times(claims, now, skew)
-        return to_credential(cose, claims, signer, pseudonym_key=pseudonym_key)
-    except CredentialError:
-        raise
-    except Exception as exc:  # a decoder bug must become a refusal, never a crash
-        raise MalformedCredential(ReasonCode.MALFORMED, f"{type(exc).__name__}: {exc}") from None
+    report = verify_steps(text, trust, now, pseudonym_key=pseudonym_key, skew=skew)
+    if report.error is not None:
+        raise report.error
+    assert report.credential is not None
+    return report.credential

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sentinel.credentials import dcc
+from sentinel.credentials import dcc, healthcode
 from sentinel.credentials.model import Credential
 from sentinel.credentials.trustlist import TrustList
 from sentinel.errors import MalformedCredential
@@ -25,6 +25,9 @@ class ReadContext:
     # Increases by one per presentation (tracker); lets replay checks tell a phone held
     # still (same presentation) from a code shown again by someone else.
     presentation_id: int = 0
+    # Health codes: trusted issuing keys, settings and the replay guard, which lives in the
+    # Pipeline across presentations; None: health codes are not read.
+    healthcode: healthcode.HealthCodeVerifier | None = None
 
 
 def read(symbol: Symbol, ctx: ReadContext) -> Credential:
@@ -32,4 +35,12 @@ def read(symbol: Symbol, ctx: ReadContext) -> Credential:
     text = symbol.text
     if text.startswith(dcc.PREFIX):
         return dcc.verify(text, ctx.trust, ctx.now, pseudonym_key=ctx.pseudonym_key, skew=ctx.skew)
+    if text.startswith(healthcode.PREFIX) and ctx.healthcode is not None:
+        return ctx.healthcode.verify(
+            text,
+            ctx.now,
+            presentation_id=ctx.presentation_id,
+            status=ctx.status,
+            pseudonym_key=ctx.pseudonym_key,
+        )
     raise MalformedCredential(ReasonCode.UNREADABLE, f"unknown code kind ({symbol.kind})")

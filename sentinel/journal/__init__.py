@@ -1,5 +1,5 @@
 """Journal, retention purge and the audit chain."""
 
-from sentinel.journal.journal import Event, Journal
+from sentinel.journal.journal import Event, Journal, Personal
 
-__all__ = ["Event", "Journal"]
+__all__ = ["Event", "Journal", "Personal"]

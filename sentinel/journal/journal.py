@@ -1,13 +1,76 @@
-"""The journal: one minimal row per presentation, in SQLite (sqlite-utils)."""
+"""The journal: one minimal row per presentation, in SQLite (sqlite-utils).
+
+Tables (``journal.db``):
+
+- ``events``: time, venue, gate, decision, reason, credential kind, bundle version.
+  No personal data.  Kept for ``retention_days``.
+- ``personal``: the personal display fields of an event (masked name, masked document
+  number, keyed pseudonym) as one AES-256-GCM ciphertext under the key of the event's
+  calendar day (UTC), bound to the event id and day as associated data.  The day keys
+  live in a separate key store file (``keystore.py``); the purge destroys them.
+- ``daily_counts``: non-personal counts per day, venue, gate, decision, reason and
+  credential kind, updated in the same transaction as each event; kept for
+  ``aggregate_days`` so reports can look further back than the personal window.
+- ``purge_log``: one row per purged day (``purge.py``), so an interrupted purge finishes
+  its audit entries on the next run.
+
+WAL mode with ``synchronous=FULL`` by default: a ``record()`` that returned survives a
+power cut.  ``secure_delete=ON`` on every connection zeroes deleted rows in place.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import sqlite3
+import threading
 import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from sentinel.errors import JournalError
+from sentinel.journal.keystore import KeyStore, connect
+
+NONCE_BYTES = 12  # NIST SP 800-38D: 96-bit nonces, random per message
+_PAD = 64  # plaintexts are padded to a multiple of this, so lengths do not leak names
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY, time TEXT, venue TEXT, gate TEXT, decision TEXT,
+    reason TEXT, credential_kind TEXT, bundle_version TEXT);
+CREATE INDEX IF NOT EXISTS idx_events_time ON events (time);
+CREATE TABLE IF NOT EXISTS personal (
+    event_id TEXT PRIMARY KEY, day TEXT NOT NULL, nonce BLOB NOT NULL, ct BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS idx_personal_day ON personal (day);
+CREATE TABLE IF NOT EXISTS daily_counts (
+    day TEXT NOT NULL, venue TEXT NOT NULL, gate TEXT NOT NULL, decision TEXT NOT NULL,
+    reason TEXT NOT NULL, credential_kind TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (day, venue, gate, decision, reason, credential_kind));
+CREATE TABLE IF NOT EXISTS purge_log (
+    purge_id TEXT PRIMARY KEY, scope TEXT NOT NULL, day TEXT NOT NULL, started TEXT,
+    key_destroyed INTEGER NOT NULL DEFAULT 0, personal_rows INTEGER NOT NULL DEFAULT 0,
+    event_rows INTEGER NOT NULL DEFAULT 0, count_rows INTEGER NOT NULL DEFAULT 0,
+    audited INTEGER NOT NULL DEFAULT 0);
+"""
+
+_EVENT_COLUMNS = (
+    "event_id",
+    "time",
+    "venue",
+    "gate",
+    "decision",
+    "reason",
+    "credential_kind",
+    "bundle_version",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,45 +87,281 @@ class Event:
     event_id: str = ""
 
 
-class Journal:
-    """Append-only event store.  WAL mode, synchronous=FULL: an acknowledged row survives
-    a power cut."""
+@dataclass(frozen=True, slots=True)
+class Personal:
+    """The personal display fields of one presentation; stored only encrypted.
 
-    def __init__(self, path: str | Path) -> None:
+    ``display_name`` is the masked name (``M******* E****, 1974``), ``document_masked``
+    a masked document number (ID documents; never the number itself), ``pseudonym`` the
+    keyed hash that counts repeat refusals.
+    """
+
+    display_name: str = ""
+    document_masked: str = ""
+    pseudonym: str = ""
+
+    def is_empty(self) -> bool:
+        return not (self.display_name or self.document_masked or self.pseudonym)
+
+
+def utc_iso(t: datetime) -> str:
+    """The stored form of a time: ISO 8601 in UTC (sorts as text)."""
+    if t.tzinfo is None:
+        raise JournalError(f"naive datetime {t!r}: journal times must carry a timezone")
+    return t.astimezone(UTC).isoformat()
+
+
+def day_start_iso(day: date) -> str:
+    """The stored form of ``day`` 00:00 UTC, for range comparisons."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).isoformat()
+
+
+def first_kept_day(now: datetime, days: int) -> date:
+    """The oldest calendar day (UTC) inside a window of ``days`` days ending today."""
+    return now.astimezone(UTC).date() - timedelta(days=days - 1)
+
+
+def _as_personal(p: Personal | Mapping[str, str] | None) -> Personal | None:
+    if p is None or isinstance(p, Personal):
+        return p
+    return Personal(**{k: str(v) for k, v in p.items() if v})
+
+
+def _aad(event_id: str, day: str) -> bytes:
+    # Binds a ciphertext to its row: it cannot be moved to another event or day.
+    return f"sentinel-journal/1|{event_id}|{day}".encode()
+
+
+class Journal:
+    """Append-only event store with encrypted personal fields and daily aggregates.
+
+    ``Journal(path)`` keeps its day keys in ``<stem>-keys.db`` beside ``path`` unless
+    ``key_path`` says otherwise.  ``clock`` decides what "inside the retention window"
+    means for ``record`` (personal fields of days already outside are dropped) and for
+    ``personal`` (returns None outside).  Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        key_path: str | Path | None = None,
+        retention_days: int = 14,
+        synchronous: str = "FULL",
+        clock: Any = None,
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise JournalError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite_utils.Database(self.path)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        if "events" not in self.db.table_names():
-            self.db["events"].create(
-                {
-                    "event_id": str,
-                    "time": str,
-                    "venue": str,
-                    "gate": str,
-                    "decision": str,
-                    "reason": str,
-                    "credential_kind": str,
-                    "bundle_version": str,
-                },
-                pk="event_id",
-            )
-            self.db["events"].create_index(["time"])
+        self.key_path = (
+            Path(key_path) if key_path else self.path.with_name(self.path.stem + "-keys.db")
+        )
+        self.retention_days = retention_days
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.lock = threading.RLock()
+        self.conn: sqlite3.Connection = connect(self.path, synchronous=synchronous)
+        self.conn.executescript(_SCHEMA)
+        self.db = sqlite_utils.Database(self.conn)
+        self.keys = KeyStore(self.key_path)
+        self._key_cache: tuple[date, bytes] | None = None
+        self._closed = False
+        # Called inside the transaction of each new event row (e.g. the fleet outbox), so
+        # an event is journaled and queued for export together, or not at all.
+        self.hooks: list[Callable[[sqlite3.Connection, dict[str, str]], None]] = []
 
-    def record(self, event: Event) -> str:
+    # -- writing ---------------------------------------------------------------------
+
+    def in_window(self, day: date, now: datetime | None = None) -> bool:
+        """True when personal fields of ``day`` may be kept and shown at ``now``."""
+        return day >= first_kept_day(now or self.clock(), self.retention_days)
+
+    def _day_key(self, day: date) -> bytes:
+        cached = self._key_cache
+        if cached is not None and cached[0] == day:
+            return cached[1]
+        key = self.keys.key_for(day, create=True)
+        assert key is not None
+        self._key_cache = (day, key)
+        return key
+
+    def _prepare(
+        self, event: Event, personal: Personal | Mapping[str, str] | None
+    ) -> tuple[tuple[str, ...], tuple[str, str, bytes, bytes] | None]:
         row = asdict(event)
         row["event_id"] = event.event_id or uuid.uuid4().hex
-        row["time"] = event.time.astimezone(UTC).isoformat()
-        with self.db.conn:
-            self.db["events"].insert(row)
-        return row["event_id"]
+        row["time"] = utc_iso(event.time)
+        values = tuple(str(row[c]) for c in _EVENT_COLUMNS)
+        p = _as_personal(personal)
+        day = event.time.astimezone(UTC).date()
+        if p is None or p.is_empty() or not self.in_window(day):
+            return values, None
+        # The key is committed to the key store before the ciphertext is written, so
+        # an acknowledged row always has its key (until the purge).
+        key = self._day_key(day)
+        plain = json.dumps(asdict(p), separators=(",", ":")).encode()
+        plain += b" " * (-len(plain) % _PAD)
+        nonce = os.urandom(NONCE_BYTES)
+        ct = AESGCM(key).encrypt(nonce, plain, _aad(values[0], day.isoformat()))
+        return values, (values[0], day.isoformat(), nonce, ct)
+
+    def _insert(self, values: tuple[str, ...], enc: tuple[str, str, bytes, bytes] | None) -> None:
+        self.conn.execute(
+            f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)",
+            values,
+        )
+        if enc is not None:
+            self.conn.execute(
+                "INSERT INTO personal (event_id, day, nonce, ct) VALUES (?,?,?,?)", enc
+            )
+        _eid, t, venue, gate, decision, reason, kind, _bv = values
+        self.conn.execute(
+            "INSERT INTO daily_counts VALUES (?,?,?,?,?,?,1) ON CONFLICT DO UPDATE "
+            "SET count = count + 1",
+            (t[:10], venue, gate, decision, reason, kind),
+        )
+        if self.hooks:
+            row = dict(zip(_EVENT_COLUMNS, values, strict=True))
+            for hook in self.hooks:
+                hook(self.conn, row)
+
+    def record(self, event: Event, *, personal: Personal | Mapping[str, str] | None = None) -> str:
+        """Store ``event`` (and its personal fields, encrypted); return the event id.
+
+        The row is durable when this returns.  Personal fields of a day already outside
+        the retention window are not stored at all.
+        """
+        return self.record_many([(event, personal)])[0]
+
+    def record_many(
+        self, items: Iterable[tuple[Event, Personal | Mapping[str, str] | None]]
+    ) -> list[str]:
+        """Store several events in one transaction (imports, benchmarks)."""
+        with self.lock:
+            prepared = [self._prepare(e, p) for e, p in items]
+            self._begin()
+            try:
+                for values, enc in prepared:
+                    self._insert(values, enc)
+                self.conn.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                self.conn.execute("ROLLBACK")
+                raise JournalError(f"{self.path}: event not recorded: {exc}") from None
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        return [values[0] for values, _ in prepared]
+
+    def _begin(self) -> None:
+        if self._closed:
+            raise JournalError(f"{self.path}: journal is closed")
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    # -- reading ---------------------------------------------------------------------
 
     def events(self) -> list[dict[str, object]]:
-        return list(self.db["events"].rows_where(order_by="time"))
+        """Every event row, oldest first (non-personal columns only)."""
+        with self.lock:
+            return list(self.db["events"].rows_where(order_by="time"))
+
+    def query(
+        self,
+        start: datetime,
+        end: datetime,
+        gate: str | None = None,
+        reason: str | None = None,
+        decision: str | None = None,
+    ) -> list[dict[str, object]]:
+        """Events with ``start <= time < end``, oldest first, optionally filtered.
+
+        Each row has the ``events`` columns plus ``has_personal`` (1 when encrypted
+        personal fields are still stored; ``personal(event_id)`` decides if they may be
+        shown).
+        """
+        where = ["e.time >= ?", "e.time < ?"]
+        params: list[str] = [utc_iso(start), utc_iso(end)]
+        for col, val in (("gate", gate), ("reason", reason), ("decision", decision)):
+            if val is not None:
+                where.append(f"e.{col} = ?")
+                params.append(val)
+        cols = ", ".join(f"e.{c}" for c in _EVENT_COLUMNS)
+        sql = (
+            f"SELECT {cols}, EXISTS (SELECT 1 FROM personal p WHERE p.event_id = e.event_id)"
+            f" AS has_personal FROM events e WHERE {' AND '.join(where)} ORDER BY e.time"
+        )
+        with self.lock:
+            cur = self.conn.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def personal(self, event_id: str, now: datetime | None = None) -> dict[str, str] | None:
+        """The decrypted personal fields of an event, or None when there are none, the
+        event's day is outside the retention window, or its key was destroyed.
+
+        Raises JournalError when a stored ciphertext fails authentication (tampering).
+        """
+        with self.lock:
+            row = self.conn.execute(
+                "SELECT day, nonce, ct FROM personal WHERE event_id = ?", (event_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        day = date.fromisoformat(row[0])
+        if not self.in_window(day, now):
+            return None
+        key = self.keys.key_for(day)
+        if key is None:
+            return None
+        try:
+            plain = AESGCM(key).decrypt(bytes(row[1]), bytes(row[2]), _aad(event_id, row[0]))
+        except InvalidTag:
+            raise JournalError(f"personal fields of event {event_id} fail authentication") from None
+        return {k: str(v) for k, v in json.loads(plain).items()}
+
+    def repeat_refusals(
+        self, start: datetime, end: datetime, *, min_count: int = 2
+    ) -> list[tuple[str, int]]:
+        """Pseudonyms refused at least ``min_count`` times in [start, end), most first.
+
+        Only events whose personal fields are still readable count.
+        """
+        counts: Counter[str] = Counter()
+        for row in self.query(start, end, decision="refuse"):
+            if not row["has_personal"]:
+                continue
+            p = self.personal(str(row["event_id"]))
+            if p and p.get("pseudonym"):
+                counts[p["pseudonym"]] += 1
+        return [(k, n) for k, n in counts.most_common() if n >= min_count]
+
+    def daily_counts(
+        self, start_day: date, end_day: date, gate: str | None = None
+    ) -> list[dict[str, object]]:
+        """Non-personal counts for days in [start_day, end_day] (kept aggregate_days)."""
+        sql = "SELECT * FROM daily_counts WHERE day >= ? AND day <= ?"
+        params = [start_day.isoformat(), end_day.isoformat()]
+        if gate is not None:
+            sql += " AND gate = ?"
+            params.append(gate)
+        with self.lock:
+            cur = self.conn.execute(sql + " ORDER BY day, gate, decision, reason", params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def pseudonym_key(self) -> bytes:
+        """The device-held HMAC key for holder pseudonyms (from the key store)."""
+        return self.keys.pseudonym_key()
+
+    # -- lifecycle -------------------------------------------------------------------
 
     def close(self) -> None:
-        self.db.close()
+        with self.lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._key_cache = None
+            self.conn.close()
+            self.keys.close()
 
     def __enter__(self) -> Journal:
         return self

@@ -5,7 +5,9 @@ For the demo, the tests and the benchmarks; deterministic for a given seed.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -38,7 +40,7 @@ def blank_frame(width: int, height: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     y = np.linspace(90, 150, height, dtype=np.float32)[:, None]
     x = np.linspace(0, 25, width, dtype=np.float32)[None, :]
-    base = y + x + rng.normal(0, 3, (height, width)).astype(np.float32)
+    base = y + x + rng.standard_normal((height, width), dtype=np.float32) * 3
     return cv2.cvtColor(np.clip(base, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
 
 
@@ -46,17 +48,31 @@ def place(
     code: np.ndarray, width: int, height: int, d: Degrade = Degrade(), seed: int = 0
 ) -> np.ndarray:
     """Put ``code`` (grayscale) into a ``width``×``height`` BGR frame with degradations."""
+    return place_image(code, width, height, d, seed)
+
+
+def place_image(
+    image: np.ndarray, width: int, height: int, d: Degrade = Degrade(), seed: int = 0
+) -> np.ndarray:
+    """Like ``place`` for any grayscale image (a card, a page): ``d.fill`` is the fraction
+    of the frame height its height fills (less when it would not fit the width)."""
     rng = np.random.default_rng(seed)
     frame = blank_frame(width, height, seed).astype(np.float32)
-    side = max(16, int(height * d.fill))
-    tile = cv2.resize(code, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
-    # a phone screen: the code on a white card, slightly off-centre
-    cx = width / 2 + rng.uniform(-0.1, 0.1) * width
+    ih, iw = image.shape[:2]
+    side_h = max(16, int(height * d.fill))
+    side_w = max(16, int(side_h * iw / ih))
+    if side_w > 0.95 * width:
+        side_w = int(0.95 * width)
+        side_h = max(16, int(side_w * ih / iw))
+    tile = cv2.resize(image, (side_w, side_h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    side = max(side_w, side_h)
+    # a phone screen or a card, slightly off-centre
+    cx = width / 2 + rng.uniform(-0.1, 0.1) * (width - side_w)
     cy = height / 2 + rng.uniform(-0.05, 0.05) * height
-    src = np.float32([[0, 0], [side, 0], [side, side], [0, side]])
-    half = side / 2
-    k = d.keystone * half
-    dst = np.float32([[-half + k, -half], [half - k, -half], [half, half], [-half, half]])
+    src = np.float32([[0, 0], [side_w, 0], [side_w, side_h], [0, side_h]])
+    hw, hh = side_w / 2, side_h / 2
+    k = d.keystone * hw
+    dst = np.float32([[-hw + k, -hh], [hw - k, -hh], [hw, hh], [-hw, hh]])
     a = np.deg2rad(d.angle_deg)
     rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]], dtype=np.float32)
     dst = dst @ rot.T + np.float32([cx, cy])
@@ -80,3 +96,171 @@ def place(
         if ok:
             out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     return out
+
+
+# --- camera-condition corpus (tests and benchmarks) ----------------------------------
+
+CONDITIONS = ("clean", "rotate", "keystone", "blur", "noise", "jpeg", "dim", "glare", "mixed")
+
+
+def degrade_for(condition: str, rng: np.random.Generator) -> Degrade:
+    """A random ``Degrade`` of one named condition (codes fill 45–70% of the height)."""
+    fill = float(rng.uniform(0.45, 0.7))
+    angle = float(rng.uniform(-30, 30))
+    u = rng.uniform
+    table = {
+        "clean": Degrade(fill=fill),
+        "rotate": Degrade(angle_deg=angle, fill=fill),
+        "keystone": Degrade(angle_deg=float(u(-5, 5)), keystone=float(u(0.1, 0.25)), fill=fill),
+        "blur": Degrade(angle_deg=float(u(-10, 10)), blur_px=float(u(0.5, 0.9)), fill=fill),
+        "noise": Degrade(angle_deg=float(u(-10, 10)), noise=float(u(6, 12)), fill=fill),
+        "jpeg": Degrade(angle_deg=float(u(-10, 10)), jpeg_quality=int(u(35, 60)), fill=fill),
+        "dim": Degrade(angle_deg=float(u(-10, 10)), brightness=float(u(0.3, 0.5)), noise=2.0,
+                       fill=fill),
+        "glare": Degrade(angle_deg=float(u(-10, 10)), glare=float(u(0.5, 0.9)), fill=fill),
+        "mixed": Degrade(angle_deg=angle, keystone=float(u(0.0, 0.12)), blur_px=0.5,
+                         noise=4.0, jpeg_quality=70, brightness=float(u(0.6, 1.0)), fill=fill),
+    }
+    return table[condition]
+
+
+def dgc_texts(root: str | Path) -> list[str]:
+    """The unique QR texts (``PREFIX``) of the EU DCC test vectors under ``root``."""
+    texts: set[str] = set()
+    for p in sorted(Path(root).rglob("*.json")):
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            continue
+        t = data.get("PREFIX") if isinstance(data, dict) else None
+        if isinstance(t, str) and t:
+            texts.add(t)
+    return sorted(texts)
+
+
+# --- ID documents ------------------------------------------------------------------
+
+OCRB_FONT = "/usr/share/fonts/opentype/ocr-b/OCRB.otf"
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_ALNUM = _LETTERS + "0123456789"
+_SURNAMES = ("ERIKSSON", "MUELLER", "ZHANG", "OKAFOR", "DUBOIS", "NAKAMURA", "SILVA", "NOVAK")
+_GIVEN = ("ANNA", "MARIA", "WEI", "JONAS", "CHIDI", "LEA", "HIROSHI", "ANA", "PETR", "LI")
+
+
+def _field(text: str, n: int) -> str:
+    return (text + "<" * n)[:n]
+
+
+def make_mrz(fmt: str, rng: np.random.Generator) -> str:
+    """A random but valid MRZ ("TD1", "TD2" or "TD3"), check digits from the project."""
+    from sentinel.credentials.iddoc import check_digit as cd
+
+    country = "".join(rng.choice(list(_LETTERS), 3))
+    number = "".join(rng.choice(list(_ALNUM), int(rng.integers(6, 10))))
+    num9 = _field(number, 9)
+    born = f"{int(rng.integers(40, 99)):02d}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
+    expiry = f"{int(rng.integers(26, 36)):02d}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
+    sex = str(rng.choice(["M", "F", "<"]))
+    surname = str(rng.choice(_SURNAMES))
+    given = "<".join(rng.choice(_GIVEN, int(rng.integers(1, 3))))
+    if fmt == "TD1":
+        opt1 = _field("", 15)
+        l1 = "I<" + country + num9 + cd(num9) + opt1
+        opt2 = _field("".join(rng.choice(list("0123456789"), 4)), 11)
+        l2 = born + cd(born) + sex + expiry + cd(expiry) + country + opt2
+        l2 += cd(l1[5:30] + l2[0:7] + l2[8:15] + l2[18:29])
+        l3 = _field(surname + "<<" + given, 30)
+        return "\n".join((l1, l2, l3))
+    width = 36 if fmt == "TD2" else 44
+    l1 = _field(("P<" if fmt == "TD3" else "I<") + country + surname + "<<" + given, width)
+    if fmt == "TD3":
+        personal = _field("".join(rng.choice(list(_ALNUM), int(rng.integers(0, 10)))), 14)
+        pcd = cd(personal) if personal.strip("<") else "<"
+        body = num9 + cd(num9) + country + born + cd(born) + sex + expiry + cd(expiry)
+        body += personal + pcd
+    else:
+        body = num9 + cd(num9) + country + born + cd(born) + sex + expiry + cd(expiry)
+        body += _field("", 7)
+    comp = cd(body[0:10] + body[13:20] + body[21:])
+    return "\n".join((l1, body + comp))
+
+
+def make_cn_id(rng: np.random.Generator) -> str:
+    """A random but valid 18-character resident identity number."""
+    from sentinel.credentials.iddoc import cn_check_char
+
+    region = str(rng.choice(["110105", "310104", "440305", "510107", "330106", "420102"]))
+    body = (
+        region
+        + f"{int(rng.integers(1950, 2005))}{int(rng.integers(1, 13)):02d}"
+        + f"{int(rng.integers(1, 29)):02d}{int(rng.integers(0, 1000)):03d}"
+    )
+    return body + cn_check_char(body)
+
+
+def _card_background(w: int, h: int, rng: np.random.Generator) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = 215 + 20 * np.sin(xx / w * 3 + float(rng.uniform(0, 6))) * np.cos(yy / h * 2)
+    # guilloche-like fine lines, faint as on real security printing
+    for _ in range(6):
+        f, ph = float(rng.uniform(0.02, 0.06)), float(rng.uniform(0, 6))
+        base -= 10 * (np.sin(xx * f + 8 * np.sin(yy * f * 0.7 + ph)) > 0.97)
+    return np.clip(base, 0, 255)
+
+
+def render_id_card(mrz_or_number: str, seed: int = 0) -> np.ndarray:
+    """A grayscale card-like image (10 px/mm) carrying an MRZ or an 18-digit number.
+
+    TD1/TD2/TD3 sizes follow ICAO 9303 (85.6×54, 105×74, 125×88 mm); the MRZ is set
+    in OCR-B at 2.54 mm pitch, 6.4 mm above the bottom edge per line block.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    rng = np.random.default_rng(seed)
+    lines = mrz_or_number.split("\n")
+    is_mrz = len(lines) > 1
+    width_chars = len(lines[0]) if is_mrz else 30
+    size_mm = {30: (856, 540), 36: (1050, 740), 44: (1250, 880)}[width_chars]
+    w, h = size_mm
+    img = Image.fromarray(_card_background(w, h, rng).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.truetype(OCRB_FONT, 35)  # 25.4 px advance: 2.54 mm at 10 px/mm
+    small = ImageFont.truetype(OCRB_FONT, 26)
+    draw.text((40, 30), "REPUBLIC OF UTOPIA  IDENTITY", fill=60, font=small)
+    # a photo: a darker rounded block
+    draw.rounded_rectangle((40, 90, 40 + int(w * 0.25), 90 + int(h * 0.45)), 12, fill=120)
+    for i, label in enumerate(("SURNAME", "GIVEN NAMES", "DATE OF BIRTH")):
+        y = 100 + i * 60
+        draw.text((int(w * 0.33), y), label, fill=90, font=small)
+        word = "".join(rng.choice(list(_LETTERS), int(rng.integers(4, 9))))
+        draw.text((int(w * 0.33), y + 26), word, fill=30, font=small)
+    if is_mrz:
+        pitch = 52  # line pitch ~5 mm
+        top = h - 40 - pitch * len(lines)
+        x0 = (w - int(font.getlength(lines[0]))) // 2
+        for i, ln in enumerate(lines):
+            draw.text((x0, top + i * pitch), ln, fill=20, font=font)
+    else:
+        draw.text((int(w * 0.33), h - 140), "ID NO.", fill=90, font=small)
+        draw.text((int(w * 0.33), h - 110), mrz_or_number, fill=20, font=font)
+    return np.asarray(img)
+
+
+ID_CONDITIONS = ("clean", "rotate", "keystone", "blur", "noise", "jpeg", "dim", "glare")
+
+
+def id_degrade_for(condition: str, rng: np.random.Generator) -> Degrade:
+    """A random ``Degrade`` for a held-up ID document (fills 70–85% of the height)."""
+    fill = float(rng.uniform(0.7, 0.85))
+    u = rng.uniform
+    table = {
+        "clean": Degrade(fill=fill),
+        "rotate": Degrade(angle_deg=float(u(-12, 12)), fill=fill),
+        "keystone": Degrade(angle_deg=float(u(-3, 3)), keystone=float(u(0.04, 0.1)), fill=fill),
+        "blur": Degrade(angle_deg=float(u(-4, 4)), blur_px=float(u(0.6, 1.0)), fill=fill),
+        "noise": Degrade(angle_deg=float(u(-4, 4)), noise=float(u(5, 10)), fill=fill),
+        "jpeg": Degrade(angle_deg=float(u(-4, 4)), jpeg_quality=int(u(45, 70)), fill=fill),
+        "dim": Degrade(angle_deg=float(u(-4, 4)), brightness=float(u(0.45, 0.6)), fill=fill),
+        "glare": Degrade(angle_deg=float(u(-4, 4)), glare=float(u(0.3, 0.5)), fill=fill),
+    }
+    return table[condition]

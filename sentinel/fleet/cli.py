@@ -1,0 +1,151 @@
+"""``sentinel central ...`` (the centre) and ``sentinel fleet status`` (a device)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+_EXAMPLES = """examples:
+  sentinel central migrate --dsn "host=/run/postgresql dbname=sentinel"
+  sentinel central ingest  --dsn "dbname=sentinel" --broker 127.0.0.1:1883
+  sentinel central manager-add alice venue-12
+  sentinel central report  --dsn "dbname=sentinel" --manager alice --days 7
+  sentinel central fleet   --dsn "dbname=sentinel"
+  sentinel central purge   --dsn "dbname=sentinel" --retention-days 14
+"""
+
+
+def _broker(spec: str) -> Any:
+    from sentinel.errors import ConfigError
+    from sentinel.fleet.mqtt import BrokerSettings
+
+    host, _, port = spec.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--broker must be HOST:PORT, got {spec!r}")
+    return BrokerSettings(host=host, port=int(port))
+
+
+def _connect(dsn: str) -> Any:
+    import psycopg
+
+    from sentinel.errors import FleetError
+    from sentinel.fleet.central import migrate
+
+    try:
+        conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise FleetError(f"cannot connect to PostgreSQL: {str(exc).strip()}") from None
+    migrate(conn)
+    return conn
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    from sentinel.fleet import central
+
+    if args.action == "ingest":
+        ing = central.Ingester(args.dsn, _broker(args.broker))
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        ing.start()
+        print(f"ingesting from {args.broker}; Ctrl-C to stop", flush=True)
+        stop.wait()
+        ing.stop()
+        print(f"ingested {ing.ingested}, rejected {ing.rejected}")
+        return 0
+    conn = _connect(args.dsn)
+    now = datetime.now(UTC)
+    if args.action == "migrate":
+        print("schema up to date")
+    elif args.action == "manager-add":
+        conn.execute(
+            "INSERT INTO managers VALUES (%s, %s) ON CONFLICT DO NOTHING", (args.name, args.venue)
+        )
+    elif args.action == "report":
+        rows = central.refusals_by_reason(conn, args.manager, now - timedelta(days=args.days), now)
+        for venue, reason, n in rows:
+            print(f"{venue:<20} {reason:<28} {n:>8}")
+        if not rows:
+            print("no refusals in the manager's venues for that period")
+    elif args.action == "fleet":
+        for d in central.fleet_health(conn, now):
+            flag = "OFFLINE" if d.offline else ("STALE" if d.stale else "ok")
+            print(
+                json.dumps(
+                    {
+                        "device": d.device_id,
+                        "venue": d.venue,
+                        "state": flag,
+                        "last_heartbeat": d.last_heartbeat.isoformat(),
+                        "bundle_age_s": d.bundle_age_s,
+                        "backlog": d.outbox_backlog,
+                        "faults": d.faults,
+                    }
+                )
+            )
+    elif args.action == "purge":
+        n = central.purge(conn, now, args.retention_days)
+        print(f"purged {n} events older than {args.retention_days} days (counts kept)")
+    conn.close()
+    return 0
+
+
+def _cmd_fleet_status(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sentinel import config
+    from sentinel.fleet.outbox import Outbox
+    from sentinel.fleet.service import device_id
+
+    cfg = config.load(args.config)
+    with Outbox(
+        Path(cfg.data_dir) / "journal.db", device_id(cfg), max_rows=cfg.fleet.outbox_max
+    ) as ob:
+        print(
+            json.dumps(
+                {
+                    "device_id": device_id(cfg),
+                    "enabled": cfg.fleet.enabled,
+                    "backlog": ob.count(),
+                    "max": ob.max_rows,
+                    "dropped": ob.dropped,
+                }
+            )
+        )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from sentinel.cli import add_config_arg
+
+    p = sub.add_parser(
+        "central",
+        help="the centre: ingest device events into PostgreSQL, reports, fleet health, purge",
+        description=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "action", choices=["migrate", "ingest", "manager-add", "report", "fleet", "purge"]
+    )
+    p.add_argument("name", nargs="?", help="manager-add: user name")
+    p.add_argument("venue", nargs="?", help="manager-add: venue id")
+    p.add_argument("--dsn", default="dbname=sentinel", help="PostgreSQL connection string")
+    p.add_argument("--broker", default="127.0.0.1:1883", help="MQTT broker HOST:PORT")
+    p.add_argument("--manager", default="", help="report: the manager whose venues to show")
+    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--retention-days", type=int, default=14)
+    p.set_defaults(func=_cmd)
+
+    p = sub.add_parser(
+        "fleet",
+        help="this device's fleet export state",
+        description="example:\n  sentinel fleet status --config sentinel.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("action", choices=["status"])
+    add_config_arg(p)
+    p.set_defaults(func=_cmd_fleet_status)

@@ -1,0 +1,260 @@
+"""Fetch a bundle (HTTP with httpx, or a directory from removable media) and apply it.
+
+The checks are the same for both sources: the manifest must verify against the pinned
+root key, be unexpired and newer than the applied one; every part must match its
+SHA-256 and size (downloads are capped at the declared size); the store applies
+all-or-nothing.  On any failure the previous bundle keeps serving, and the reason is kept
+in the store (``last_error``) for ``sentinel status``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from sentinel.errors import BundleError, BundleFormatError, BundleHashError
+from sentinel.trust import bundle as bm
+from sentinel.trust.store import BundleStore
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+class SyncError(BundleError):
+    """The publisher could not be reached or sent an unusable answer; nothing changed."""
+
+
+class Source(Protocol):
+    description: str
+
+    def manifest(self, etag: str | None) -> tuple[bytes | None, str | None]:
+        """(manifest bytes, etag), or (None, etag) when unchanged since ``etag``."""
+        ...
+
+    def fetch(self, ref: bm.PartRef, dest: Path) -> int:
+        """Copy part ``ref`` to ``dest``, checking size and hash; return bytes read."""
+        ...
+
+
+def _check_stream(ref: bm.PartRef, chunks: Any, dest: Path) -> int:
+    h = hashlib.sha256()
+    total = 0
+    with dest.open("wb") as f:
+        for chunk in chunks:
+            total += len(chunk)
+            if total > ref.size:
+                raise BundleHashError(f"part {ref.name} is larger than its declared {ref.size} B")
+            h.update(chunk)
+            f.write(chunk)
+    if total != ref.size:
+        raise BundleHashError(f"part {ref.name}: got {total} of {ref.size} bytes (cut short)")
+    if h.hexdigest() != ref.sha256:
+        raise BundleHashError(f"part {ref.name}: bytes do not match the manifest's SHA-256")
+    return total
+
+
+class HttpSource:
+    """A publisher directory served by any static HTTP server, object store or CDN."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        client: httpx.Client | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.description = self.base_url
+        self._own = client is None
+        self.client = client or httpx.Client(
+            timeout=httpx.Timeout(timeout_s), follow_redirects=True, trust_env=False
+        )
+
+    def manifest(self, etag: str | None) -> tuple[bytes | None, str | None]:
+        headers = {"If-None-Match": etag} if etag else {}
+        try:
+            with self.client.stream(
+                "GET", f"{self.base_url}/{MANIFEST}", headers=headers
+            ) as resp:
+                if resp.status_code == 304:
+                    return None, etag
+                if resp.status_code != 200:
+                    raise SyncError(f"manifest: HTTP {resp.status_code} from {self.base_url}")
+                body = bytearray()
+                for chunk in resp.iter_bytes():
+                    body += chunk
+                    if len(body) > bm.MAX_MANIFEST_BYTES:
+                        raise BundleFormatError("manifest larger than its cap")
+                return bytes(body), resp.headers.get("ETag")
+        except httpx.HTTPError as exc:
+            raise SyncError(f"cannot fetch manifest from {self.base_url}: {exc}") from None
+
+    def fetch(self, ref: bm.PartRef, dest: Path) -> int:
+        try:
+            with self.client.stream("GET", f"{self.base_url}/{ref.path}") as resp:
+                if resp.status_code != 200:
+                    raise SyncError(f"part {ref.name}: HTTP {resp.status_code}")
+                return _check_stream(ref, resp.iter_bytes(), dest)
+        except httpx.HTTPError as exc:
+            raise SyncError(f"download of part {ref.name} failed: {exc}") from None
+
+    def close(self) -> None:
+        if self._own:
+            self.client.close()
+
+
+class DirSource:
+    """A publisher directory copied to removable media (``sentinel sync --from DIR``)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.description = f"dir:{self.path}"
+
+    def manifest(self, etag: str | None) -> tuple[bytes | None, str | None]:
+        p = self.path / MANIFEST
+        try:
+            if p.stat().st_size > bm.MAX_MANIFEST_BYTES:
+                raise BundleFormatError("manifest larger than its cap")
+            return p.read_bytes(), None
+        except OSError as exc:
+            raise SyncError(f"cannot read {p}: {exc.strerror}") from None
+
+    def fetch(self, ref: bm.PartRef, dest: Path) -> int:
+        p = self.path / ref.path
+        try:
+            with p.open("rb") as f:
+                return _check_stream(ref, iter(lambda: f.read(1 << 20), b""), dest)
+        except OSError as exc:
+            raise SyncError(f"cannot read part {ref.name} ({p}): {exc.strerror}") from None
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    outcome: str  # "applied", "up_to_date", "not_modified"
+    version: int | None
+    delta: bool = False
+    downloaded_bytes: int = 0
+
+
+AuditFn = Callable[[str, dict[str, Any]], None]
+
+
+def _default_audit(store: BundleStore) -> AuditFn:
+    def append(kind: str, details: dict[str, Any]) -> None:
+        from sentinel.journal.audit import open_audit
+
+        with open_audit(store.data_dir) as log_:
+            log_.append(kind, details)
+
+    return append
+
+
+class Syncer:
+    """One sync attempt from ``source`` into ``store`` (see ``sync``)."""
+
+    def __init__(
+        self,
+        store: BundleStore,
+        source: Source,
+        *,
+        root_key: bm.PublicKey,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        audit: AuditFn | None = None,
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.root_key = root_key
+        self.clock = clock
+        self.audit = audit or _default_audit(store)
+
+    def sync(self) -> SyncResult:
+        """Check for a new bundle and apply it; raise BundleError (old data stays) if refused."""
+        now = self.clock()
+        self.store.set_meta(last_attempt=now.isoformat())
+        try:
+            return self._sync(now)
+        except BundleError as exc:
+            self.store.set_meta(last_error=f"{now.isoformat()} {type(exc).__name__}: {exc}")
+            log.warning("bundle refused (%s): %s", self.source.description, exc)
+            raise
+
+    def _sync(self, now: datetime) -> SyncResult:
+        cur = self.store.current()
+        etag = self.store.meta("etag") if cur is not None else None
+        raw, new_etag = self.source.manifest(etag)
+        if raw is None:
+            self.store.set_meta(last_good_sync=now.isoformat(), last_error=None)
+            return SyncResult("not_modified", cur.version if cur else None)
+        m = bm.verify_manifest(raw, self.store.root_keys(self.root_key), now)
+        plan = bm.plan_update(
+            m, cur.version if cur else None, cur.digest if cur else None, self.store.held()
+        )
+        if plan.up_to_date:
+            fresh = {"last_good_sync": now.isoformat()} if new_etag else {}
+            self.store.set_meta(etag=new_etag, last_error=None, **fresh)
+            return SyncResult("up_to_date", m.version)
+        staging = self.store.staging
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        staged: dict[str, Path] = {}
+        total = 0
+        try:
+            for ref in plan.fetch:
+                dest = staging / ref.name
+                total += self.source.fetch(ref, dest)
+                staged[ref.name] = dest
+            details = self.store.apply(
+                plan, staged, now=now, source=self.source.description, pinned=self.root_key
+            )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.store.set_meta(etag=new_etag)
+        details["downloaded_bytes"] = total
+        self.audit("bundle_applied", details)
+        log.info(
+            "bundle %s applied (%s, %d bytes downloaded)",
+            m.version,
+            "delta" if plan.use_delta else "full",
+            total,
+        )
+        return SyncResult("applied", m.version, plan.use_delta, total)
+
+
+def backoff_s(failures: int, base_s: float, max_s: float, rng: random.Random | None = None) -> float:
+    """Delay before retry number ``failures`` (1, 2, ...): doubling, capped, with jitter
+    in [50%, 100%] so a fleet that lost its publisher does not come back in lockstep."""
+    delay = min(max_s, base_s * (2 ** max(0, failures - 1)))
+    return delay * (rng or random.Random()).uniform(0.5, 1.0)
+
+
+def retrying(
+    attempt: Callable[[], SyncResult],
+    *,
+    attempts: int,
+    base_s: float,
+    max_s: float,
+    wait: Callable[[float], bool],
+) -> SyncResult:
+    """Run ``attempt`` up to ``attempts`` times while the failure may be transient
+    (network, cut download); ``wait(seconds)`` returns True to give up early (stop)."""
+    failures = 0
+    while True:
+        try:
+            return attempt()
+        except (SyncError, BundleHashError):
+            failures += 1
+            if failures >= attempts or wait(backoff_s(failures, base_s, max_s)):
+                raise

@@ -1,0 +1,485 @@
+"""The web app: kiosk page with a live feed, login, reports, CSV export, auditor view.
+
+Starlette (routing, forms, streaming responses) with Jinja2 templates that autoescape
+everything; no JavaScript framework, no remote assets.  Blocking work (scrypt, SQLite)
+runs in the thread pool.  Every form carries a CSRF token: the session's own once signed
+in, otherwise a random cookie echoed by the form (double submit, SameSite=Strict).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sentinel.config import Config
+from sentinel.journal.audit import AuditLog, open_audit
+from sentinel.policy import TrustState
+from sentinel.reasons import MESSAGES, ReasonCode, is_admit
+from sentinel.web import charts
+from sentinel.web.data import Filter, ReportData, counts
+from sentinel.web.hub import EventHub
+from sentinel.web.users import Session, UserStore
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "sentinel_session"
+CSRF_COOKIE = "sentinel_csrf"
+TABLE_ROWS = 500  # rows shown on the page; the export has them all
+
+# Fixed override reasons: a menu, not free text, so no personal data reaches the logs.
+OVERRIDE_REASONS: dict[str, tuple[str, str]] = {
+    "paper": ("Paper certificate checked by staff", "工作人员已核验纸质证明"),
+    "staff": ("Staff member or supplier", "工作人员或供应商"),
+    "device": ("Device problem", "设备故障"),
+    "emergency": ("Emergency", "紧急情况"),
+}
+ROLE_HOME = {"manager": "/reports", "auditor": "/audit", "staff": "/home"}
+REPORT_ROLES = ("manager", "auditor")
+AUDIT_ROLES = ("auditor",)
+_ALARM_TEXT = {
+    ReasonCode.DOOR_FORCED.value: MESSAGES[ReasonCode.DOOR_FORCED],
+    ReasonCode.DOOR_HELD_OPEN.value: MESSAGES[ReasonCode.DOOR_HELD_OPEN],
+}
+REFUSAL_CODES = [r.value for r in ReasonCode if not is_admit(r)]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class WebContext:
+    """Everything the pages need, injected (the daemon passes its parts; tests fakes)."""
+
+    config: Config
+    users: UserStore
+    data: ReportData
+    hub: EventHub = field(default_factory=EventHub)
+    trust_state: Callable[[], TrustState] | None = None
+    open_gate: Callable[[], None] | None = None  # pulse the relay once
+    record_override: Callable[[], object] | None = None  # journal + notify listeners
+    audit: Callable[[], AuditLog] | None = None
+    clock: Callable[[], datetime] = _now
+
+    @classmethod
+    def for_config(cls, config: Config, **kw: Any) -> WebContext:
+        data_dir = Path(config.data_dir)
+        users = UserStore(
+            data_dir / "users.db",
+            clock=kw.get("clock", _now),
+            max_failures=config.web.max_failures,
+            lockout=timedelta(minutes=config.web.lockout_minutes),
+        )
+        kw.setdefault("audit", lambda: open_audit(data_dir))
+        return cls(config, users, ReportData(data_dir / "journal.db"), **kw)
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def _age_text(age: timedelta) -> tuple[str, str]:
+    minutes = int(age.total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} min", f"{minutes} 分钟"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h", f"{minutes // 60} 小时"
+    return f"{minutes // 1440} days", f"{minutes // 1440} 天"
+
+
+def kiosk_status(ctx: WebContext) -> dict[str, Any]:
+    """Data freshness and device warnings for the kiosk banners."""
+    st = ctx.trust_state() if ctx.trust_state else None
+    out: dict[str, Any] = {"stale": False}
+    if st is None or st.updated_at is None:
+        out["fresh_en"], out["fresh_zh"] = "Local trust list", "本地信任列表"
+    else:
+        age = ctx.clock() - st.updated_at
+        en, zh = _age_text(max(age, timedelta(0)))
+        out["fresh_en"], out["fresh_zh"] = f"Data updated {en} ago", f"数据更新于 {zh} 前"
+        out["stale"] = age > st.max_age
+    dev = ctx.hub.device
+    out["camera_fault"] = dev.camera_fault
+    out["alarm"] = dev.alarm
+    out["alarm_en"], out["alarm_zh"] = _ALARM_TEXT.get(dev.alarm, ("", ""))
+    return out
+
+
+def _csrf_ok(expected: str | None, given: Any) -> bool:
+    return bool(expected) and isinstance(given, str) and hmac.compare_digest(expected, given)
+
+
+def _anon_csrf(request: Request) -> tuple[str, bool]:
+    """The pre-login CSRF token (cookie), and whether it must be set now."""
+    tok = request.cookies.get(CSRF_COOKIE)
+    if tok and len(tok) >= 32:
+        return tok, False
+    return secrets.token_urlsafe(32), True
+
+
+def _set_anon_csrf(resp: Response, tok: str) -> None:
+    resp.set_cookie(CSRF_COOKIE, tok, httponly=True, samesite="strict", path="/")
+
+
+def _parse_date(value: str | None, default: date) -> date:
+    if not value:
+        return default
+    return date.fromisoformat(value)
+
+
+def parse_filter(params: Any, today: date) -> tuple[Filter, dict[str, str], str]:
+    """A Filter from query/form parameters (dates inclusive, UTC), the echo, an error."""
+    error = ""
+    try:
+        start_d = _parse_date(params.get("start"), today - timedelta(days=6))
+        end_d = _parse_date(params.get("end"), today)
+    except ValueError:
+        start_d, end_d, error = today - timedelta(days=6), today, "Dates must be YYYY-MM-DD."
+    if end_d < start_d:
+        start_d, end_d, error = end_d, start_d, "Start was after end; swapped."
+    if (end_d - start_d).days > 400:
+        start_d, error = end_d - timedelta(days=400), "Ranges are capped at 400 days."
+    gate = (params.get("gate") or "").strip()[:64] or None
+    reason = params.get("reason") or None
+    if reason is not None and reason not in REFUSAL_CODES:
+        reason, error = None, "Unknown reason ignored."
+    f = Filter(
+        datetime(start_d.year, start_d.month, start_d.day, tzinfo=UTC),
+        datetime(end_d.year, end_d.month, end_d.day, tzinfo=UTC) + timedelta(days=1),
+        gate,
+        reason,
+    )
+    echo = {
+        "start": start_d.isoformat(),
+        "end": end_d.isoformat(),
+        "gate": gate or "",
+        "reason": reason or "",
+    }
+    return f, echo, error
+
+
+class SecurityHeaders:
+    """CSP without inline script or style, no framing, no referrer, no sniffing."""
+
+    CSP = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"content-security-policy", self.CSP.encode()),
+                    (b"x-frame-options", b"DENY"),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+# --- the app -------------------------------------------------------------------------
+
+
+def create_app(ctx: WebContext) -> Starlette:
+    """The Starlette app for ``ctx``."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    templates = Jinja2Templates(env=env)
+    cfg = ctx.config
+    ctx.hub.status_fn = lambda: kiosk_status(ctx)
+
+    def render(request: Request, name: str, status: int = 200, **context: Any) -> Response:
+        context.setdefault("session", None)
+        context.setdefault("venue", cfg.venue)
+        return templates.TemplateResponse(request, name, context, status_code=status)
+
+    async def current(request: Request) -> Session | None:
+        return await run_in_threadpool(ctx.users.session, request.cookies.get(SESSION_COOKIE))
+
+    async def require(request: Request, roles: tuple[str, ...]) -> Session | Response:
+        s = await current(request)
+        if s is None:
+            return RedirectResponse("/login", status_code=303)
+        if s.role not in roles:
+            return render(request, "forbidden.html", 403, session=s)
+        return s
+
+    def audit(kind: str, details: dict[str, Any]) -> None:
+        if ctx.audit is None:
+            return
+        with ctx.audit() as log:
+            log.append(kind, details, now=ctx.clock())
+
+    # --- kiosk -----------------------------------------------------------------------
+    async def kiosk(request: Request) -> Response:
+        tok, fresh = _anon_csrf(request)
+        has_pin = await run_in_threadpool(ctx.users.has_pin)
+        resp = render(
+            request,
+            "kiosk.html",
+            csrf=tok,
+            status=kiosk_status(ctx),
+            result_s=cfg.web.kiosk_result_s,
+            override=has_pin and ctx.open_gate is not None,
+            reasons=OVERRIDE_REASONS,
+        )
+        if fresh:
+            _set_anon_csrf(resp, tok)
+        return resp
+
+    async def kiosk_events(request: Request) -> Response:
+        async def stream() -> AsyncIterator[str]:
+            yield "retry: 1000\n\n"
+            async for name, data in ctx.hub.subscribe(cfg.web.status_interval_s):
+                yield f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    async def kiosk_override(request: Request) -> Response:
+        form = await request.form()
+        if not _csrf_ok(request.cookies.get(CSRF_COOKIE), form.get("csrf")):
+            return JSONResponse({"ok": False, "error": "csrf"}, status_code=403)
+        if ctx.open_gate is None or ctx.record_override is None:
+            return JSONResponse({"ok": False, "error": "unavailable"}, status_code=503)
+        reason = form.get("reason")
+        if reason not in OVERRIDE_REASONS:
+            return JSONResponse({"ok": False, "error": "reason"}, status_code=400)
+        pin = form.get("pin")
+        result = await run_in_threadpool(
+            ctx.users.check_pin, pin if isinstance(pin, str) else ""
+        )
+        if result != "ok":
+            status = 429 if result == "locked" else 403
+            return JSONResponse({"ok": False, "error": result}, status_code=status)
+
+        def act() -> None:
+            ctx.open_gate()  # type: ignore[misc]
+            ctx.record_override()  # type: ignore[misc]
+            audit("override", {"gate": cfg.gate.id, "reason": reason, "via": "kiosk"})
+
+        await run_in_threadpool(act)
+        return JSONResponse({"ok": True})
+
+    # --- login -------------------------------------------------------------------------
+    async def login_page(request: Request) -> Response:
+        tok, fresh = _anon_csrf(request)
+        resp = render(request, "login.html", csrf=tok, error="", name="")
+        if fresh:
+            _set_anon_csrf(resp, tok)
+        return resp
+
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        tok = request.cookies.get(CSRF_COOKIE)
+        if not _csrf_ok(tok, form.get("csrf")):
+            return PlainTextResponse("CSRF token missing or wrong", status_code=403)
+        name = str(form.get("name") or "")[:64]
+        password = str(form.get("password") or "")[:1024]
+        res = await run_in_threadpool(ctx.users.login, name, password, cfg.web.session_minutes)
+        # Unknown names are not logged: people type passwords into the name field.
+        await run_in_threadpool(
+            audit,
+            "login",
+            {"user": name if res.known_user else None, "result": res.reason or "ok"},
+        )
+        if res.token is None:
+            msg = (
+                "Too many failed attempts; try again later."
+                if res.reason == "locked"
+                else "Wrong user name or password."
+            )
+            return render(request, "login.html", 401, csrf=tok, error=msg, name=name)
+        resp = RedirectResponse(ROLE_HOME.get(res.role, "/home"), status_code=303)
+        resp.set_cookie(
+            SESSION_COOKIE,
+            res.token,
+            max_age=int(cfg.web.session_minutes * 60),
+            httponly=True,
+            samesite="strict",
+            path="/",
+        )
+        return resp
+
+    async def logout(request: Request) -> Response:
+        form = await request.form()
+        s = await current(request)
+        if s is not None:
+            if not _csrf_ok(s.csrf, form.get("csrf")):
+                return PlainTextResponse("CSRF token missing or wrong", status_code=403)
+            await run_in_threadpool(ctx.users.logout, request.cookies.get(SESSION_COOKIE, ""))
+        resp = RedirectResponse("/login", status_code=303)
+        resp.delete_cookie(SESSION_COOKIE, path="/")
+        return resp
+
+    async def home(request: Request) -> Response:
+        s = await current(request)
+        if s is None:
+            return RedirectResponse("/login", status_code=303)
+        if s.role != "staff":
+            return RedirectResponse(ROLE_HOME[s.role], status_code=303)
+        return render(request, "home.html", session=s)
+
+    # --- reports -------------------------------------------------------------------------
+    async def reports(request: Request) -> Response:
+        s = await require(request, REPORT_ROLES)
+        if not isinstance(s, Session):
+            return s
+        f, echo, error = parse_filter(request.query_params, ctx.clock().date())
+
+        def load() -> dict[str, Any]:
+            rows = ctx.data.refused(f)
+            shown = rows[:TABLE_ROWS]
+            return {
+                "rows": shown,
+                "personal": ctx.data.personal([str(r["event_id"]) for r in shown]),
+                "counts": counts(rows, f),
+                "gates": ctx.data.gates(),
+            }
+
+        d = await run_in_threadpool(load)
+        c = d["counts"]
+        return render(
+            request,
+            "reports.html",
+            session=s,
+            filter=echo,
+            error=error,
+            rows=d["rows"],
+            personal=d["personal"],
+            counts=c,
+            chart=Markup(charts.bar_chart(c.by_bucket, c.bucket)),  # noqa: S704 (escaped)
+            gates=d["gates"],
+            reasons=REFUSAL_CODES,
+            messages={r.value: MESSAGES[r] for r in ReasonCode},
+            table_rows=TABLE_ROWS,
+        )
+
+    async def export(request: Request) -> Response:
+        s = await require(request, REPORT_ROLES)
+        if not isinstance(s, Session):
+            return s
+        form = await request.form()
+        if not _csrf_ok(s.csrf, form.get("csrf")):
+            return PlainTextResponse("CSRF token missing or wrong", status_code=403)
+        f, echo, _ = parse_filter(form, ctx.clock().date())
+
+        def build() -> str:
+            rows = ctx.data.refused(f)
+            audit("export", {"user": s.name, "rows": len(rows), "filter": echo})
+            return charts.to_csv(rows, {r.value: MESSAGES[r] for r in ReasonCode})
+
+        body = await run_in_threadpool(build)
+        fname = f"refused_{echo['start']}_{echo['end']}.csv"
+        return Response(
+            body.encode("utf-8-sig"),  # BOM: spreadsheets then read the Chinese text right
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{fname}"'},
+        )
+
+    # --- auditor -------------------------------------------------------------------------
+    async def audit_view(request: Request) -> Response:
+        s = await require(request, AUDIT_ROLES)
+        if not isinstance(s, Session):
+            return s
+        info = await run_in_threadpool(audit_state, ctx)
+        return render(request, "audit.html", session=s, **info)
+
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"ok": True, "kiosk_clients": ctx.hub.subscribers})
+
+    async def root(_request: Request) -> Response:
+        return RedirectResponse("/kiosk", status_code=303)
+
+    hosts = [*cfg.web.allowed_hosts, cfg.web.host]
+    return Starlette(
+        routes=[
+            Route("/", root),
+            Route("/kiosk", kiosk),
+            Route("/kiosk/events", kiosk_events),
+            Route("/kiosk/override", kiosk_override, methods=["POST"]),
+            Route("/login", login_page, methods=["GET"]),
+            Route("/login", login, methods=["POST"]),
+            Route("/logout", logout, methods=["POST"]),
+            Route("/home", home),
+            Route("/reports", reports),
+            Route("/reports/export", export, methods=["POST"]),
+            Route("/audit", audit_view),
+            Route("/healthz", healthz),
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ],
+        middleware=[
+            Middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False),
+            Middleware(SecurityHeaders),
+        ],
+    )
+
+
+def audit_state(ctx: WebContext) -> dict[str, Any]:
+    """The auditor's view: audit-chain length and verification, retention state."""
+    from sentinel.journal import audit as audit_mod
+
+    out: dict[str, Any] = {"entries": 0, "verify": None, "verify_detail": "", "recent": []}
+    if ctx.audit is not None:
+        with ctx.audit() as log:
+            entries = log.entries()
+            out["entries"] = len(entries)
+            out["recent"] = entries[-20:][::-1]
+            verify = getattr(log, "verify", None) or getattr(audit_mod, "verify", None)
+            if verify is not None:
+                try:
+                    result = verify() if verify is getattr(log, "verify", None) else verify(log)
+                    out["verify"] = result is not False
+                    out["verify_detail"] = "" if result in (None, True, False) else str(result)
+                except Exception as exc:  # an AuditError names the first bad entry
+                    out["verify"], out["verify_detail"] = False, str(exc)
+    r = ctx.config.retention
+    now = ctx.clock()
+    summary = ctx.data.summary()
+    out["retention_days"] = r.retention_days
+    out["aggregate_days"] = r.aggregate_days
+    out["journal"] = summary
+    out["over_aggregate"] = ctx.data.count_before(now - timedelta(days=r.aggregate_days))
+    out["over_retention"] = ctx.data.count_before(now - timedelta(days=r.retention_days))
+    return out
