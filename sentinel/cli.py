@@ -19,7 +19,9 @@ from sentinel.errors import ConfigError, HardwareError, SentinelError
 
 COMMAND_MODULES = [
     "sentinel._cli_core",
+    "sentinel._cli_enroll",
     "sentinel.credentials.cli",
+    "sentinel.credentials.healthcode_cli",
     "sentinel.scan.cli",
     "sentinel.trust.cli",
     "sentinel.gate.cli",

@@ -74,6 +74,19 @@ class ScanConfig:
     cooldown_s: float = 5.0
     motion_threshold: float = 2.0
     debug_frames: int = 0
+    # A still scene is decoded again after this many skipped frames anyway.
+    motion_recheck_frames: int = 15
+    # Retry frames where the primary found nothing (1.5x upscale, local contrast).
+    retries: bool = True
+    # Read ID documents (MRZ, identity number) from the camera; "template" or "tesseract".
+    id_documents: bool = True
+    ocr_engine: str = "template"
+    # Look for an ID document on every Nth decoded frame without a barcode.
+    id_every_frames: int = 2
+    # Venue option: a certificate must be followed within identity_window_s by an ID
+    # document of the same person (names and birth date from the MRZ).
+    identity_match: bool = False
+    identity_window_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +100,10 @@ class TrustConfig:
     max_data_age_hours: float = 48.0
     # What to do with data older than max_data_age_hours: "refuse" or "warn" (admit with warning).
     stale_action: str = "refuse"
+    # Sync: per-request timeout, and the retry backoff after a failed sync (doubling, jittered).
+    sync_timeout_s: float = 30.0
+    retry_min_s: float = 30.0
+    retry_max_s: float = 1800.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +117,19 @@ class PolicyConfig:
     # Named venue mode: "3G", "2G", "2G+", "booster" or "custom" (accepted_types decides).
     mode: str = "custom"
     clock_skew_s: float = 300.0
+    # 2G+: how long the first certificate waits for the second one at the same gate.
+    second_credential_s: float = 20.0
 
 
 @dataclass(frozen=True, slots=True)
 class RetentionConfig:
+    # Personal fields (encrypted under day keys) and event rows: this many calendar days
+    # (UTC) including today; older days are purged (keys destroyed, rows deleted).
     retention_days: int = 14
+    # Non-personal daily counts (reports further back).
     aggregate_days: int = 400
+    # How often the daemon runs the (idempotent) purge; hourly keeps the promise tight.
+    purge_interval_s: int = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +203,8 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("trust", "stale_action"): ("refuse", "warn"),
     ("policy", "mode"): ("custom", "3G", "2G", "2G+", "booster"),
     ("scan", "backend"): ("zxing", "pyzbar", "opencv"),
+    ("scan", "fallback"): ("zxing", "pyzbar", "opencv"),
+    ("scan", "ocr_engine"): ("template", "tesseract"),
 }
 
 

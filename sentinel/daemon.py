@@ -24,7 +24,8 @@ from sentinel.errors import ConfigError
 from sentinel.gate import Gate
 from sentinel.journal import Journal
 from sentinel.pipeline import Pipeline
-from sentinel.scan import open_source
+from sentinel.reasons import ReasonCode
+from sentinel.scan.sources import supervised_frames
 from sentinel.sdnotify import DEFAULT_WATCHDOG_INTERVAL_S, WatchdogPinger
 from sentinel.trust import FileTrust, TrustProvider
 
@@ -53,10 +54,19 @@ class Periodic:
 
 
 def make_trust(cfg: Config) -> TrustProvider:
-    """The trust provider the config names: a trust-list file for now."""
-    if cfg.trust.trust_file:
-        return FileTrust(cfg.trust.trust_file, cfg.trust)
-    raise ConfigError("no trust data: set trust.trust_file (a trust-list JSON) in the config file")
+    """The applied bundle under data_dir (or, with trust.publisher_url, the one to come),
+    falling back to trust.trust_file until a bundle is applied."""
+    from sentinel.trust.store import BundleStore, StoreTrust
+
+    fallback = FileTrust(cfg.trust.trust_file, cfg.trust) if cfg.trust.trust_file else None
+    if cfg.trust.publisher_url or BundleStore.exists(cfg.data_dir):
+        return StoreTrust(cfg.data_dir, cfg.trust, fallback=fallback)
+    if fallback is not None:
+        return fallback
+    raise ConfigError(
+        "no trust data: apply a bundle (sentinel sync --from DIR), set trust.publisher_url "
+        "and trust.root_key, or set trust.trust_file (a trust-list JSON) in the config file"
+    )
 
 
 class Daemon:
@@ -147,21 +157,20 @@ class Daemon:
         self.notify(f"READY=1\nSTATUS=serving venue {venue} gate {gate}")
         log.info("sentinel running: venue %s gate %s", venue, gate)
         try:
-            while not self.stop.is_set():
-                source = open_source(cam.source, width=cam.width, height=cam.height, fps=cam.fps)
-                try:
-                    for frame in source.frames():
-                        if self.stop.is_set():
-                            break
-                        self.frames += 1
-                        self.pipeline.process_frame(frame, self.clock(), time.monotonic())
-                        # Pinged from the frame loop, so a hung camera or pipeline stops
-                        # the pings and systemd restarts the service (WatchdogSec=).
-                        self.watchdog()
-                finally:
-                    source.close()
-                if not cam.loop:
-                    break
+            # A camera that vanishes or goes black: one CAMERA_FAULT event (kiosk, journal),
+            # reopened with backoff waiting on self.stop, CAMERA_RECOVERED when it is back.
+            for frame in supervised_frames(
+                cam,
+                self.stop,
+                on_fault=lambda _msg: self.pipeline.device_event(ReasonCode.CAMERA_FAULT),
+                on_recover=lambda: self.pipeline.device_event(ReasonCode.CAMERA_RECOVERED),
+                idle=self.watchdog,
+            ):
+                self.frames += 1
+                self.pipeline.process_frame(frame, self.clock(), time.monotonic())
+                # Pinged from the frame loop, so a hung camera or pipeline stops
+                # the pings and systemd restarts the service (WatchdogSec=).
+                self.watchdog()
         finally:
             self.notify("STOPPING=1")
         return 0

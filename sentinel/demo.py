@@ -16,6 +16,7 @@ import cv2
 
 from sentinel.config import Config
 from sentinel.credentials import dcc_issue as di
+from sentinel.credentials import healthcode_issue as hci
 from sentinel.credentials.trustlist import TrustList
 from sentinel.gate import Gate
 from sentinel.journal import Journal
@@ -23,7 +24,7 @@ from sentinel.pipeline import Pipeline
 from sentinel.reasons import ReasonCode
 from sentinel.scan import open_source
 from sentinel.scan.synth import Degrade, blank_frame, place, render_qr
-from sentinel.trust import FileTrust
+from sentinel.trust import FileTrust, StaticTrust
 
 FPS = 15
 
@@ -35,8 +36,13 @@ class DemoCase:
     expected: ReasonCode
 
 
-def make_cases(now: datetime) -> tuple[list[DemoCase], TrustList]:
-    """Issue the demo certificates; return them and the trust list that accepts the good ones."""
+def make_cases(
+    now: datetime, codes: hci.DemoCodes | None = None
+) -> tuple[list[DemoCase], TrustList]:
+    """Issue the demo certificates; return them and the trust list that accepts the good ones.
+
+    ``codes``: health-code presentations to add (their keys and status set go to the trust).
+    """
     authority = di.make_signer("XX", common_name="Sentinel Demo Authority DSC")
     rogue = di.make_signer("XX", common_name="Unknown Issuer")
     day = timedelta(days=1)
@@ -108,6 +114,7 @@ def make_cases(now: datetime) -> tuple[list[DemoCase], TrustList]:
         DemoCase("damaged certificate", "HC1:NCF%RN%TSMAHN-H:L8" + "!!" * 20, ReasonCode.MALFORMED),
         DemoCase("garbage QR", "https://example.invalid/not-a-certificate", ReasonCode.UNREADABLE),
     ]
+    cases += [DemoCase(*c) for c in (codes.cases if codes else [])]
     return cases, TrustList.from_certificates([authority.der], country="XX")
 
 
@@ -135,6 +142,16 @@ def render_frames(
             n += 1
 
 
+def demo_trust(files: FileTrust, codes: hci.DemoCodes) -> StaticTrust:
+    """The trust file's list plus the health-code keys part and the subjects' status set."""
+    return StaticTrust(
+        files.trust_list(),
+        files.state(),
+        status=codes.status,
+        parts={"healthcode_keys": codes.keys_json},
+    )
+
+
 def run_demo(out_dir: Path | None = None, *, stream: TextIO, keep: bool = False) -> int:
     """Run the demo; print a line per presentation and a summary; return the exit code."""
     tmp = None
@@ -145,7 +162,8 @@ def run_demo(out_dir: Path | None = None, *, stream: TextIO, keep: bool = False)
     now = datetime.now(UTC)
     try:
         print(f"Sentinel demo in {out_dir}", file=stream)
-        cases, trust = make_cases(now)
+        codes = hci.demo_codes(now)
+        cases, trust = make_cases(now, codes)
         (out_dir / "trust.json").write_bytes(trust.to_json_bytes())
         render_frames(cases, out_dir / "frames")
         print(
@@ -156,7 +174,13 @@ def run_demo(out_dir: Path | None = None, *, stream: TextIO, keep: bool = False)
         expected = {c.text: c for c in cases}
         decided: dict[str, ReasonCode] = {}
         with Gate(cfg.gate) as gate, Journal(out_dir / "data" / "journal.db") as journal:
-            pipe = Pipeline(cfg, FileTrust(out_dir / "trust.json", cfg.trust), gate, journal)
+            pipe = Pipeline(
+                cfg,
+                demo_trust(FileTrust(out_dir / "trust.json", cfg.trust), codes),
+                gate,
+                journal,
+                pseudonym_key=journal.pseudonym_key(),  # device-held, from the key store
+            )
             source = open_source(str(out_dir / "frames"))
             t0 = time.perf_counter()
             frames = 0

@@ -15,9 +15,10 @@ import numpy as np
 
 from sentinel.config import Config
 from sentinel.credentials.healthcode import HealthCodeVerifier
+from sentinel.credentials.model import Credential, CredentialKind
 from sentinel.credentials.reader import ReadContext, read
+from sentinel.credentials.rules import rule_set_from_part
 from sentinel.errors import CredentialError
-from sentinel.credentials.model import Credential
 from sentinel.journal import Event, Journal, Personal
 from sentinel.policy import Decision, decide, refuse
 from sentinel.reasons import ReasonCode
@@ -52,25 +53,29 @@ class Pipeline:
     presentations: int = 0
     # Health-code keys, settings and replay guard; lives across presentations.
     healthcode: HealthCodeVerifier | None = None
+    # 2G+: the first certificate of a two-certificate presentation, and when it was shown.
+    pending: tuple[Credential, datetime] | None = None
+    # Identity match: (pseudonym, decision, time) of a certificate waiting for its ID.
+    identity_pending: tuple[str, Decision, datetime] | None = None
 
     def __post_init__(self) -> None:
         if self.healthcode is None:
             self.healthcode = HealthCodeVerifier.for_provider(self.config.healthcode, self.trust)
         if self.scanner is None:
-            self.scanner = Scanner(self.config.scan.backend, self.config.scan.fallback)
+            self.scanner = Scanner.from_config(self.config.scan, self.config.camera)
         if self.tracker is None:
             self.tracker = PresentationTracker(self.config.scan.cooldown_s)
 
     def process_frame(self, frame: np.ndarray, now: datetime, mono: float) -> list[Outcome]:
         """Decode a frame; decide once per new presentation."""
         assert self.scanner is not None and self.tracker is not None
-        symbols = self.scanner.decode(frame)
+        symbols = self.scanner.scan(frame)  # skips the decode on a still, empty scene
         if self.healthcode is not None:  # a phone held still stays one presentation
             self.healthcode.guard.observe(s.text for s in symbols)
         return [self.present(s, now) for s in self.tracker.update(symbols, mono)]
 
     def decide(self, symbol: Symbol, now: datetime) -> tuple[Decision, str]:
-        """The decision for one symbol (no side effects)."""
+        """The decision for one symbol (no side effects but the health-code replay memory)."""
         decision, detail, _cred = self._read_and_decide(symbol, now)
         return decision, detail
 
@@ -92,13 +97,23 @@ class Pipeline:
         except CredentialError as exc:
             d = refuse(exc.reason)
             return Decision.of(d.reason, bundle_version=state.bundle_version), exc.detail, None
-        return decide(cred, self.config.policy, state, now), "", cred
+        wait_s, held = self.config.policy.second_credential_s, self.pending
+        held = held if held and 0 <= (now - held[1]).total_seconds() <= wait_s else None
+        rules = rule_set_from_part(self.trust.part("rules"))
+        policy = self.config.policy
+        companion = held[0] if held else None
+        return decide(cred, policy, state, now, rule_set=rules, companion=companion), "", cred
 
     def present(self, symbol: Symbol, now: datetime | None = None) -> Outcome:
         """Decide on one presentation and act on it: gate, journal, listeners."""
         now = now or datetime.now(UTC)
         self.presentations += 1
         decision, detail, cred = self._read_and_decide(symbol, now)
+        if cred is not None and self.config.scan.identity_match:
+            decision = self._match_identity(cred, decision, now)
+        if cred is not None:  # 2G+: hold the first certificate until the second is shown
+            second = decision.reason is ReasonCode.SECOND_CREDENTIAL_REQUIRED
+            self.pending = (cred, now) if second else None
         if decision.admit:
             self.gate.admit()
         else:
@@ -119,6 +134,26 @@ class Pipeline:
         )
         event_id = self.notify(event, decision, personal=personal)
         return Outcome(symbol, decision, event_id, detail)
+
+    def _match_identity(self, cred: Credential, decision: Decision, now: datetime) -> Decision:
+        """Identity match: an admitted certificate waits for an ID document of the same
+        person (same keyed pseudonym of ICAO names and birth date) within the window."""
+        held, self.identity_pending = self.identity_pending, None
+        window = timedelta(seconds=self.config.scan.identity_window_s)
+        if cred.kind is CredentialKind.ID_DOCUMENT:
+            if held is None or not (timedelta(0) <= now - held[2] <= window):
+                return decision
+            if cred.holder_pseudonym and cred.holder_pseudonym == held[0]:
+                return held[1]
+            return Decision.of(
+                ReasonCode.IDENTITY_MISMATCH, cred.kind, bundle_version=decision.bundle_version
+            )
+        if decision.admit:
+            self.identity_pending = (cred.holder_pseudonym, decision, now)
+            return Decision.of(
+                ReasonCode.ID_REQUIRED, cred.kind, bundle_version=decision.bundle_version
+            )
+        return decision
 
     def notify(
         self, event: Event, decision: Decision | None = None, *, personal: Personal | None = None

@@ -2,19 +2,25 @@
 
 Order of checks (the first failing one is the reason):
 1. trust data freshness (DATA_STALE, or a warning if the venue says ``stale_action="warn"``)
-2. revocation (REVOKED)
-3. certificate type accepted by the venue (TYPE_NOT_ACCEPTED)
-4. type-specific venue rules: test age/type/result, vaccination series/age, recovery window
+2. revocation (REVOKED), for every certificate of the presentation
+3. certificate type accepted by the venue or its mode (TYPE_NOT_ACCEPTED)
+4. type-specific venue rules from config: test age/type/result, vaccination series/age,
+   recovery window (each its own reason code)
+5. the CertLogic rule set (bundle part "rules", else the package defaults): each failing
+   rule gives its own reason code (RULE_FAILED when the rule names none)
+6. the venue mode (3G, 2G, 2G+, booster): a mode needing two certificates answers
+   SECOND_CREDENTIAL_REQUIRED until the presentation holds both (``companion``)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sentinel.config import PolicyConfig
 from sentinel.credentials.model import Credential, CredentialKind
+from sentinel.credentials.rules import RuleSet, default_rule_set, rule_failure
 from sentinel.reasons import ReasonCode, is_admit, messages
 
 _TYPE_LETTER = {
@@ -116,9 +122,31 @@ def venue_rule_failure(cred: Credential, rules: PolicyConfig, now: datetime) -> 
     return None
 
 
-def decide(cred: Credential, rules: PolicyConfig, trust: TrustState, now: datetime) -> Decision:
-    """Decide on one verified credential at ``now``."""
+def _mode_types(rules: PolicyConfig, rule_set: RuleSet) -> PolicyConfig:
+    """Config with the accepted types of its named mode (custom: as configured)."""
+    mode = rule_set.modes.get(rules.mode)
+    if mode is None:
+        return rules
+    return replace(rules, accepted_types=sorted(mode.types))
+
+
+def decide(
+    cred: Credential,
+    rules: PolicyConfig,
+    trust: TrustState,
+    now: datetime,
+    *,
+    rule_set: RuleSet | None = None,
+    companion: Credential | None = None,
+) -> Decision:
+    """Decide on one verified credential at ``now``.
+
+    ``companion`` is a credential shown earlier in the same presentation (2G+: a
+    vaccination, then a test); both must pass, belong to the same holder, and together
+    satisfy one of the mode's alternatives.
+    """
     warnings: tuple[str, ...] = ()
+    rule_set = rule_set or default_rule_set()
 
     def out(reason: ReasonCode) -> Decision:
         return Decision.of(
@@ -134,9 +162,27 @@ def decide(cred: Credential, rules: PolicyConfig, trust: TrustState, now: dateti
         if trust.stale_action != "warn":
             return out(ReasonCode.DATA_STALE)
         warnings = ("trust data is older than its maximum age",)
-    if cred.revocation_keys and trust.is_revoked(cred.revocation_keys):
-        return out(ReasonCode.REVOKED)
-    failure = venue_rule_failure(cred, rules, now)
-    if failure is not None:
-        return out(failure)
+    shown = [c for c in (companion, cred) if c is not None]
+    if companion is not None and (
+        companion.holder_pseudonym != cred.holder_pseudonym
+        or companion.display_name != cred.display_name
+    ):
+        return out(ReasonCode.IDENTITY_MISMATCH)
+    effective = _mode_types(rules, rule_set)
+    for c in shown:
+        if c.revocation_keys and trust.is_revoked(c.revocation_keys):
+            return out(ReasonCode.REVOKED)
+    for c in shown:
+        failure = venue_rule_failure(c, effective, now)
+        if failure is not None:
+            return out(failure)
+        failed = rule_failure(c, rule_set, rules.mode, now)
+        if failed is not None:
+            return out(failed.reason)
+    mode = rule_set.modes.get(rules.mode)
+    letters = {_TYPE_LETTER[c.kind] for c in shown if c.kind in _TYPE_LETTER}
+    if mode is not None and letters and not any(alt <= letters for alt in mode.accept):
+        if any(letters < alt for alt in mode.accept):
+            return out(ReasonCode.SECOND_CREDENTIAL_REQUIRED)
+        return out(ReasonCode.TYPE_NOT_ACCEPTED)
     return out(ReasonCode.ADMIT_STALE_DATA if stale else ReasonCode.ADMIT)

@@ -52,6 +52,7 @@ class ReasonCode(StrEnum):
     STATUS_YELLOW = "STATUS_YELLOW"
     STATUS_EXPIRED = "STATUS_EXPIRED"  # status entry past its valid-until
     IDENTITY_MISMATCH = "IDENTITY_MISMATCH"  # certificate and ID document disagree
+    ID_REQUIRED = "ID_REQUIRED"  # identity match: show the ID document now
     # --- health codes ----------------------------------------------------------
     CODE_EXPIRED = "CODE_EXPIRED"  # short-lived code past its expiry (a screenshot)
     CODE_NOT_YET_VALID = "CODE_NOT_YET_VALID"
@@ -108,6 +109,7 @@ MESSAGES: dict[ReasonCode, tuple[str, str]] = {
     ReasonCode.STATUS_YELLOW: ("Status: yellow", "状态：黄码"),
     ReasonCode.STATUS_EXPIRED: ("Status out of date", "状态已过期"),
     ReasonCode.IDENTITY_MISMATCH: ("Certificate does not match ID", "证书与证件不符"),
+    ReasonCode.ID_REQUIRED: ("Please show your ID document", "请出示身份证件"),
     ReasonCode.CODE_EXPIRED: ("Code expired, refresh it", "健康码已过期，请刷新"),
     ReasonCode.CODE_NOT_YET_VALID: (
         "Code not yet valid, check phone clock",

@@ -206,7 +206,9 @@ def test_without_buzzer(factory: MockFactory, clock: ManualScheduler) -> None:
 
 def test_real_time_scheduler_relocks(factory: MockFactory) -> None:
     """The production scheduler: wait on the relock timer itself, not on a sleep."""
-    gate = Gate(replace(GateConfig(), pulse_s=0.05), pin_factory=factory, scheduler=ThreadScheduler())
+    gate = Gate(
+        replace(GateConfig(), pulse_s=0.05), pin_factory=factory, scheduler=ThreadScheduler()
+    )
     gate.admit()
     assert factory.pin(17).state is True
     timer = gate._wake

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -18,9 +19,7 @@ DOOR, EXIT = 5, 6
 
 @pytest.fixture
 def factory() -> MockFactory:
-    f = MockFactory()
-    f.pin(DOOR).drive_low()  # reed contact closed: door shut
-    return f
+    return MockFactory()
 
 
 @pytest.fixture
@@ -29,11 +28,15 @@ def clock() -> ManualScheduler:
 
 
 @pytest.fixture
-def gate(factory: MockFactory, clock: ManualScheduler) -> Gate:
+def gate(factory: MockFactory, clock: ManualScheduler) -> Iterator[Gate]:
     cfg = replace(
         GateConfig(), door_pin=DOOR, exit_pin=EXIT, pulse_s=3.0, held_open_s=15.0, input_bounce_s=0
     )
     g = Gate(cfg, pin_factory=factory, scheduler=clock)
+    # the mock pin floats to its pull-up (open) as the Button claims it; the reed
+    # contact then closes: the door is shut
+    shut_door(factory)
+    assert g.state is DoorState.IDLE and g.door_is_open() is False
     yield g
     g.close()
 
@@ -127,7 +130,6 @@ def test_exit_button_opens_and_reports_exit(
 def test_door_found_open_at_start_is_held_open_not_forced(
     factory: MockFactory, clock: ManualScheduler
 ) -> None:
-    open_door(factory)
     cfg = replace(GateConfig(), door_pin=DOOR, held_open_s=15.0, input_bounce_s=0)
     with Gate(cfg, pin_factory=factory, scheduler=clock) as gate:
         signals = collect(gate)
@@ -137,11 +139,10 @@ def test_door_found_open_at_start_is_held_open_not_forced(
 
 
 def test_normally_open_contact(factory: MockFactory, clock: ManualScheduler) -> None:
-    factory.pin(DOOR).drive_high()  # NO contact: open circuit while shut
     cfg = replace(GateConfig(), door_pin=DOOR, door_contact="no", input_bounce_s=0)
-    with Gate(cfg, pin_factory=factory, scheduler=clock) as gate:
+    with Gate(cfg, pin_factory=factory, scheduler=clock) as gate:  # pulled up: shut
         signals = collect(gate)
-        assert gate.door_is_open() is False
+        assert gate.door_is_open() is False and gate.state is DoorState.IDLE
         factory.pin(DOOR).drive_low()
         assert gate.door_is_open() is True
         assert signals == [GateSignal(ReasonCode.DOOR_FORCED, "event")]

@@ -70,10 +70,10 @@ def test_demo_decides_every_case(tmp_path: Path) -> None:
     out = io.StringIO()
     assert run_demo(tmp_path / "demo", stream=out) == 0, out.getvalue()
     text = out.getvalue()
-    assert "8/8 demo cases decided as expected" in text
-    assert text.count("relay pulse: yes") == 2
+    assert "13/13 demo cases decided as expected" in text  # 8 DCC + 5 health codes
+    assert text.count("relay pulse: yes") == 3
     with Journal(tmp_path / "demo" / "data" / "journal.db") as j:
-        assert len(j.events()) == 8
+        assert len(j.events()) == 13
 
 
 def test_daemon_runs_file_source_to_end(

@@ -16,31 +16,23 @@ status-set override.  Each outcome has its own reason code.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
-import json
 import logging
 import threading
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import base45
-import cbor2
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from sentinel.config import HealthCodeConfig
 from sentinel.credentials import dcc
+from sentinel.credentials.healthcode_keys import HealthCodeKeys, IssuingKey
 from sentinel.credentials.model import Credential, CredentialKind
 from sentinel.errors import (
     ConfigError,
@@ -58,247 +50,10 @@ log = logging.getLogger(__name__)
 
 PREFIX = "HC:"
 MAX_TEXT_CHARS = 1024  # a real code is under 200 characters
-ALG_EDDSA = -8  # RFC 9053 §2.2
-ALG_ES256 = -7
-ALG_NAMES = {ALG_EDDSA: "EdDSA", ALG_ES256: "ES256"}
 CWT_SUB, CWT_EXP, CWT_IAT = 2, 4, 6  # RFC 8392 §4
 CWT_HEALTH = -65537  # private-use claim (RFC 8392 §9.1: below -65536): [status, valid_until]
 STATUSES = ("green", "yellow", "red")
 MAX_SUBJECT_CHARS = 64
-KID_BYTES = 4  # kid = SHA-256(SubjectPublicKeyInfo DER)[:4]; collisions are tried in turn
-KEYS_FORMAT = "sentinel-healthcode-keys"
-
-IssuingPublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
-IssuingPrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
-
-
-# --- trusted keys ---------------------------------------------------------------------------
-
-
-def spki_der(key: IssuingPublicKey | x25519.X25519PublicKey) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-def kid_of(key: IssuingPublicKey | x25519.X25519PublicKey) -> bytes:
-    """The key id of a public key: the first 4 bytes of the SHA-256 of its SPKI DER."""
-    return hashlib.sha256(spki_der(key)).digest()[:KID_BYTES]
-
-
-@dataclass(frozen=True, slots=True)
-class IssuingKey:
-    """A trusted issuing public key, allowed to sign codes between its two times."""
-
-    kid: bytes
-    alg: int
-    public_key: IssuingPublicKey
-    not_before: datetime | None = None
-    not_after: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HealthCodeKeys:
-    """The ``healthcode_keys`` bundle part: issuing keys, and the record-sealing key."""
-
-    issuers: tuple[IssuingKey, ...] = ()
-    record_keys: tuple[x25519.X25519PublicKey, ...] = ()
-
-    def lookup(self, kid: bytes) -> list[IssuingKey]:
-        return [k for k in self.issuers if k.kid == kid]
-
-    @classmethod
-    def from_json_bytes(cls, data: bytes, source: str = "<healthcode keys>") -> HealthCodeKeys:
-        """Parse the JSON format of ``docs/healthcode.md``; ConfigError names the source."""
-        try:
-            doc = json.loads(data)
-            if doc.get("format") != KEYS_FORMAT:
-                raise ValueError(f"format is not {KEYS_FORMAT!r}")
-            issuers = tuple(_issuer_from_json(e) for e in doc.get("issuers", []))
-            records = []
-            for e in doc.get("record_keys", []):
-                key = serialization.load_der_public_key(_b64(e["public_key"]))
-                if not isinstance(key, x25519.X25519PublicKey):
-                    raise ValueError("a record key must be X25519")
-                records.append(key)
-        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
-            raise ConfigError(f"{source}: not valid health-code keys: {exc}") from None
-        return cls(issuers, tuple(records))
-
-    @classmethod
-    def load(cls, path: str | Path) -> HealthCodeKeys:
-        p = Path(path)
-        try:
-            data = p.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"{p}: cannot read health-code keys: {exc.strerror}") from None
-        return cls.from_json_bytes(data, str(p))
-
-    def to_json_bytes(self) -> bytes:
-        def t(d: datetime | None) -> str | None:
-            return d.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if d else None
-
-        doc = {
-            "format": KEYS_FORMAT,
-            "version": 1,
-            "issuers": [
-                {
-                    "kid": base64.b64encode(k.kid).decode(),
-                    "alg": ALG_NAMES[k.alg],
-                    "public_key": base64.b64encode(spki_der(k.public_key)).decode(),
-                    "not_before": t(k.not_before),
-                    "not_after": t(k.not_after),
-                }
-                for k in self.issuers
-            ],
-            "record_keys": [
-                {
-                    "kid": base64.b64encode(kid_of(k)).decode(),
-                    "public_key": base64.b64encode(spki_der(k)).decode(),
-                }
-                for k in self.record_keys
-            ],
-        }
-        return json.dumps(doc, indent=1).encode()
-
-
-def _b64(value: Any) -> bytes:
-    if not isinstance(value, str):
-        raise ValueError("base64 text expected")
-    return base64.b64decode(value, validate=True)
-
-
-def _time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
-def _issuer_from_json(e: Mapping[str, Any]) -> IssuingKey:
-    key = serialization.load_der_public_key(_b64(e["public_key"]))
-    alg = {"EdDSA": ALG_EDDSA, "ES256": ALG_ES256}.get(e.get("alg"))
-    if alg == ALG_EDDSA and not isinstance(key, ed25519.Ed25519PublicKey):
-        raise ValueError("EdDSA key is not Ed25519")
-    if alg == ALG_ES256 and not (
-        isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
-    ):
-        raise ValueError("ES256 key is not P-256")
-    if alg is None:
-        raise ValueError(f"alg must be EdDSA or ES256, not {e.get('alg')!r}")
-    assert isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey)
-    kid = _b64(e["kid"]) if e.get("kid") else kid_of(key)
-    return IssuingKey(kid, alg, key, _time(e.get("not_before")), _time(e.get("not_after")))
-
-
-# --- issuing (authority side, demo, tests) ---------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Issuer:
-    """The authority's issuing key."""
-
-    private_key: IssuingPrivateKey
-
-    @property
-    def alg(self) -> int:
-        return ALG_EDDSA if isinstance(self.private_key, ed25519.Ed25519PrivateKey) else ALG_ES256
-
-    @property
-    def kid(self) -> bytes:
-        return kid_of(self.private_key.public_key())
-
-    def trusted(
-        self, not_before: datetime | None = None, not_after: datetime | None = None
-    ) -> IssuingKey:
-        """This key as a device trusts it."""
-        return IssuingKey(self.kid, self.alg, self.private_key.public_key(), not_before, not_after)
-
-    @classmethod
-    def generate(cls, alg: str = "EdDSA") -> Issuer:
-        if alg == "ES256":
-            return cls(ec.generate_private_key(ec.SECP256R1()))
-        return cls(ed25519.Ed25519PrivateKey.generate())
-
-    @classmethod
-    def load_pem(cls, path: str | Path) -> Issuer:
-        p = Path(path)
-        try:
-            key = serialization.load_pem_private_key(p.read_bytes(), password=None)
-        except (OSError, ValueError, TypeError) as exc:
-            raise ConfigError(f"{p}: cannot load the issuing key: {exc}") from None
-        if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
-            raise ConfigError(f"{p}: the issuing key must be Ed25519 or P-256")
-        return cls(key)
-
-    def pem(self) -> bytes:
-        return self.private_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-
-
-def issue(
-    issuer: Issuer,
-    subject: str,
-    status: str,
-    *,
-    issued_at: datetime,
-    lifetime_s: float = 120.0,
-    status_valid_until: datetime,
-) -> str:
-    """One ``HC:`` QR text for ``subject`` with ``status``, valid ``lifetime_s`` from issue."""
-    if status not in STATUSES:
-        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-    if not 0 < len(subject) <= MAX_SUBJECT_CHARS:
-        raise ValueError(f"subject id must be 1..{MAX_SUBJECT_CHARS} characters")
-    iat = int(issued_at.timestamp())
-    payload = cbor2.dumps(
-        {
-            CWT_SUB: subject,
-            CWT_EXP: iat + int(lifetime_s),
-            CWT_IAT: iat,
-            CWT_HEALTH: [STATUSES.index(status), int(status_valid_until.timestamp())],
-        }
-    )
-    prot = cbor2.dumps({dcc.HDR_ALG: issuer.alg, dcc.HDR_KID: issuer.kid})
-    to_sign = cbor2.dumps(["Signature1", prot, b"", payload])  # RFC 9052 §4.4
-    key = issuer.private_key
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        sig = key.sign(to_sign)
-    else:
-        r, s = decode_dss_signature(key.sign(to_sign, ec.ECDSA(hashes.SHA256())))
-        sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")  # RFC 9053 §2.1: raw r || s
-    cose = cbor2.dumps([prot, {}, payload, sig])  # untagged: one byte less in the QR
-    return PREFIX + base45.b45encode(cose).decode("ascii")
-
-
-def series(
-    issuer: Issuer,
-    subject: str,
-    status: str,
-    *,
-    start: datetime,
-    count: int,
-    every_s: float = 60.0,
-    lifetime_s: float = 120.0,
-    status_valid_until: datetime,
-) -> list[tuple[datetime, str]]:
-    """A rotating series, as a phone app redraws it: (time to show it from, text)."""
-    out = []
-    for k in range(count):
-        at = start + timedelta(seconds=k * every_s)
-        text = issue(
-            issuer,
-            subject,
-            status,
-            issued_at=at,
-            lifetime_s=lifetime_s,
-            status_valid_until=status_valid_until,
-        )
-        out.append((at, text))
-    return out
 
 
 # --- verifying (pure) -----------------------------------------------------------------------
@@ -323,9 +78,7 @@ def _schema(cond: bool, what: str) -> None:
 
 
 def _epoch(value: Any, what: str) -> datetime:
-    _schema(
-        isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**40, what
-    )
+    _schema(isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**40, what)
     return datetime.fromtimestamp(value, UTC)
 
 
@@ -447,6 +200,8 @@ class ReplayGuard:
     (``Pipeline.present``) fall back to the pipeline's presentation id.
     """
 
+    PRUNE_EVERY_S = 10.0
+
     def __init__(self, *, absent_frames: int = 3, max_codes: int = 100_000) -> None:
         self.absent_frames = absent_frames
         self.max_codes = max_codes
@@ -455,6 +210,7 @@ class ReplayGuard:
         self._next_showing = 0
         self._showing: dict[str, tuple[int, int]] = {}  # text -> (showing, last frame seen)
         self._codes: dict[bytes, tuple[Hashable, float]] = {}  # code_id -> (who, forget at)
+        self._next_prune = float("-inf")
 
     def observe(self, texts: Iterable[str]) -> None:
         """Feed one frame's decoded texts (health codes among them)."""
@@ -469,7 +225,9 @@ class ReplayGuard:
                     self._showing[text] = (self._next_showing, self._frame)
                 else:
                     self._showing[text] = (prev[0], self._frame)
-            gone = [t for t, (_, f) in self._showing.items() if self._frame - f > self.absent_frames]
+            gone = [
+                t for t, (_, f) in self._showing.items() if self._frame - f > self.absent_frames
+            ]
             for t in gone:
                 del self._showing[t]
 
@@ -480,7 +238,8 @@ class ReplayGuard:
         with self._lock:
             shown = self._showing.get(text)
             who: Hashable = ("showing", shown[0]) if shown else ("presentation", presentation_id)
-            if len(self._codes) >= self.max_codes or len(self._codes) % 64 == 0:
+            if now >= self._next_prune or len(self._codes) >= self.max_codes:
+                self._next_prune = now + self.PRUNE_EVERY_S
                 for cid in [c for c, (_, t) in self._codes.items() if t < now]:
                     del self._codes[cid]
                 while len(self._codes) >= self.max_codes:  # oldest first (insertion order)
@@ -585,17 +344,3 @@ class HealthCodeVerifier:
         """The subject of the code verified for ``presentation_id`` (once), for records."""
         lv, self.last_verified = self.last_verified, None
         return lv[1] if lv is not None and lv[0] == presentation_id else None
-
-
-class SubjectStatusSet:
-    """A small in-memory status set of health-code subjects (demo, tests)."""
-
-    def __init__(self, entries: Mapping[str, StatusEntry] | None = None) -> None:
-        self._entries = dict(entries or {})
-
-    def lookup_document(self, doc_type: str, country: str, number: str) -> StatusEntry | None:
-        return None
-
-    def lookup_subject(self, subject_id: str) -> StatusEntry | None:
-        return self._entries.get(subject_id)
-

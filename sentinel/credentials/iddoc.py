@@ -12,13 +12,19 @@ the keyed hash the status set uses (``status_key``) or a masked display (``mask_
 
 from __future__ import annotations
 
+import contextlib
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time
+from typing import TYPE_CHECKING
 
+from sentinel.credentials.model import Credential, CredentialKind
 from sentinel.errors import CredentialError
 from sentinel.reasons import ReasonCode
+
+if TYPE_CHECKING:
+    from sentinel.trust.provider import StatusLookup
 
 MRZ_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<")
 _WEIGHTS = (7, 3, 1)
@@ -173,7 +179,7 @@ def normalize_mrz(text: str) -> list[str]:
 
 
 def mrz_format(lines: list[str]) -> str | None:
-    """"TD1", "TD2" or "TD3" when the line count and lengths fit one, else None."""
+    """ "TD1", "TD2" or "TD3" when the line count and lengths fit one, else None."""
     for name, (n, width) in MRZ_FORMATS.items():
         if len(lines) == n and all(len(ln) == width for ln in lines):
             return name
@@ -270,10 +276,8 @@ def parse_cn_id(text: str, *, today: date | None = None) -> IdDocument:
     if int(t[:2]) not in _CN_PROVINCES:
         raise _unreadable("identity number region code is unknown")
     born = None
-    try:
+    with contextlib.suppress(ValueError):
         born = date(int(t[6:10]), int(t[10:12]), int(t[12:14]))
-    except ValueError:
-        pass
     if born is None or born.year < 1900 or born > today:
         raise _unreadable("identity number birth date is not a real date")
     return IdDocument("ID", "CHN", t, None, born, source="CN_ID")
@@ -310,7 +314,9 @@ def parse_aamva(text: str) -> IdDocument:
         raise _unreadable("not an AAMVA ID barcode")
     fields: dict[str, str] = {}
     for raw in re.split(r"[\n\r\x1e]+", text):
-        m = _AAMVA_FIELD.match(raw.strip())
+        # the header line runs into the first subfile: "...DL00410278ZC03190008DLDAQ..."
+        line = re.sub(r"^(?:ANSI |AAMVA).*?(?:DL|ID)(?=D[A-Z]{2})", "", raw.strip())
+        m = _AAMVA_FIELD.match(line)
         if m and m.group(1) not in fields:
             fields[m.group(1)] = m.group(2).strip()
     number = fields.get("DAQ", "")
@@ -397,16 +403,12 @@ _TRANSLIT.update({ord("Ø"): "OE", ord("Þ"): "TH", ord("Ð"): "D", ord("Ŀ"): "
 def icao_name(name: str) -> str:
     """A name as the MRZ writes it (ICAO 9303-3 §6 transliteration, fillers for spaces)."""
     t = unicodedata.normalize("NFKC", name).upper().translate(_TRANSLIT)
-    t = "".join(
-        c for c in unicodedata.normalize("NFKD", t) if not unicodedata.combining(c)
-    )
+    t = "".join(c for c in unicodedata.normalize("NFKD", t) if not unicodedata.combining(c))
     t = re.sub(r"[^A-Z]+", "<", t)
     return t.strip("<")
 
 
-def identity_matches(
-    cert_family_t: str, cert_given_t: str, cert_dob: str, doc: IdDocument
-) -> bool:
+def identity_matches(cert_family_t: str, cert_given_t: str, cert_dob: str, doc: IdDocument) -> bool:
     """Do a certificate's ICAO-transliterated names (``fnt``/``gnt``) and date of birth
     agree with the document?  MRZ names may be truncated, so a prefix of the full
     transliterated name is accepted (at least the first name-part must be whole)."""
@@ -435,3 +437,48 @@ def identity_matches(
     except ValueError:
         return False
     return bool(got) and tuple(got) == want[: len(got)]
+
+
+# --- into the pipeline -------------------------------------------------------------
+
+
+def doc_pseudonym(doc: IdDocument, key: bytes) -> str:
+    """The holder pseudonym a DCC of the same person gets (``dcc.holder_pseudonym`` over
+    the ICAO-transliterated names and the full date of birth); "" without a key."""
+    if not key or doc.birth_date is None:
+        return ""
+    from sentinel.credentials.dcc import holder_pseudonym
+
+    dgc = {
+        "nam": {"fnt": icao_name(doc.surname), "gnt": icao_name(doc.given_names)},
+        "dob": doc.birth_date.isoformat(),
+    }
+    return holder_pseudonym(dgc, key)
+
+
+def to_credential(
+    kind: str, text: str, now: datetime, status: StatusLookup | None, pseudonym_key: bytes
+) -> Credential:
+    """An ID-document symbol → a minimized ``Credential``; the number is used for the
+    status-set lookup and then dropped (only a masked form reaches the display)."""
+    doc = parse_symbol_text(kind, text, today=now.date())
+    entry = (
+        status.lookup_document(doc.doc_type, doc.issuing_country, doc.number)
+        if status is not None
+        else None
+    )
+    expires = (
+        datetime.combine(doc.expiry, time(23, 59, 59), tzinfo=UTC)
+        if doc.expiry is not None
+        else None
+    )
+    display = mask_names(doc) or doc.masked_number
+    return Credential(
+        kind=CredentialKind.ID_DOCUMENT,
+        issuer_country=doc.issuing_country,
+        expires_at=expires,
+        status=entry.status if entry is not None else None,
+        status_valid_until=entry.valid_until if entry is not None else None,
+        holder_pseudonym=doc_pseudonym(doc, pseudonym_key),
+        display_name=display,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sentinel.credentials import dcc, healthcode
+from sentinel.credentials import dcc, healthcode, iddoc
 from sentinel.credentials.model import Credential
 from sentinel.credentials.trustlist import TrustList
 from sentinel.errors import MalformedCredential
@@ -43,4 +43,6 @@ def read(symbol: Symbol, ctx: ReadContext) -> Credential:
             status=ctx.status,
             pseudonym_key=ctx.pseudonym_key,
         )
+    if iddoc.looks_like_id(symbol.kind, text):
+        return iddoc.to_credential(symbol.kind, text, ctx.now, ctx.status, ctx.pseudonym_key)
     raise MalformedCredential(ReasonCode.UNREADABLE, f"unknown code kind ({symbol.kind})")

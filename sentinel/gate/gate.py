@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gpiozero import LED, Button, Buzzer, DigitalOutputDevice
+from gpiozero import LED, Buzzer, DigitalInputDevice, DigitalOutputDevice
 from gpiozero.exc import GPIOZeroError
 
 from sentinel.config import GateConfig
@@ -79,11 +79,13 @@ class Gate:
         self._devices: list[Any] = []
         _check_pins(config)
         self._energised_when_locked = config.lock_type == "fail-safe"
+        self._own_factory = pin_factory is None
         self.pin_factory = pin_factory or make_pin_factory(config.pin_factory)
         try:
             self._open_devices()
         except BaseException:
             self._close_devices()
+            self._close_factory()
             raise
         self.green = ind.Channel(self.green_led, self.scheduler, self._lock)
         self.red = ind.Channel(self.red_led, self.scheduler, self._lock)
@@ -100,7 +102,7 @@ class Gate:
     def _device(self, key: str, make: Callable[[], Any]) -> Any:
         try:
             dev = make()
-        except GPIOZeroError as exc:
+        except (GPIOZeroError, OSError, RuntimeError) as exc:  # lgpio raises its own too
             raise HardwareError(
                 f"gate.{key} = {getattr(self.config, key)}: {type(exc).__name__}: {exc}"
             ) from None
@@ -120,7 +122,9 @@ class Gate:
                 pin_factory=pf,
             ),
         )
-        self.green_led = self._device("green_led_pin", lambda: LED(cfg.green_led_pin, pin_factory=pf))
+        self.green_led = self._device(
+            "green_led_pin", lambda: LED(cfg.green_led_pin, pin_factory=pf)
+        )
         self.red_led = self._device("red_led_pin", lambda: LED(cfg.red_led_pin, pin_factory=pf))
         self.buzzer = None
         if cfg.buzzer_pin is not None:
@@ -130,24 +134,31 @@ class Gate:
         if cfg.door_pin is not None:
             self.door_contact = self._device(
                 "door_pin",
-                lambda: Button(cfg.door_pin, pull_up=True, bounce_time=bounce, pin_factory=pf),
+                lambda: _contact(cfg.door_pin, bounce, pf),
             )
         self.exit_button = None
         if cfg.exit_pin is not None:
             self.exit_button = self._device(
                 "exit_pin",
-                lambda: Button(cfg.exit_pin, pull_up=True, bounce_time=bounce, pin_factory=pf),
+                lambda: _contact(cfg.exit_pin, bounce, pf),
             )
 
     def _wire_inputs(self) -> None:
         if self.door_contact is not None:
-            # pull-up, contact to GND: the pin is low ("pressed") when the contact is closed
-            shut_when_pressed = self.config.door_contact == "nc"
+            # pull-up, contact to GND: the input is active (low) while the contact is closed
+            shut_when_active = self.config.door_contact == "nc"
             on_shut, on_open = self._door_closed, self._door_opened
-            self.door_contact.when_pressed = on_shut if shut_when_pressed else on_open
-            self.door_contact.when_released = on_open if shut_when_pressed else on_shut
+            self.door_contact.when_activated = on_shut if shut_when_active else on_open
+            self.door_contact.when_deactivated = on_open if shut_when_active else on_shut
         if self.exit_button is not None:
-            self.exit_button.when_pressed = self.request_exit
+            self.exit_button.when_activated = self.request_exit
+
+    def _close_factory(self) -> None:
+        if self._own_factory:
+            try:
+                self.pin_factory.close()
+            except Exception:
+                log.exception("closing the pin factory failed")
 
     def _close_devices(self) -> None:
         for dev in reversed(self._devices):
@@ -172,11 +183,11 @@ class Gate:
         """The door contact's reading (None: no contact fitted)."""
         if self.door_contact is None:
             return None
-        pressed = bool(self.door_contact.is_pressed)
-        return not pressed if self.config.door_contact == "nc" else pressed
+        closed = bool(self.door_contact.is_active)
+        return not closed if self.config.door_contact == "nc" else closed
 
     def exit_pressed(self) -> bool | None:
-        return None if self.exit_button is None else bool(self.exit_button.is_pressed)
+        return None if self.exit_button is None else bool(self.exit_button.is_active)
 
     # --- commands --------------------------------------------------------------------
 
@@ -218,16 +229,19 @@ class Gate:
                 self.buzz.flash(ind.FAULT_BEEP)
             self._refresh_background()
 
-    def lock(self) -> None:
-        """End any unlock window now."""
+    def click(self, seconds: float, sleep: Callable[[float], None]) -> tuple[bool, bool]:
+        """Selftest: release the lock for ``seconds`` and secure it again, blocking.
+
+        Returns whether the relay read back as released, then as locked.  Only for an
+        idle gate (the self-test owns the pins while the service is stopped).
+        """
         with self._lock:
-            if self._closed or self.door.unlock_until is None:
-                return
-            self.door = d.Door(self.door.state, None, self.door.opened_at)
+            self._set_locked(False)
+            released = self.unlocked
+        sleep(seconds)
+        with self._lock:
             self._set_locked(True)
-            if self.door.state is d.DoorState.GRANTED:
-                self.door = d.Door(d.DoorState.IDLE, None, None)
-            self.green.set_background(None)
+            return released, not self.unlocked
 
     def tick(self) -> None:
         """Let the door machine check its deadlines (the service calls this periodically)."""
@@ -319,12 +333,22 @@ class Gate:
                 self.relay.off()
             finally:
                 self._close_devices()
+                self._close_factory()
 
     def __enter__(self) -> Gate:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _contact(pin: int, bounce_s: float | None, pin_factory: Any) -> DigitalInputDevice:
+    """A dry contact to GND on an internal pull-up: active while the contact is closed.
+
+    Not ``gpiozero.Button``: its hold thread would delay ``close()`` by ``hold_time``
+    while a door contact is (as usual) closed.
+    """
+    return DigitalInputDevice(pin, pull_up=True, bounce_time=bounce_s, pin_factory=pin_factory)
 
 
 def _check_pins(cfg: GateConfig) -> None:

@@ -1,4 +1,4 @@
-"""The journal: one minimal row per presentation, in SQLite (sqlite-utils).
+"""The journal: one minimal row per presentation, in SQLite.
 
 Tables (``journal.db``):
 
@@ -27,12 +27,11 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -162,13 +161,19 @@ class Journal:
         self.lock = threading.RLock()
         self.conn: sqlite3.Connection = connect(self.path, synchronous=synchronous)
         self.conn.executescript(_SCHEMA)
-        self.db = sqlite_utils.Database(self.conn)
         self.keys = KeyStore(self.key_path)
         self._key_cache: tuple[date, bytes] | None = None
         self._closed = False
         # Called inside the transaction of each new event row (e.g. the fleet outbox), so
         # an event is journaled and queued for export together, or not at all.
         self.hooks: list[Callable[[sqlite3.Connection, dict[str, str]], None]] = []
+
+    @property
+    def db(self) -> Any:
+        """A sqlite-utils view of the journal database (imported on use: it is slow)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     # -- writing ---------------------------------------------------------------------
 
@@ -188,10 +193,17 @@ class Journal:
     def _prepare(
         self, event: Event, personal: Personal | Mapping[str, str] | None
     ) -> tuple[tuple[str, ...], tuple[str, str, bytes, bytes] | None]:
-        row = asdict(event)
-        row["event_id"] = event.event_id or uuid.uuid4().hex
-        row["time"] = utc_iso(event.time)
-        values = tuple(str(row[c]) for c in _EVENT_COLUMNS)
+        # Plain attribute reads: dataclasses.asdict deep-copies and costs more than AES.
+        values = (
+            event.event_id or uuid.uuid4().hex,
+            utc_iso(event.time),
+            str(event.venue),
+            str(event.gate),
+            str(event.decision),
+            str(event.reason),
+            str(event.credential_kind),
+            str(event.bundle_version),
+        )
         p = _as_personal(personal)
         day = event.time.astimezone(UTC).date()
         if p is None or p.is_empty() or not self.in_window(day):
@@ -199,7 +211,12 @@ class Journal:
         # The key is committed to the key store before the ciphertext is written, so
         # an acknowledged row always has its key (until the purge).
         key = self._day_key(day)
-        plain = json.dumps(asdict(p), separators=(",", ":")).encode()
+        fields = {
+            "display_name": p.display_name,
+            "document_masked": p.document_masked,
+            "pseudonym": p.pseudonym,
+        }
+        plain = json.dumps(fields, separators=(",", ":")).encode()
         plain += b" " * (-len(plain) % _PAD)
         nonce = os.urandom(NONCE_BYTES)
         ct = AESGCM(key).encrypt(nonce, plain, _aad(values[0], day.isoformat()))
@@ -239,13 +256,17 @@ class Journal:
         """Store several events in one transaction (imports, benchmarks)."""
         with self.lock:
             prepared = [self._prepare(e, p) for e, p in items]
-            self._begin()
+            try:
+                self._begin()
+            except sqlite3.Error as exc:
+                raise JournalError(f"{self.path}: event not recorded: {exc}") from None
             try:
                 for values, enc in prepared:
                     self._insert(values, enc)
                 self.conn.execute("COMMIT")
-            except sqlite3.IntegrityError as exc:
-                self.conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
                 raise JournalError(f"{self.path}: event not recorded: {exc}") from None
             except BaseException:
                 self.conn.execute("ROLLBACK")
@@ -261,8 +282,10 @@ class Journal:
 
     def events(self) -> list[dict[str, object]]:
         """Every event row, oldest first (non-personal columns only)."""
+        cols = ", ".join(_EVENT_COLUMNS)
         with self.lock:
-            return list(self.db["events"].rows_where(order_by="time"))
+            rows = self.conn.execute(f"SELECT {cols} FROM events ORDER BY time").fetchall()
+        return [dict(zip(_EVENT_COLUMNS, r, strict=True)) for r in rows]
 
     def query(
         self,

@@ -172,8 +172,8 @@ def purge(
             )
             conn.execute("DELETE FROM personal WHERE day < ?", (cut,))
             conn.execute("DELETE FROM events WHERE time < ?", (day_start_iso(first_kept),))
-            for d in days:
-                k = d.isoformat()
+            # rows of a day that turned up since step 1 (another process) are counted too
+            for k in sorted({d.isoformat() for d in days} | set(per_personal) | set(per_event)):
                 conn.execute(
                     "UPDATE purge_log SET personal_rows = personal_rows + ?, "
                     "event_rows = event_rows + ? WHERE purge_id = ?",
@@ -207,7 +207,7 @@ def purge(
         # 5. audit, exactly once per purge_id
         pending = conn.execute(
             "SELECT purge_id, scope, day, key_destroyed, personal_rows, event_rows, "
-            "count_rows FROM purge_log WHERE audited = 0 ORDER BY purge_id"
+            "count_rows FROM purge_log WHERE audited = 0 ORDER BY scope = 'aggregates', day"
         ).fetchall()
         appended = 0
         for pid, scope, day, key_destroyed, p_rows, e_rows, c_rows in pending:

@@ -115,11 +115,19 @@ def degrade_for(condition: str, rng: np.random.Generator) -> Degrade:
         "blur": Degrade(angle_deg=float(u(-10, 10)), blur_px=float(u(0.5, 0.9)), fill=fill),
         "noise": Degrade(angle_deg=float(u(-10, 10)), noise=float(u(6, 12)), fill=fill),
         "jpeg": Degrade(angle_deg=float(u(-10, 10)), jpeg_quality=int(u(35, 60)), fill=fill),
-        "dim": Degrade(angle_deg=float(u(-10, 10)), brightness=float(u(0.3, 0.5)), noise=2.0,
-                       fill=fill),
+        "dim": Degrade(
+            angle_deg=float(u(-10, 10)), brightness=float(u(0.3, 0.5)), noise=2.0, fill=fill
+        ),
         "glare": Degrade(angle_deg=float(u(-10, 10)), glare=float(u(0.5, 0.9)), fill=fill),
-        "mixed": Degrade(angle_deg=angle, keystone=float(u(0.0, 0.12)), blur_px=0.5,
-                         noise=4.0, jpeg_quality=70, brightness=float(u(0.6, 1.0)), fill=fill),
+        "mixed": Degrade(
+            angle_deg=angle,
+            keystone=float(u(0.0, 0.12)),
+            blur_px=0.5,
+            noise=4.0,
+            jpeg_quality=70,
+            brightness=float(u(0.6, 1.0)),
+            fill=fill,
+        ),
     }
     return table[condition]
 
@@ -151,6 +159,11 @@ def _field(text: str, n: int) -> str:
     return (text + "<" * n)[:n]
 
 
+def _yymmdd(rng: np.random.Generator, y0: int, y1: int) -> str:
+    y, m, d = int(rng.integers(y0, y1)), int(rng.integers(1, 13)), int(rng.integers(1, 29))
+    return f"{y:02d}{m:02d}{d:02d}"
+
+
 def make_mrz(fmt: str, rng: np.random.Generator) -> str:
     """A random but valid MRZ ("TD1", "TD2" or "TD3"), check digits from the project."""
     from sentinel.credentials.iddoc import check_digit as cd
@@ -158,8 +171,8 @@ def make_mrz(fmt: str, rng: np.random.Generator) -> str:
     country = "".join(rng.choice(list(_LETTERS), 3))
     number = "".join(rng.choice(list(_ALNUM), int(rng.integers(6, 10))))
     num9 = _field(number, 9)
-    born = f"{int(rng.integers(40, 99)):02d}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
-    expiry = f"{int(rng.integers(26, 36)):02d}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
+    born = _yymmdd(rng, 40, 99)
+    expiry = _yymmdd(rng, 26, 36)
     sex = str(rng.choice(["M", "F", "<"]))
     surname = str(rng.choice(_SURNAMES))
     given = "<".join(rng.choice(_GIVEN, int(rng.integers(1, 3))))

@@ -19,10 +19,12 @@ and on the device over a number just read from a document, never stored.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import mmap
 import os
+import re
 import struct
 import unicodedata
 import zlib
@@ -57,9 +59,13 @@ def key_id(hmac_key: bytes) -> bytes:
     return hashlib.sha256(b"sentinel-status-key\x00" + hmac_key).digest()[:16]
 
 
+_NOT_ALNUM = re.compile(r"[\W_]+")
+
+
 def _clean(text: str) -> str:
-    t = unicodedata.normalize("NFKC", text).upper()
-    return "".join(ch for ch in t if ch.isalnum())
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    return _NOT_ALNUM.sub("", text.upper())
 
 
 def normalize_document(doc_type: str, country: str, number: str) -> bytes:
@@ -103,9 +109,7 @@ class Columns:
 
     @classmethod
     def empty(cls, kind: int = KIND_FULL) -> Columns:
-        return cls(
-            np.empty(0, _KEY_DTYPE), np.empty(0, np.uint8), np.empty(0, _UNTIL_DTYPE), kind
-        )
+        return cls(np.empty(0, _KEY_DTYPE), np.empty(0, np.uint8), np.empty(0, _UNTIL_DTYPE), kind)
 
     @classmethod
     def build(
@@ -195,8 +199,21 @@ def diff(old: Columns, new: Columns) -> Columns:
     return Columns.from_arrays(k, s, u, KIND_DELTA)
 
 
-def merge(old: Columns, delta: Columns) -> Columns:
-    """Apply a delta: upserts replace or insert, status 0 deletes.  Pure, vectorized."""
+def merge(old: Columns, delta: Columns, *, strict: bool = True) -> Columns:
+    """Apply a delta: upserts replace or insert, status 0 deletes.  Pure, vectorized.
+
+    ``strict``: a deletion of an entry ``old`` does not hold is an error (it is not when
+    compacting composed deltas, where an entry may come and go between two bases).
+    """
+    return _merge(old, delta, apply_deletes=True, strict=strict)
+
+
+def compose(overlay: Columns, delta: Columns) -> Columns:
+    """Two deltas as one: entries of ``delta`` win, deletion markers are kept."""
+    return _merge(overlay, delta, apply_deletes=False, strict=False)
+
+
+def _merge(old: Columns, delta: Columns, *, apply_deletes: bool, strict: bool) -> Columns:
     if delta.kind != KIND_DELTA:
         raise BundleFormatError("status delta: part is not a delta")
     n = len(old)
@@ -205,8 +222,8 @@ def merge(old: Columns, delta: Columns) -> Columns:
     if n:
         p = np.minimum(pos, n - 1)
         found = (pos < n) & (old.keys[p] == delta.keys)
-    dele = delta.status == DELETE
-    if bool(np.any(dele & ~found)):
+    dele = (delta.status == DELETE) if apply_deletes else np.zeros(len(delta), dtype=bool)
+    if strict and bool(np.any(dele & ~found)):
         raise BundleFormatError("status delta deletes an entry the base does not hold")
     status = np.array(old.status, dtype=np.uint8, copy=True)
     until = np.array(old.until, dtype=_UNTIL_DTYPE, copy=True)
@@ -217,12 +234,23 @@ def merge(old: Columns, delta: Columns) -> Columns:
     keep[pos[found & dele]] = False
     ins = ~found & ~dele
     # positions of the insertions in the array after deletions
-    shift = np.cumsum(~keep)
-    ins_pos = pos[ins] - np.where(pos[ins] > 0, shift[np.maximum(pos[ins] - 1, 0)], 0)
+    deleted_before = np.concatenate([[0], np.cumsum(~keep)])
+    ins_pos = pos[ins] - deleted_before[pos[ins]]
     keys = np.insert(old.keys[keep], ins_pos, delta.keys[ins])
     status = np.insert(status[keep], ins_pos, delta.status[ins])
     until = np.insert(until[keep], ins_pos, delta.until[ins])
-    return Columns(keys, status, until, KIND_FULL)
+    return Columns(keys, status, until, KIND_FULL if apply_deletes else KIND_DELTA)
+
+
+def count_after(base: Columns, overlay: Columns) -> int:
+    """How many entries ``base`` with ``overlay`` applied holds (without merging)."""
+    n = len(base)
+    found = np.zeros(len(overlay), dtype=bool)
+    if n:
+        pos = np.searchsorted(base.keys, overlay.keys)
+        found = (pos < n) & (base.keys[np.minimum(pos, n - 1)] == overlay.keys)
+    dele = overlay.status == DELETE
+    return n + int(np.sum(~found & ~dele)) - int(np.sum(found & dele))
 
 
 def compress_to(src: Path, dest: Path, level: int = 6) -> None:
@@ -308,10 +336,9 @@ class StatusFile:
 
     def close(self) -> None:
         if self._mm is not None:
-            try:
+            # a numpy view may still be alive; then the GC unmaps it
+            with contextlib.suppress(BufferError):
                 self._mm.close()
-            except BufferError:  # a numpy view is still alive; the GC unmaps it
-                pass
             self._mm = None
 
     def __iter__(self) -> Iterator[tuple[bytes, int, int]]:

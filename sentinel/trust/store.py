@@ -5,6 +5,7 @@ Layout under ``<data_dir>/trust/``::
     store.db                 SQLite: table meta (key → value), table parts (name, sha256, data)
     status/<sha256>.sset     the applied status set, named by its digest (see statusset.py)
     staging/                 downloads in progress (cleared before each sync)
+    apply.lock               one sync at a time (daemon timer, `sentinel sync`)
 
 Apply is all-or-nothing: the new status file is written and checked under its own name
 first, then one SQLite transaction switches version, manifest, small parts and the status
@@ -14,12 +15,15 @@ the commit leaves the old bundle in place.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +38,10 @@ from sentinel.trust import statusset as ss
 from sentinel.trust.provider import StatusEntry, StatusLookup, TrustProvider
 
 log = logging.getLogger(__name__)
+
+# A delta is kept as an overlay until it holds this share of the base's entries.
+COMPACT_RATIO = 0.05
+COMPACT_MIN = 1000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -63,6 +71,28 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class _HashingWriter:
+    """A file wrapper that hashes what is written (one pass for write + digest)."""
+
+    def __init__(self, f: Any, h: Any) -> None:
+        self._f = f
+        self._h = h
+
+    def write(self, data: bytes) -> int:
+        self._h.update(data)
+        return self._f.write(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +138,16 @@ class BundleStore:
     def staging(self) -> Path:
         return self.root / "staging"
 
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the store's apply lock (across processes) for one whole sync."""
+        with (self.root / "apply.lock").open("a") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
     # ---- meta ---------------------------------------------------------------
     def meta(self, key: str) -> str | None:
         with self._lock:
@@ -151,9 +191,9 @@ class BundleStore:
         """Part name → sha256 of what the device holds ("status": the raw set's digest)."""
         with self._lock:
             out = dict(self._db.execute("SELECT name, sha256 FROM parts").fetchall())
-        sf = self.meta("status_file")
-        if sf:
-            out["status"] = sf.removesuffix(".sset")
+        digest = self.meta("status_sha256")
+        if digest:
+            out["status"] = digest
         return out
 
     def part(self, name: str) -> bytes | None:
@@ -162,8 +202,14 @@ class BundleStore:
         return bytes(row[0]) if row else None
 
     def status_path(self) -> Path | None:
+        """The base status set file (full set as of the last full apply or compaction)."""
         sf = self.meta("status_file")
         return self.root / "status" / sf if sf else None
+
+    def overlay_path(self) -> Path | None:
+        """The composed deltas applied since the base, if any (looked up first)."""
+        of = self.meta("overlay_file")
+        return self.root / "status" / of if of else None
 
     def root_keys(self, pinned: bm.PublicKey | None) -> list[bm.PublicKey]:
         """Keys a new manifest may be signed with: the current root (rotated or pinned)
@@ -214,7 +260,7 @@ class BundleStore:
                 raise BundleFormatError(str(exc)) from None
         if "revocations" in small:
             parse_revocations(small["revocations"][1])
-        status_file = self._apply_status(plan, staged)
+        status_meta = self._apply_status(plan, staged)
         prev = self.current()
         rotate: dict[str, str | None] = {}
         cur_nxt = self.meta("root_key_next")
@@ -236,7 +282,7 @@ class BundleStore:
                 values = {
                     "version": str(m.version),
                     "manifest": m.raw.decode(),
-                    "status_file": status_file,
+                    **status_meta,
                     "applied_at": _iso(now),
                     "last_good_sync": _iso(now),
                     "last_error": None,
@@ -253,7 +299,7 @@ class BundleStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        self._clean_status_files(keep=status_file, also=prev.status_file if prev else "")
+        self._clean_status_files()
         return {
             "version": m.version,
             "previous_version": prev.version if prev else None,
@@ -265,64 +311,93 @@ class BundleStore:
             "status_sha256": m.status.sha256 if m.status else None,
         }
 
-    def _apply_status(self, plan: bm.Plan, staged: Mapping[str, Path]) -> str:
+    def _apply_status(self, plan: bm.Plan, staged: Mapping[str, Path]) -> dict[str, str | None]:
+        """Write the new status files; return the meta values naming them (not committed).
+
+        A full set replaces base and overlay.  A delta is composed into the overlay (a
+        small sorted file looked up before the base) so its cost follows the size of the
+        delta, not of the set; once the overlay passes ``COMPACT_RATIO`` of the base it is
+        merged into a new base, whose SHA-256 must equal the manifest's ``status.sha256``.
+        """
         m = plan.manifest
         if m.status is None:
-            return ""
-        final = self.root / "status" / f"{m.status.sha256}.sset"
-        if final.exists() and self.held().get("status") == m.status.sha256:
-            return final.name  # unchanged set
-        tmp = final.with_suffix(".tmp")
-        if plan.use_delta:
-            ref = m.parts["status_delta"]
-            raw_delta = self.staging / "status_delta.raw"
-            ss.decompress_to(staged["status_delta"], raw_delta, ref.raw_size, ref.raw_sha256)
-            cur = self.status_path()
-            if cur is None or not cur.exists():
-                raise BundleError("delta needs the base status set, which is missing")
-            base = ss.StatusFile(cur)
-            delta = ss.StatusFile(raw_delta)
-            try:
-                kid = ss.key_id(m.status.hmac_key)
-                if base.key_id != kid or delta.key_id != kid:
-                    raise BundleFormatError("status delta uses another status key than its base")
-                merged = ss.merge(base.columns(), delta.columns())
-                import hashlib
-
-                with tmp.open("wb") as f:
-                    merged.write(f, kid)
-                    f.flush()
-                    os.fsync(f.fileno())
-                del merged
-                h = hashlib.sha256()
-                with tmp.open("rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 20), b""):
-                        h.update(chunk)
-                if h.hexdigest() != m.status.sha256:
-                    raise BundleHashError("status set after the delta does not match the manifest")
-            finally:
-                base.close()
-                delta.close()
-        else:
+            return {"status_file": None, "overlay_file": None, "status_sha256": None}
+        base_path = self.status_path()
+        if self.meta("status_sha256") == m.status.sha256 and base_path and base_path.exists():
+            return {}  # the same set, already held
+        kid = ss.key_id(m.status.hmac_key)
+        if not plan.use_delta:
             ref = m.parts["status"]
             if ref.raw_sha256 != m.status.sha256 or ref.raw_size != m.status.size:
                 raise BundleFormatError("status part and status description disagree")
+            final = self.root / "status" / f"{m.status.sha256}.sset"
+            tmp = final.with_suffix(".tmp")
             ss.decompress_to(staged["status"], tmp, ref.raw_size, ref.raw_sha256)
-        check = ss.StatusFile(tmp)
+            self._check_file(tmp, m.status.count, kid, ss.KIND_FULL)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+            return {
+                "status_file": final.name,
+                "overlay_file": None,
+                "status_sha256": m.status.sha256,
+            }
+
+        ref = m.parts["status_delta"]
+        raw_delta = staged["status_delta"].with_suffix(".raw")
+        ss.decompress_to(staged["status_delta"], raw_delta, ref.raw_size, ref.raw_sha256)
+        if base_path is None or not base_path.exists():
+            raise BundleError("delta needs the base status set, which is missing")
+        files = [ss.StatusFile(base_path), ss.StatusFile(raw_delta)]
+        ov_path = self.overlay_path()
+        if ov_path is not None:
+            files.append(ss.StatusFile(ov_path))
         try:
-            if check.count != m.status.count or check.kind != ss.KIND_FULL:
+            if any(f.key_id != kid for f in files):
+                raise BundleFormatError("status delta uses another status key than its base")
+            base, delta = files[0].columns(), files[1].columns()
+            if delta.kind != ss.KIND_DELTA:
+                raise BundleFormatError("status_delta part is not a delta")
+            overlay = ss.compose(files[2].columns(), delta) if len(files) > 2 else delta
+            if len(overlay) <= max(COMPACT_MIN, COMPACT_RATIO * len(base)):
+                if ss.count_after(base, overlay) != m.status.count:
+                    raise BundleHashError("status set after the delta has the wrong entry count")
+                data = overlay.to_bytes(kid)
+                name = f"overlay-{hashlib.sha256(data).hexdigest()}.sset"
+                _write_file(self.root / "status" / name, data)
+                return {"overlay_file": name, "status_sha256": m.status.sha256}
+            merged = ss.merge(base, overlay, strict=False)
+            final = self.root / "status" / f"{m.status.sha256}.sset"
+            tmp = final.with_suffix(".tmp")
+            h = hashlib.sha256()
+            with tmp.open("wb") as f:
+                merged.write(_HashingWriter(f, h), kid)
+                f.flush()
+                os.fsync(f.fileno())
+            del merged, base, delta, overlay
+            if h.hexdigest() != m.status.sha256:
+                raise BundleHashError("status set after the delta does not match the manifest")
+        finally:
+            for f in files:
+                f.close()
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        return {"status_file": final.name, "overlay_file": None, "status_sha256": m.status.sha256}
+
+    @staticmethod
+    def _check_file(path: Path, count: int, kid: bytes, kind: int) -> None:
+        check = ss.StatusFile(path)
+        try:
+            if check.count != count or check.kind != kind:
                 raise BundleFormatError("status set count or kind does not match the manifest")
-            if check.key_id != ss.key_id(m.status.hmac_key):
+            if check.key_id != kid:
                 raise BundleFormatError("status set made with another status key")
         finally:
             check.close()
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-        return final.name
 
-    def _clean_status_files(self, keep: str, also: str = "") -> None:
+    def _clean_status_files(self) -> None:
+        keep = {self.meta("status_file"), self.meta("overlay_file")}
         for p in (self.root / "status").iterdir():
-            if p.name != keep:
+            if p.name not in keep:
                 try:
                     p.unlink()
                 except OSError:  # pragma: no cover - best effort
@@ -340,15 +415,22 @@ class BundleStore:
 
 
 class _Lookup:
-    """StatusLookup over the mmapped status file with the bundle's HMAC key."""
+    """StatusLookup over the mmapped status files (overlay first) with the bundle's key."""
 
-    def __init__(self, file: ss.StatusFile, hmac_key: bytes) -> None:
-        self._file = file
+    def __init__(
+        self, base: ss.StatusFile, overlay: ss.StatusFile | None, hmac_key: bytes, count: int
+    ) -> None:
+        self._base = base
+        self._overlay = overlay
         self._key = hmac_key
+        self._count = count
 
     def _get(self, identity: bytes) -> StatusEntry | None:
-        hit = self._file.get(ss.entry_key(self._key, identity))
+        key = ss.entry_key(self._key, identity)
+        hit = self._overlay.get(key) if self._overlay is not None else None
         if hit is None:
+            hit = self._base.get(key)
+        if hit is None or hit[0] == ss.DELETE:
             return None
         code, until = hit
         return StatusEntry(ss.STATUS_NAMES.get(code, "unknown"), datetime.fromtimestamp(until, UTC))
@@ -360,7 +442,7 @@ class _Lookup:
         return self._get(ss.normalize_subject(subject_id))
 
     def __len__(self) -> int:
-        return len(self._file)
+        return self._count
 
 
 @dataclass(slots=True)
@@ -430,7 +512,10 @@ class StoreTrust:
         path = self.store.status_path()
         if m.status is not None and path is not None:
             sfile = ss.StatusFile(path)
-            status = _Lookup(sfile, m.status.hmac_key)
+            ov = self.store.overlay_path()
+            status = _Lookup(
+                sfile, ss.StatusFile(ov) if ov else None, m.status.hmac_key, m.status.count
+            )
         # The old status file is not closed here: a presentation may still be looking it up;
         # its mmap goes with the last reference.
         return _Snapshot(

@@ -83,9 +83,7 @@ class HttpSource:
     def manifest(self, etag: str | None) -> tuple[bytes | None, str | None]:
         headers = {"If-None-Match": etag} if etag else {}
         try:
-            with self.client.stream(
-                "GET", f"{self.base_url}/{MANIFEST}", headers=headers
-            ) as resp:
+            with self.client.stream("GET", f"{self.base_url}/{MANIFEST}", headers=headers) as resp:
                 if resp.status_code == 304:
                     return None, etag
                 if resp.status_code != 200:
@@ -183,9 +181,10 @@ class Syncer:
     def sync(self) -> SyncResult:
         """Check for a new bundle and apply it; raise BundleError (old data stays) if refused."""
         now = self.clock()
-        self.store.set_meta(last_attempt=now.isoformat())
         try:
-            return self._sync(now)
+            with self.store.exclusive():
+                self.store.set_meta(last_attempt=now.isoformat())
+                return self._sync(now)
         except BundleError as exc:
             self.store.set_meta(last_error=f"{now.isoformat()} {type(exc).__name__}: {exc}")
             log.warning("bundle refused (%s): %s", self.source.description, exc)
@@ -233,7 +232,9 @@ class Syncer:
         return SyncResult("applied", m.version, plan.use_delta, total)
 
 
-def backoff_s(failures: int, base_s: float, max_s: float, rng: random.Random | None = None) -> float:
+def backoff_s(
+    failures: int, base_s: float, max_s: float, rng: random.Random | None = None
+) -> float:
     """Delay before retry number ``failures`` (1, 2, ...): doubling, capped, with jitter
     in [50%, 100%] so a fleet that lost its publisher does not come back in lockstep."""
     delay = min(max_s, base_s * (2 ** max(0, failures - 1)))

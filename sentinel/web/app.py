@@ -80,8 +80,8 @@ class WebContext:
     data: ReportData
     hub: EventHub = field(default_factory=EventHub)
     trust_state: Callable[[], TrustState] | None = None
-    open_gate: Callable[[], None] | None = None  # pulse the relay once
-    record_override: Callable[[], object] | None = None  # journal + notify listeners
+    # Staff "open once" for a reason key: opens the gate, journals and audits it.
+    override: Callable[[str], object] | None = None
     audit: Callable[[], AuditLog] | None = None
     clock: Callable[[], datetime] = _now
 
@@ -95,7 +95,12 @@ class WebContext:
             lockout=timedelta(minutes=config.web.lockout_minutes),
         )
         kw.setdefault("audit", lambda: open_audit(data_dir))
-        return cls(config, users, ReportData(data_dir / "journal.db"), **kw)
+        data = ReportData(
+            data_dir / "journal.db",
+            journal=kw.pop("journal", None),
+            retention_days=config.retention.retention_days,
+        )
+        return cls(config, users, data, **kw)
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -226,10 +231,10 @@ def create_app(ctx: WebContext) -> Starlette:
     cfg = ctx.config
     ctx.hub.status_fn = lambda: kiosk_status(ctx)
 
-    def render(request: Request, name: str, status: int = 200, **context: Any) -> Response:
+    def render(request: Request, template: str, code: int = 200, **context: Any) -> Response:
         context.setdefault("session", None)
         context.setdefault("venue", cfg.venue)
-        return templates.TemplateResponse(request, name, context, status_code=status)
+        return templates.TemplateResponse(request, template, context, status_code=code)
 
     async def current(request: Request) -> Session | None:
         return await run_in_threadpool(ctx.users.session, request.cookies.get(SESSION_COOKIE))
@@ -258,7 +263,7 @@ def create_app(ctx: WebContext) -> Starlette:
             csrf=tok,
             status=kiosk_status(ctx),
             result_s=cfg.web.kiosk_result_s,
-            override=has_pin and ctx.open_gate is not None,
+            override=has_pin and ctx.override is not None,
             reasons=OVERRIDE_REASONS,
         )
         if fresh:
@@ -281,25 +286,18 @@ def create_app(ctx: WebContext) -> Starlette:
         form = await request.form()
         if not _csrf_ok(request.cookies.get(CSRF_COOKIE), form.get("csrf")):
             return JSONResponse({"ok": False, "error": "csrf"}, status_code=403)
-        if ctx.open_gate is None or ctx.record_override is None:
+        if ctx.override is None:
             return JSONResponse({"ok": False, "error": "unavailable"}, status_code=503)
         reason = form.get("reason")
         if reason not in OVERRIDE_REASONS:
             return JSONResponse({"ok": False, "error": "reason"}, status_code=400)
         pin = form.get("pin")
-        result = await run_in_threadpool(
-            ctx.users.check_pin, pin if isinstance(pin, str) else ""
-        )
+        result = await run_in_threadpool(ctx.users.check_pin, pin if isinstance(pin, str) else "")
         if result != "ok":
             status = 429 if result == "locked" else 403
             return JSONResponse({"ok": False, "error": result}, status_code=status)
 
-        def act() -> None:
-            ctx.open_gate()  # type: ignore[misc]
-            ctx.record_override()  # type: ignore[misc]
-            audit("override", {"gate": cfg.gate.id, "reason": reason, "via": "kiosk"})
-
-        await run_in_threadpool(act)
+        await run_in_threadpool(ctx.override, reason)
         return JSONResponse({"ok": True})
 
     # --- login -------------------------------------------------------------------------
@@ -373,7 +371,7 @@ def create_app(ctx: WebContext) -> Starlette:
             shown = rows[:TABLE_ROWS]
             return {
                 "rows": shown,
-                "personal": ctx.data.personal([str(r["event_id"]) for r in shown]),
+                "personal": ctx.data.personal([str(r["event_id"]) for r in shown], ctx.clock()),
                 "counts": counts(rows, f),
                 "gates": ctx.data.gates(),
             }
@@ -394,6 +392,7 @@ def create_app(ctx: WebContext) -> Starlette:
             reasons=REFUSAL_CODES,
             messages={r.value: MESSAGES[r] for r in ReasonCode},
             table_rows=TABLE_ROWS,
+            retention_days=cfg.retention.retention_days,
         )
 
     async def export(request: Request) -> Response:
@@ -458,21 +457,19 @@ def create_app(ctx: WebContext) -> Starlette:
 
 def audit_state(ctx: WebContext) -> dict[str, Any]:
     """The auditor's view: audit-chain length and verification, retention state."""
-    from sentinel.journal import audit as audit_mod
-
     out: dict[str, Any] = {"entries": 0, "verify": None, "verify_detail": "", "recent": []}
     if ctx.audit is not None:
         with ctx.audit() as log:
             entries = log.entries()
             out["entries"] = len(entries)
             out["recent"] = entries[-20:][::-1]
-            verify = getattr(log, "verify", None) or getattr(audit_mod, "verify", None)
-            if verify is not None:
+            if hasattr(log, "verify"):
                 try:
-                    result = verify() if verify is getattr(log, "verify", None) else verify(log)
-                    out["verify"] = result is not False
-                    out["verify_detail"] = "" if result in (None, True, False) else str(result)
-                except Exception as exc:  # an AuditError names the first bad entry
+                    report = log.verify()
+                    out["verify"] = True
+                    fp = getattr(report, "key_fingerprint", "")
+                    out["verify_detail"] = f"device key {fp}" if fp else ""
+                except Exception as exc:  # AuditError names the first bad entry
                     out["verify"], out["verify_detail"] = False, str(exc)
     r = ctx.config.retention
     now = ctx.clock()

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterable
-from contextlib import closing
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,8 +57,10 @@ def counts(rows: Iterable[dict[str, Any]], f: Filter) -> Counts:
 
     def floor(t: datetime) -> datetime:
         t = t.astimezone(UTC)
-        return t.replace(minute=0, second=0, microsecond=0) if hourly else datetime(
-            t.year, t.month, t.day, tzinfo=UTC
+        return (
+            t.replace(minute=0, second=0, microsecond=0)
+            if hourly
+            else datetime(t.year, t.month, t.day, tzinfo=UTC)
         )
 
     by_time = Counter(floor(_parse_time(r["time"])) for r in rows)
@@ -76,10 +78,7 @@ def counts(rows: Iterable[dict[str, Any]], f: Filter) -> Counts:
 
 
 def _parse_time(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        t = value
-    else:
-        t = datetime.fromisoformat(str(value))
+    t = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
@@ -87,20 +86,32 @@ class ReportData:
     """Read side of the journal for the web pages (safe to call from any thread)."""
 
     def __init__(
-        self, journal_path: str | Path, *, journal_factory: Callable[[], Any] | None = None
+        self,
+        journal_path: str | Path,
+        *,
+        journal: Any | None = None,
+        retention_days: int = 14,
     ) -> None:
         self.path = Path(journal_path)
-        self._factory = journal_factory
+        self._shared = journal  # the daemon's own Journal (thread-safe); else one per call
+        self.retention_days = retention_days
 
-    def _journal(self) -> Any | None:
-        """A Journal instance when one can be opened (for query/personal), else None."""
-        if self._factory is not None:
-            return self._factory()
+    @contextmanager
+    def _journal(self) -> Iterator[Any | None]:
+        """A Journal (for query/personal): the shared one, or one opened for this call."""
+        if self._shared is not None:
+            yield self._shared
+            return
         if not self.path.exists():
-            return None
+            yield None
+            return
         from sentinel.journal import Journal
 
-        return Journal(self.path)
+        journal = Journal(self.path, retention_days=self.retention_days)
+        try:
+            yield journal
+        finally:
+            journal.close()
 
     def _ro(self) -> sqlite3.Connection | None:
         if not self.path.exists():
@@ -114,14 +125,13 @@ class ReportData:
         from sentinel.journal import Journal
 
         if hasattr(Journal, "query"):
-            journal = self._journal()
-            if journal is None:
-                return []
-            try:
-                rows = journal.query(f.start, f.end, gate=f.gate, reason=f.reason, decision="refuse")
+            with self._journal() as journal:
+                if journal is None:
+                    return []
+                rows = journal.query(
+                    f.start, f.end, gate=f.gate, reason=f.reason, decision="refuse"
+                )
                 return [_row(r) for r in list(rows)[:MAX_ROWS]]
-            finally:
-                journal.close()
         conn = self._ro()
         if conn is None:
             return []
@@ -162,31 +172,30 @@ class ReportData:
         if conn is None:
             return 0
         with closing(conn):
-            return conn.execute("SELECT COUNT(*) FROM events WHERE time < ?", (_iso(t),)).fetchone()[
-                0
-            ]
+            return conn.execute(
+                "SELECT COUNT(*) FROM events WHERE time < ?", (_iso(t),)
+            ).fetchone()[0]
 
-    def personal(self, event_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """Personal display fields per event, only where the journal still has them.
+    def personal(
+        self, event_ids: list[str], now: datetime | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Personal display fields per event, only where the journal still shows them.
 
-        The journal returns None outside the retention window; without
-        ``Journal.personal`` nothing personal is shown at all.
+        ``Journal.personal`` returns None outside the retention window (or once the day
+        key is destroyed); without it nothing personal is shown at all.
         """
         from sentinel.journal import Journal
 
         if not event_ids or not hasattr(Journal, "personal"):
             return {}
-        journal = self._journal()
-        if journal is None:
-            return {}
         out: dict[str, dict[str, Any]] = {}
-        try:
+        with self._journal() as journal:
+            if journal is None:
+                return {}
             for eid in event_ids:
-                p = journal.personal(eid)
+                p = journal.personal(eid, now) if now is not None else journal.personal(eid)
                 if p:
                     out[eid] = dict(p)
-        finally:
-            journal.close()
         return out
 
 

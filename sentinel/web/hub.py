@@ -9,6 +9,7 @@ warns about (camera fault, door alarm) so a page that (re)connects sees it at on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -91,10 +92,8 @@ class EventHub:
             self.published += 1
             subs = list(self._subs)
         for loop, queue in subs:
-            try:
+            with contextlib.suppress(RuntimeError):  # that page's loop is gone
                 loop.call_soon_threadsafe(_offer, queue, (name, data))
-            except RuntimeError:  # that page's loop is gone
-                pass
 
     def close(self) -> None:
         """End every stream (server shutdown)."""
@@ -102,10 +101,8 @@ class EventHub:
             self._closed = True
             subs, self._subs = self._subs, []
         for loop, queue in subs:
-            try:
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_offer, queue, None)
-            except RuntimeError:
-                pass
 
     # --- consumer side (the server's event loop) ------------------------------------
     async def subscribe(self, keepalive_s: float) -> AsyncIterator[Message]:

@@ -245,7 +245,8 @@ class UserStore:
             raise UserError("the PIN must be 4 to 12 digits")
         with self._db() as db:
             db.execute(
-                "INSERT OR REPLACE INTO settings (key, value) VALUES ('pin', ?)", (hash_secret(pin),)
+                "INSERT OR REPLACE INTO settings (key, value) VALUES ('pin', ?)",
+                (hash_secret(pin),),
             )
             db.execute("DELETE FROM failures WHERE subject = ?", (PIN_SUBJECT,))
 
@@ -254,7 +255,7 @@ class UserStore:
             return db.execute("SELECT 1 FROM settings WHERE key = 'pin'").fetchone() is not None
 
     def check_pin(self, pin: str) -> str:
-        """"ok", "bad", "locked" or "unset"."""
+        """ "ok", "bad", "locked" or "unset"."""
         if self.locked(PIN_SUBJECT):
             return "locked"
         with self._db() as db:

@@ -1,0 +1,148 @@
+"""Fleet benchmark on loopback: simulated devices → mosquitto → ingester → PostgreSQL.
+
+    .venv/bin/python benchmarks/bench_fleet.py [--devices 1000] [--events 10] [--report-rows N]
+
+Devices are simulated identities, each with its own SQLite journal+outbox, drained by
+``--senders`` sender connections (a thousand paho threads would measure the test rig, not
+the system).  Prints events/s ingested, p50/p99 lag from journal write to PostgreSQL row,
+peak RSS of broker and ingester, and the manager report query time over N events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sentinel.fleet import central  # noqa: E402
+from sentinel.fleet.mqtt import BrokerSettings  # noqa: E402
+from sentinel.fleet.outbox import Outbox  # noqa: E402
+from sentinel.fleet.sender import Sender  # noqa: E402
+from sentinel.journal import Event, Journal  # noqa: E402
+from tests.servers import Mosquitto, postgres  # noqa: E402
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--events", type=int, default=10)
+    ap.add_argument("--senders", type=int, default=20, help="groups for journal writes")
+    ap.add_argument("--report-rows", type=int, default=10_000_000)
+    args = ap.parse_args()
+    # each simulated device holds ~9 file descriptors (journal, keys, outbox, WAL files)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    broker = Mosquitto(tmp / "mqtt")
+    broker.start()
+    with postgres() as dsn:
+        conn = psycopg.connect(dsn, autocommit=True)
+        central.migrate(conn)
+        ing = subprocess.Popen(
+            [sys.executable, "-m", "sentinel", "central", "ingest", "--dsn", dsn,
+             "--broker", f"127.0.0.1:{broker.port}"], stdout=subprocess.PIPE, text=True)
+        assert ing.stdout is not None
+        ing.stdout.readline()  # "ingesting from ..."
+        # journal writes: every device's events, spread over its own SQLite file
+        per_sender: list[list[tuple[Journal, Outbox, str]]] = [[] for _ in range(args.senders)]
+        for d in range(args.devices):
+            dev = f"dev{d:04d}"
+            j = Journal(tmp / f"{dev}.db")
+            ob = Outbox(j.path, dev)
+            j.hooks.append(ob.hook)
+            per_sender[d % args.senders].append((j, ob, dev))
+        total = args.devices * args.events
+        t0 = time.perf_counter()
+        for group in per_sender:
+            for j, _ob, dev in group:
+                for i in range(args.events):
+                    j.record(Event(datetime.now(UTC), f"venue{dev[-2:]}", "g1",
+                                   "refuse" if i % 4 else "admit", "EXPIRED", "dcc-test"))
+        t_write = time.perf_counter() - t0
+        senders = []
+        t1 = time.perf_counter()
+        for group in per_sender:
+            for _j, ob, dev in group:
+                senders.append(Sender(ob, BrokerSettings(port=broker.port), venue="v",
+                                      device_id=dev))
+        # start connections gradually-free: all at once, as a stadium after a power cut
+        for s in senders:
+            s.start()
+        while int(conn.execute("SELECT count(*) FROM events").fetchone()[0]) < total:
+            if time.perf_counter() - t1 > 600:
+                print("timeout waiting for ingestion")
+                break
+            time.sleep(0.2)
+        t_ingest = time.perf_counter() - t1
+        lags = [r[0] for r in conn.execute(
+            "SELECT extract(epoch FROM ingested_at - time) FROM events").fetchall()]
+        broker_rss = peak_rss_mib(broker.proc.pid) if broker.proc else float("nan")
+        ing_rss = peak_rss_mib(ing.pid)
+        for s in senders:
+            s.stop()
+        ing.terminate()
+        ing.wait()
+        lags_s = sorted(float(x) for x in lags)
+        print(f"devices {args.devices} x {args.events} events = {total} events "
+              f"({len(senders)} device connections)")
+        print(f"journal write (all devices, serial): {total / t_write:,.0f} events/s")
+        print(f"ingested: {total / t_ingest:,.0f} events/s end to end ({t_ingest:.1f} s)")
+        print(f"lag journal write -> PostgreSQL row: p50 {statistics.median(lags_s):.2f} s, "
+              f"p99 {lags_s[int(len(lags_s) * 0.99) - 1]:.2f} s (includes the time the "
+              "events waited in outboxes before the senders started)")
+        print(f"peak RSS: broker {broker_rss:.1f} MiB, ingester {ing_rss:.1f} MiB")
+        # the report over many events: synthetic rows straight into PostgreSQL
+        if args.report_rows:
+            now = datetime.now(UTC)
+            for k in range(13):
+                central.ensure_partitions(conn, (now - timedelta(days=31 * k)).date(), 0)
+            t2 = time.perf_counter()
+            conn.execute(
+                "INSERT INTO events (event_id, device_id, venue, gate, time, decision, reason, "
+                "credential_kind, bundle_version) SELECT 'r' || g, 'dev' || (g %% 1000), "
+                "'venue' || (g %% 300), 'g' || (g %% 4), now() - (g %% 31536000) * interval "
+                "'1 second', CASE WHEN g %% 5 = 0 THEN 'refuse' ELSE 'admit' END, "
+                "(ARRAY['EXPIRED','TEST_TOO_OLD','BAD_SIGNATURE','REVOKED'])[1 + g %% 4], "
+                "'dcc-test', '7' FROM generate_series(1, %s) g", (args.report_rows,))
+            conn.execute("ANALYZE events")
+            t_load = time.perf_counter() - t2
+            conn.execute("INSERT INTO managers VALUES ('alice', 'venue7'), ('alice', 'venue8')")
+            times = []
+            for _ in range(7):
+                t3 = time.perf_counter()
+                central.refusals_by_reason(conn, "alice", now - timedelta(days=30), now)
+                times.append(time.perf_counter() - t3)
+            times_y = []
+            for _ in range(3):
+                t3 = time.perf_counter()
+                central.refusals_by_reason(conn, "alice", now - timedelta(days=365), now)
+                times_y.append(time.perf_counter() - t3)
+            print(f"report over {args.report_rows:,} events (loaded in {t_load:.0f} s): "
+                  f"manager's 2 venues, 30 days: median {statistics.median(times) * 1000:.1f} ms;"
+                  f" 365 days: median {statistics.median(times_y) * 1000:.1f} ms")
+        conn.close()
+    broker.stop()
+    os.system(f"rm -rf {tmp}")  # noqa: S605
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

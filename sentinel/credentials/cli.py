@@ -1,0 +1,186 @@
+"""``sentinel check`` (the whole chain, step by step) and ``sentinel conformance``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def _inputs(items: list[str]) -> list[tuple[str, str | None]]:
+    """(label, QR text or None when an image held no code) for each INPUT."""
+    import cv2
+
+    from sentinel.scan import Scanner
+
+    scanner: Scanner | None = None
+    out: list[tuple[str, str | None]] = []
+    for item in items:
+        p = Path(item)
+        paths = (
+            sorted(q for q in p.iterdir() if q.suffix.lower() in _IMAGE_SUFFIXES)
+            if p.is_dir()
+            else [p]
+            if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()
+            else []
+        )
+        if not paths:
+            out.append(("text", item))
+            continue
+        scanner = scanner or Scanner("zxing", "pyzbar")
+        for q in paths:
+            img = cv2.imread(str(q), cv2.IMREAD_GRAYSCALE)
+            syms = scanner.decode(img) if img is not None else []
+            out.append((str(q), syms[0].text if syms else None))
+    return out
+
+
+def _check_one(label: str, text: str | None, trust: Any, now: datetime, args: Any) -> dict:
+    from sentinel import config as cfgmod
+    from sentinel.credentials import dcc
+    from sentinel.credentials.rules import rule_set_from_part
+    from sentinel.policy import Decision, TrustState, decide
+    from sentinel.reasons import ReasonCode
+
+    cfg = cfgmod.load(args.config)
+    result: dict[str, Any] = {"input": label, "steps": []}
+    if text is None:
+        result["steps"].append({"step": "picture", "ok": False, "reason": "UNREADABLE"})
+        d = Decision.of(ReasonCode.UNREADABLE)
+    else:
+        report = dcc.verify_steps(text, trust, now, skew=timedelta(seconds=cfg.policy.clock_skew_s))
+        for s in report.steps:
+            step = {"step": s.name, "ok": s.ok}
+            if not s.ok:
+                step |= {"reason": s.reason.value if s.reason else "", "detail": s.detail}
+            result["steps"].append(step)
+        if report.credential is None:
+            assert report.error is not None
+            d = Decision.of(report.error.reason)
+        else:
+            c = report.credential
+            result["credential"] = {
+                "kind": c.kind.value,
+                "display_name": c.display_name,
+                "issuer_country": c.issuer_country,
+                "issuer_kid": c.issuer_kid,
+                "expires_at": c.expires_at.isoformat() if c.expires_at else None,
+            }
+            d = decide(c, cfg.policy, TrustState(), now, rule_set=rule_set_from_part(None))
+    result["decision"] = {
+        "admit": d.admit,
+        "reason": d.reason.value,
+        "message_en": d.message_en,
+        "message_zh": d.message_zh,
+    }
+    return result
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from sentinel.credentials.trustlist import TrustList
+
+    now = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    trust = TrustList.load(args.trust) if args.trust else TrustList()
+    admitted = 0
+    for label, text in _inputs(args.inputs):
+        r = _check_one(label, text, trust, now, args)
+        admitted += r["decision"]["admit"]
+        if args.json:
+            print(json.dumps(r, ensure_ascii=False))
+            continue
+        print(f"== {label[:60]}")
+        for s in r["steps"]:
+            mark = "ok  " if s["ok"] else "FAIL"
+            why = f"  {s.get('reason', '')}: {s.get('detail', '')}" if not s["ok"] else ""
+            print(f"  {mark} {s['step']}{why}")
+        if "credential" in r:
+            c = r["credential"]
+            print(f"  credential: {c['kind']}  {c['display_name']}  ({c['issuer_country']})")
+        d = r["decision"]
+        verdict = "ADMIT " if d["admit"] else "REFUSE"
+        print(f"  decision: {verdict} {d['reason']}  {d['message_en']} / {d['message_zh']}")
+    return 0
+
+
+def _cmd_conformance(args: argparse.Namespace) -> int:
+    from sentinel.credentials import conformance as conf
+
+    if args.suite == "dgc":
+        directory = Path(args.dir) if args.dir else conf.repo_default("dgc")
+        if not directory.is_dir():
+            print(f"sentinel: no test data directory {directory}", file=sys.stderr)
+            return 2
+        results = conf.run_dgc(directory, picture=not args.no_picture)
+        t = conf.tally(results)
+        print(f"{'flag':<28}{'agree':>7}{'disagree':>10}{'no data':>9}")
+        for f in conf.FLAGS:
+            if t.agree[f] or t.disagree[f] or t.no_data[f]:
+                total = t.agree[f] + t.disagree[f]
+                pct = f"{100 * t.agree[f] / total:6.1f}%" if total else "    -"
+                print(f"{f:<28}{t.agree[f]:>7}{t.disagree[f]:>10}{t.no_data[f]:>9}  {pct}")
+        failed = [r for r in results if not r.passed]
+        if args.verbose_cases:
+            for r in failed:
+                bad = [
+                    f"{f.flag}={f.actual} (expected {f.expected})" for f in r.flags if not f.agrees
+                ]
+                print(f"  {r.name}: {r.error or ', '.join(bad)}")
+        print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+        return 0 if not failed else 1
+    directory = Path(args.dir) if args.dir else conf.repo_default("certlogic")
+    if not directory.is_dir():
+        print(f"sentinel: no test data directory {directory}", file=sys.stderr)
+        return 2
+    assertions = conf.run_certlogic(directory)
+    bad = [a for a in assertions if not a.passed]
+    for a in bad:
+        print(f"  FAIL {a.suite} / {a.case} #{a.index}: {a.detail}")
+    print(f"{len(assertions) - len(bad)} passed, {len(bad)} failed")
+    return 0 if not bad else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from sentinel.cli import add_config_arg
+
+    p = sub.add_parser(
+        "check",
+        help="run the whole DCC chain on QR text or images and print every step",
+        description="Verify each INPUT (QR text, an image, or a directory of images) and "
+        "print every step, the masked credential and the decision.\n\nexample:\n"
+        "  sentinel check --trust trust.json --at 2022-05-01T12:00:00Z 'HC1:NCF...'\n"
+        "  sentinel check --json --trust trust.json ./photos/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_arg(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per input")
+    p.add_argument("--at", metavar="ISO_TIME", help="validation time (default: now)")
+    p.add_argument("--trust", metavar="FILE", help="trust list JSON (signer certificates)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser(
+        "conformance",
+        help="run the published DCC test vectors or the CertLogic test suite",
+        description="Run a published test suite through the project's own code; the last "
+        "line is 'N passed, N failed'.\n\nexample:\n  sentinel conformance dgc\n"
+        "  sentinel conformance certlogic ../shared/testdata/certlogic",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("suite", choices=["dgc", "certlogic"])
+    p.add_argument("dir", nargs="?", help="test-data directory (default ../shared/testdata/…)")
+    p.add_argument("--dir", dest="dir_opt", metavar="DIR", help=argparse.SUPPRESS)
+    p.add_argument("--no-picture", action="store_true", help="skip decoding the PNGs")
+    p.add_argument("--cases", dest="verbose_cases", action="store_true", help="list failures")
+    p.set_defaults(func=lambda a: _cmd_conformance(_with_dir(a)))
+
+
+def _with_dir(args: argparse.Namespace) -> argparse.Namespace:
+    if args.dir_opt and not args.dir:
+        args.dir = args.dir_opt
+    return args

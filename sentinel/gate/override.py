@@ -1,0 +1,78 @@
+"""Staff override: open the gate once, journal it and append it to the audit chain.
+
+The reason is a key from a fixed menu, not free text, and the staff identity is a
+staff id (``staff-07``, a badge number), never a visitor: nothing personal about a
+visitor can reach the journal or the audit chain this way.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sentinel.reasons import ReasonCode
+
+# The same keys as the kiosk's override menu (sentinel/web/app.py).
+OVERRIDE_REASONS: dict[str, tuple[str, str]] = {
+    "paper": ("Paper certificate checked by staff", "工作人员已核验纸质证明"),
+    "staff": ("Staff member or supplier", "工作人员或供应商"),
+    "device": ("Device problem", "设备故障"),
+    "emergency": ("Emergency", "紧急情况"),
+}
+
+_STAFF_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideRequest:
+    reason: str  # a key of OVERRIDE_REASONS
+    staff: str  # a staff id
+
+    @classmethod
+    def parse(cls, reason: object, staff: object) -> OverrideRequest:
+        """Check both fields; raise ValueError with a message fit for the operator."""
+        if not isinstance(reason, str) or reason not in OVERRIDE_REASONS:
+            raise ValueError(f"reason must be one of: {', '.join(OVERRIDE_REASONS)}")
+        if not isinstance(staff, str) or not _STAFF_ID.fullmatch(staff):
+            raise ValueError(
+                "staff must be a staff id: 1-64 letters, digits, '.', '_' or '-' "
+                "(no names, no e-mail addresses)"
+            )
+        return cls(reason, staff)
+
+
+def record_override(
+    request: OverrideRequest,
+    *,
+    gate: Any,
+    pipeline: Any,
+    data_dir: str | Path,
+    via: str = "cli",
+    now: datetime | None = None,
+) -> str:
+    """Open once, journal (decision "override") and audit; return the journal event id."""
+    from sentinel.journal.audit import open_audit
+
+    now = now or datetime.now(UTC)
+    gate.override()
+    event_id: str = pipeline.device_event(ReasonCode.OVERRIDE, "override", now)
+    audit = open_audit(data_dir)
+    try:
+        audit.append(
+            "override",
+            {
+                "venue": pipeline.config.venue.id,
+                "gate": pipeline.config.gate.id,
+                "reason": request.reason,
+                "staff": request.staff,
+                "via": via,
+                "event_id": event_id,
+            },
+            now,
+        )
+    finally:
+        audit.close()
+    return event_id

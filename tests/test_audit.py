@@ -1,0 +1,213 @@
+"""The audit chain: every kind of tampering fails verification and names the entry."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sentinel.cli import main
+from sentinel.errors import AuditError
+from sentinel.journal.audit import (
+    entry_hash,
+    load_export,
+    open_audit,
+    public_pem,
+    verify_chain,
+)
+
+T0 = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
+N = 6
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    with open_audit(tmp_path) as audit:
+        kinds = ["bundle_applied", "login", "override", "purge", "config_changed", "export"]
+        for i, kind in enumerate(kinds):
+            audit.append(kind, {"n": i, "what": f"step {i}"}, now=T0 + timedelta(minutes=i))
+    return tmp_path
+
+
+def db(data: Path) -> sqlite3.Connection:
+    return sqlite3.connect(data / "audit.db", isolation_level=None)
+
+
+def verify_error(data: Path) -> AuditError:
+    with open_audit(data) as audit, pytest.raises(AuditError) as info:
+        audit.verify()
+    return info.value
+
+
+def test_untouched_chain_verifies(data: Path) -> None:
+    with open_audit(data) as audit:
+        report = audit.verify()
+        assert report.entries == N and report.head_seq == N
+        assert report.key_fingerprint.startswith("SHA256:")
+        assert [e["seq"] for e in audit.entries()] == list(range(1, N + 1))
+
+
+@pytest.mark.parametrize("target", [1, 3, N])
+def test_edited_entry_is_named(data: Path, target: int) -> None:
+    with db(data) as c:
+        c.execute("UPDATE audit SET details = '{\"n\":99}' WHERE seq = ?", (target,))
+    err = verify_error(data)
+    assert err.index == target and "edited" in str(err)
+
+
+def test_edit_with_recomputed_hash_fails_on_signature(data: Path) -> None:
+    with db(data) as c:
+        seq, t, kind, _d, prev = c.execute(
+            "SELECT seq, time, kind, details, prev_hash FROM audit WHERE seq = 3"
+        ).fetchone()
+        h = entry_hash(seq, t, kind, '{"n":99}', prev)
+        c.execute("UPDATE audit SET details = '{\"n\":99}', hash = ? WHERE seq = 3", (h,))
+    err = verify_error(data)
+    assert err.index == 3 and "signature" in str(err)
+
+
+def test_resigned_with_another_key_is_named(data: Path) -> None:
+    other = Ed25519PrivateKey.generate()
+    with db(data) as c:
+        seq, t, kind, _d, prev = c.execute(
+            "SELECT seq, time, kind, details, prev_hash FROM audit WHERE seq = 4"
+        ).fetchone()
+        h = entry_hash(seq, t, kind, '{"n":"forged"}', prev)
+        c.execute(
+            "UPDATE audit SET details = ?, hash = ?, signature = ? WHERE seq = 4",
+            ('{"n":"forged"}', h, other.sign(bytes.fromhex(h)).hex()),
+        )
+    err = verify_error(data)
+    assert err.index == 4 and "another key" in str(err)
+
+
+def test_whole_chain_resigned_with_another_key_fails_at_first(data: Path) -> None:
+    other = Ed25519PrivateKey.generate()
+    with db(data) as c:
+        for (seq,) in c.execute("SELECT seq FROM audit").fetchall():
+            (h,) = c.execute("SELECT hash FROM audit WHERE seq = ?", (seq,)).fetchone()
+            c.execute(
+                "UPDATE audit SET signature = ? WHERE seq = ?",
+                (other.sign(bytes.fromhex(h)).hex(), seq),
+            )
+    assert verify_error(data).index == 1
+
+
+@pytest.mark.parametrize("target", [1, 2, 4])
+def test_deleted_entry_is_named(data: Path, target: int) -> None:
+    with db(data) as c:
+        c.execute("DELETE FROM audit WHERE seq = ?", (target,))
+    err = verify_error(data)
+    assert err.index == target  # the entry now at the deleted one's position does not link
+    assert "deleted" in str(err)
+
+
+def test_deleted_last_entries_are_caught_by_the_head(data: Path) -> None:
+    with db(data) as c:
+        c.execute("DELETE FROM audit WHERE seq >= ?", (N - 1,))
+    err = verify_error(data)
+    assert err.index == N - 1 and "cut off the end" in str(err)
+
+
+def test_forged_head_is_refused(data: Path) -> None:
+    with db(data) as c:
+        c.execute("DELETE FROM audit WHERE seq = ?", (N,))
+        (h,) = c.execute("SELECT hash FROM audit WHERE seq = ?", (N - 1,)).fetchone()
+    (data / "audit.head").write_text(json.dumps({"seq": N - 1, "hash": h, "signature": "00"}))
+    assert "forged head" in str(verify_error(data))
+
+
+def test_reordered_entries_are_named(data: Path) -> None:
+    with db(data) as c:  # swap the contents of entries 2 and 3, keeping seq order
+        r2 = c.execute("SELECT * FROM audit WHERE seq = 2").fetchone()
+        r3 = c.execute("SELECT * FROM audit WHERE seq = 3").fetchone()
+        c.execute("DELETE FROM audit WHERE seq IN (2, 3)")
+        c.execute("INSERT INTO audit VALUES (2,?,?,?,?,?,?)", r3[1:])
+        c.execute("INSERT INTO audit VALUES (3,?,?,?,?,?,?)", r2[1:])
+    err = verify_error(data)
+    assert err.index == 2
+
+
+def test_reordered_export_is_named(data: Path, tmp_path: Path) -> None:
+    with open_audit(data) as audit:
+        audit.export(tmp_path / "a.json")
+    doc = json.loads((tmp_path / "a.json").read_text())
+    doc["entries"][2], doc["entries"][3] = doc["entries"][3], doc["entries"][2]
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    exp = load_export(tmp_path / "a.json")
+    with pytest.raises(AuditError) as info:
+        verify_chain(exp.entries, exp.public_key, exp.head)
+    assert info.value.index == 3 and "reordered" in str(info.value)
+
+
+def test_export_verifies_elsewhere_and_refuses_tampering(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "elsewhere" / "audit.json"
+    with open_audit(data) as audit:
+        assert audit.export(out) == N
+        pub = tmp_path / "device.pub.pem"
+        pub.write_text(public_pem(audit.public_key))
+    assert main(["audit", "verify", "--file", str(out), "--pubkey", str(pub)]) == 0
+    assert f"{N} entries, whole" in capsys.readouterr().out
+
+    # another device's key pinned: refused
+    other = tmp_path / "other.pub.pem"
+    other.write_text(public_pem(Ed25519PrivateKey.generate().public_key()))
+    assert main(["audit", "verify", "--file", str(out), "--pubkey", str(other)]) == 1
+    assert "different key" in capsys.readouterr().err
+
+    doc = json.loads(out.read_text())
+    cut = dict(doc, entries=doc["entries"][:-2])  # entries cut off the end of the file
+    (tmp_path / "cut.json").write_text(json.dumps(cut))
+    assert main(["audit", "verify", "--file", str(tmp_path / "cut.json")]) == 1
+    assert f"entry {N - 1}" in capsys.readouterr().err
+
+    edited = json.loads(out.read_text())
+    edited["entries"][1]["kind"] = "override"
+    (tmp_path / "edited.json").write_text(json.dumps(edited))
+    assert main(["audit", "verify", "--file", str(tmp_path / "edited.json")]) == 1
+    assert "entry 2" in capsys.readouterr().err
+
+    swapped = json.loads(out.read_text())  # the whole file re-signed by an impostor key
+    impostor = Ed25519PrivateKey.generate()
+    swapped["device_public_key"] = public_pem(impostor.public_key())
+    for e in swapped["entries"]:
+        e["signature"] = impostor.sign(bytes.fromhex(e["hash"])).hex()
+    (tmp_path / "swapped.json").write_text(json.dumps(swapped))
+    assert main(["audit", "verify", "--file", str(tmp_path / "swapped.json")]) == 1
+    assert "head" in capsys.readouterr().err  # the head still carries the device signature
+    assert (
+        main(["audit", "verify", "--file", str(tmp_path / "swapped.json"), "--pubkey", str(pub)])
+        == 1
+    )
+
+    (tmp_path / "junk.json").write_text("{not json")
+    assert main(["audit", "verify", "--file", str(tmp_path / "junk.json")]) == 1
+    assert "not a JSON audit export" in capsys.readouterr().err
+
+
+def test_concurrent_appenders_keep_one_chain(tmp_path: Path) -> None:
+    logs = [open_audit(tmp_path) for _ in range(3)]
+    try:
+
+        def work(k: int) -> None:
+            for i in range(15):
+                logs[k].append("login", {"k": k, "i": i})
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        report = logs[0].verify()
+        assert report.entries == 45 and logs[0].head() is not None
+        assert logs[0].head()["seq"] == 45  # type: ignore[index]
+    finally:
+        for log in logs:
+            log.close()

@@ -1,0 +1,209 @@
+"""Pure checks: the status-set format, normalization, deltas, and manifest trust decisions."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sentinel.errors import (
+    BundleError,
+    BundleExpiredError,
+    BundleFormatError,
+    BundleRollbackError,
+    BundleSignatureError,
+)
+from sentinel.trust import bundle as bm
+from sentinel.trust import statusset as ss
+
+NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
+KEY = b"k" * 32
+
+
+def test_document_normalization_folds_fillers_case_and_width() -> None:
+    a = ss.normalize_document("P<", "xxa", "c01x00t47")
+    assert a == ss.normalize_document("PX", "XXA", "C01 X00-T47<")
+    assert a == ss.normalize_document("P", "XXA", "Ｃ01X00T47")  # full-width C (NFKC)
+    assert a != ss.normalize_document("I", "XXA", "C01X00T47")
+    assert a != ss.normalize_document("P", "XXB", "C01X00T47")
+    # subjects live in their own namespace: a subject id equal to a document string differs
+    assert ss.normalize_subject("doc|P|XXA|C01X00T47") != a
+
+
+def test_keys_depend_on_the_bundle_key() -> None:
+    ident = ss.normalize_document("P", "XXA", "C01X00T47")
+    assert ss.entry_key(KEY, ident) != ss.entry_key(b"j" * 32, ident)
+    assert len(ss.entry_key(KEY, ident)) == ss.KEY_BYTES
+
+
+def _cols(entries: dict[bytes, tuple[int, int]], kind: int = ss.KIND_FULL) -> ss.Columns:
+    return ss.Columns.build(
+        entries.keys(), (v[0] for v in entries.values()), (v[1] for v in entries.values()), kind
+    )
+
+
+def _as_dict(c: ss.Columns) -> dict[bytes, tuple[int, int]]:
+    return {c.keys[i : i + 1].tobytes(): (int(c.status[i]), int(c.until[i])) for i in range(len(c))}
+
+
+def test_status_file_roundtrip_and_lookup(tmp_path) -> None:
+    entries = {
+        ss.entry_key(KEY, f"doc|P|XXA|{i}".encode()): (1 + i % 3, 1000 + i) for i in range(500)
+    }
+    entries[b"\x00" * 12] = (3, 7)  # a key of zero bytes survives (no string stripping)
+    path = tmp_path / "s.sset"
+    path.write_bytes(_cols(entries).to_bytes(ss.key_id(KEY)))
+    f = ss.StatusFile(path)
+    assert len(f) == len(entries) and f.key_id == ss.key_id(KEY)
+    for k, v in entries.items():
+        assert f.get(k) == v
+    assert f.get(b"\xff" * 12) is None
+    assert f.get(ss.entry_key(KEY, b"doc|P|XXA|nope")) is None
+    assert path.stat().st_size == ss.HEADER_SIZE + len(entries) * ss.ENTRY_BYTES
+    f.close()
+
+
+def test_duplicate_documents_are_refused() -> None:
+    k = ss.entry_key(KEY, b"doc|P|XXA|1")
+    with pytest.raises(BundleFormatError, match="twice"):
+        ss.Columns.build([k, k], [1, 3], [1, 1])
+
+
+def test_truncated_status_file_is_refused(tmp_path) -> None:
+    data = _cols({b"a" * 12: (1, 1), b"b" * 12: (1, 1)}).to_bytes(ss.key_id(KEY))
+    with pytest.raises(BundleFormatError):
+        ss.columns_from_bytes(data[:-3], len(data) - 3)
+    with pytest.raises(BundleFormatError):
+        ss.columns_from_bytes(b"JUNK" + data[4:], len(data))
+
+
+_entry = st.tuples(st.integers(1, 3), st.integers(0, 2**32 - 1))
+_keyset = st.dictionaries(st.binary(min_size=12, max_size=12), _entry, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(old=_keyset, new=_keyset)
+def test_diff_then_merge_gives_the_new_set(old, new) -> None:
+    o, n = _cols(old), _cols(new)
+    d = ss.diff(o, n)
+    assert _as_dict(ss.merge(o, d)) == new
+    assert len(d) <= len(old) + len(new)
+    assert list(ss.merge(o, d).keys) == sorted(ss.merge(o, d).keys)
+
+
+def test_delta_deleting_an_absent_entry_is_refused() -> None:
+    d = _cols({b"z" * 12: (0, 0)}, ss.KIND_DELTA)
+    with pytest.raises(BundleFormatError, match="does not hold"):
+        ss.merge(_cols({b"a" * 12: (1, 1)}), d)
+
+
+def test_inflate_is_capped(tmp_path) -> None:
+    import zlib
+
+    z = tmp_path / "z"
+    z.write_bytes(zlib.compress(b"\0" * 1_000_000))
+    with pytest.raises(BundleFormatError, match="beyond"):
+        ss.decompress_to(z, tmp_path / "out", 1000, "0" * 64)
+
+
+# ---- manifests ----------------------------------------------------------------------
+
+
+def _manifest(keys, *, version=3, expires=NOW + timedelta(days=1), delta_base=None, **kw) -> bytes:
+    parts = [bm.PartRef("rules", "a" * 64, 10)]
+    status = None
+    if delta_base is not None:
+        parts.append(bm.PartRef("status_delta", "b" * 64, 5, bm.ZLIB, 17, "c" * 64))
+        status = bm.StatusInfo(KEY, 1, "d" * 64, 49)
+    payload = bm.make_payload(
+        version=version,
+        issued_at=NOW,
+        expires_at=expires,
+        authority_key_id=bm.key_id(keys[0]),
+        parts=parts,
+        status=status,
+        delta_base=delta_base,
+        **kw,
+    )
+    return bm.sign_manifest(payload, keys)
+
+
+@pytest.mark.parametrize(
+    "make", [ed25519.Ed25519PrivateKey.generate, lambda: ec.generate_private_key(ec.SECP256R1())]
+)
+def test_manifest_verifies_with_the_pinned_key_only(make) -> None:
+    root, other = make(), make()
+    raw = _manifest([root])
+    m = bm.verify_manifest(raw, [root.public_key()], NOW)
+    assert m.version == 3 and m.signed_by == bm.key_id(root) and m.parts["rules"].size == 10
+    with pytest.raises(BundleSignatureError):
+        bm.verify_manifest(raw, [other.public_key()], NOW)
+
+
+def test_tampered_manifest_payload_is_refused() -> None:
+    root = ed25519.Ed25519PrivateKey.generate()
+    env = json.loads(_manifest([root]))
+    env["signed"] = env["signed"].replace('"version":3', '"version":9')
+    with pytest.raises(BundleSignatureError):
+        bm.verify_manifest(json.dumps(env).encode(), [root.public_key()], NOW)
+
+
+@pytest.mark.parametrize("raw", [b"", b"{}", b"[1]", b'{"signed": 1, "signatures": []}'])
+def test_garbage_manifests_are_refused_cleanly(raw) -> None:
+    root = ed25519.Ed25519PrivateKey.generate()
+    with pytest.raises(BundleError):
+        bm.verify_manifest(raw, [root.public_key()], NOW)
+
+
+def test_expired_manifest_is_refused() -> None:
+    root = ed25519.Ed25519PrivateKey.generate()
+    raw = _manifest([root], expires=NOW - timedelta(seconds=1))
+    with pytest.raises(BundleExpiredError):
+        bm.verify_manifest(raw, [root.public_key()], NOW)
+
+
+def test_rollback_and_same_version_with_other_content() -> None:
+    root = ed25519.Ed25519PrivateKey.generate()
+    m = bm.verify_manifest(_manifest([root], version=3), [root.public_key()], NOW)
+    with pytest.raises(BundleRollbackError, match="older"):
+        bm.plan_update(m, 4, "x", {})
+    with pytest.raises(BundleRollbackError, match="different content"):
+        bm.plan_update(m, 3, "x", {})
+    assert bm.plan_update(m, 3, m.digest, {}).up_to_date
+    plan = bm.plan_update(m, 2, "x", {"rules": "a" * 64})
+    assert plan.fetch == ()  # the held part is not downloaded again
+
+
+def test_delta_applies_onto_its_exact_base_only() -> None:
+    root = ed25519.Ed25519PrivateKey.generate()
+    m = bm.verify_manifest(_manifest([root], delta_base=2), [root.public_key()], NOW)
+    assert bm.plan_update(m, 2, "x", {}).use_delta
+    with pytest.raises(BundleError, match="onto version 2 only"):
+        bm.plan_update(m, 1, "x", {})
+    with pytest.raises(BundleError, match="no bundle"):
+        bm.plan_update(m, None, None, {})
+
+
+def test_next_root_key_must_be_a_supported_key() -> None:
+    root = ed25519.Ed25519PrivateKey.generate()
+    nxt = ed25519.Ed25519PrivateKey.generate()
+    m = bm.verify_manifest(
+        _manifest([root], next_root_key=bm.public_pem(nxt)), [root.public_key()], NOW
+    )
+    assert m.next_root_key == bm.public_pem(nxt)
+    env = json.loads(_manifest([root]))
+    doc = json.loads(env["signed"])
+    doc["next_root_key"] = "not a key"
+    with pytest.raises(BundleFormatError):
+        bm.verify_manifest(bm.sign_manifest(doc, [root]), [root.public_key()], NOW)
+
+
+def test_columns_are_sorted_bytewise() -> None:
+    c = _cols({b"\x01" + b"\x00" * 11: (1, 1), b"\x00\xff" + b"\x00" * 10: (1, 1)})
+    assert c.keys[0:1].tobytes().startswith(b"\x00\xff")
+    assert isinstance(c.keys, np.ndarray)

@@ -1,0 +1,202 @@
+"""ID document parsing: ICAO 9303 check digits, GB 11643 numbers, barcodes, privacy."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import numpy as np
+import pytest
+
+from sentinel.credentials import iddoc
+from sentinel.credentials.model import CredentialKind
+from sentinel.credentials.reader import ReadContext, read
+from sentinel.credentials.trustlist import TrustList
+from sentinel.errors import CredentialError
+from sentinel.reasons import ReasonCode
+from sentinel.scan import Symbol, synth
+from sentinel.trust.provider import StatusEntry
+
+TODAY = date(2024, 1, 1)
+# The specimen MRZs of ICAO 9303 parts 4 (TD3), 5 (TD1) and 6 (TD2)
+TD3 = "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36UTO7408122F1204159ZE184226B<<<<<10"
+TD1 = (
+    "I<UTOD231458907<<<<<<<<<<<<<<<\n7408122F1204159UTO<<<<<<<<<<<6\n"
+    "ERIKSSON<<ANNA<MARIA<<<<<<<<<<"
+)
+TD2 = "I<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<\nD231458907UTO7408122F1204159<<<<<<<6"
+CN = "11010519491231002X"  # the GB 11643-1999 example
+
+
+@pytest.mark.parametrize(
+    ("mrz", "number", "fmt"),
+    [(TD3, "L898902C3", "TD3"), (TD1, "D23145890", "TD1"), (TD2, "D23145890", "TD2")],
+)
+def test_icao_specimens_parse(mrz: str, number: str, fmt: str) -> None:
+    doc = iddoc.parse_mrz(mrz, today=TODAY)
+    assert (doc.number, doc.source, doc.issuing_country) == (number, fmt, "UTO")
+    assert doc.expiry == date(2012, 4, 15)
+    assert doc.birth_date == date(1974, 8, 12)
+    assert (doc.surname, doc.given_names) == ("ERIKSSON", "ANNA MARIA")
+
+
+def test_check_digit_matches_icao_example() -> None:
+    # ICAO 9303-3 §4.9 worked example: 520727 -> 3
+    assert iddoc.check_digit("520727") == "3"
+    assert iddoc.check_digit("L898902C3") == "6"
+
+
+def _protected_positions(mrz: str) -> list[tuple[int, int]]:
+    """(line, column) of every character a check digit covers, check digits included."""
+    lines = mrz.split("\n")
+    fmt = iddoc.mrz_format(lines)
+    if fmt == "TD1":
+        return [(0, c) for c in range(5, 30)] + [(1, c) for c in range(30) if c not in (7, 15, 16, 17)]
+    width = len(lines[1])
+    return [(1, c) for c in range(width) if not 10 <= c <= 12 and c != 20]
+
+
+@pytest.mark.parametrize("mrz", [TD1, TD2, TD3])
+def test_every_single_character_mutation_is_refused(mrz: str) -> None:
+    """Each protected character, replaced by every other MRZ character, is refused —
+    except replacements whose ICAO value differs by a multiple of ten in a field that
+    allows letters (the 7-3-1 check digit cannot see those); they are counted and must
+    match the arithmetic exactly, so no other mutation slips through."""
+    lines = mrz.split("\n")
+    accepted, blind = [], []
+    for li, col in _protected_positions(mrz):
+        orig = lines[li][col]
+        for ch in sorted(iddoc.MRZ_CHARS - {orig}):
+            mutated = list(lines)
+            mutated[li] = mutated[li][:col] + ch + mutated[li][col + 1 :]
+            try:
+                doc = iddoc.parse_mrz("\n".join(mutated), today=TODAY)
+            except CredentialError as exc:
+                assert exc.reason is ReasonCode.ID_UNREADABLE
+                continue
+            accepted.append((li, col, ch, doc.number))
+        for ch in sorted(iddoc.MRZ_CHARS - {orig}):
+            diff = iddoc.char_value(ch) - iddoc.char_value(orig)
+            numeric = orig.isdigit() and ch.isdigit()
+            if diff % 10 == 0 and not numeric:
+                blind.append((li, col, ch))
+    # every accepted mutation is a check-digit blind spot, never anything else
+    assert {(a[0], a[1], a[2]) for a in accepted} <= set(blind)
+    # and no digit-only field (dates, check digits) accepts any mutation at all
+    assert all(not a[2].isdigit() or not lines[a[0]][a[1]].isdigit() for a in accepted)
+
+
+def test_date_fields_refuse_letters_that_fool_the_check_digit() -> None:
+    # 'A' (10) in place of '0' keeps the 7-3-1 sum mod 10, but a date is digits only
+    lines = TD3.split("\n")
+    bad = lines[1][:13] + "7A08122" + lines[1][20:]
+    with pytest.raises(CredentialError):
+        iddoc.parse_mrz(lines[0] + "\n" + bad, today=TODAY)
+
+
+def test_random_valid_mrzs_round_trip() -> None:
+    rng = np.random.default_rng(7)
+    for fmt in ("TD1", "TD2", "TD3") * 20:
+        doc = iddoc.parse_mrz(synth.make_mrz(fmt, rng), today=TODAY)
+        assert doc.source == fmt and doc.number
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "P<UTO", TD3.replace("\n", ""), TD3.lower() + "é", "\x00" * 88, TD3 + "\nEXTRA"],
+)
+def test_bad_input_is_refused_not_crashed(text: str) -> None:
+    with pytest.raises(CredentialError) as exc:
+        iddoc.parse_mrz(text, today=TODAY)
+    assert exc.value.reason is ReasonCode.ID_UNREADABLE
+
+
+def test_cn_id_check_char_and_every_mutation() -> None:
+    assert iddoc.cn_check_char(CN[:17]) == "X"
+    assert iddoc.parse_cn_id(CN, today=TODAY).birth_date == date(1949, 12, 31)
+    for i in range(18):
+        for ch in "0123456789X":
+            if ch == CN[i] or (ch == "X" and i < 17):
+                continue
+            with pytest.raises(CredentialError):
+                iddoc.parse_cn_id(CN[:i] + ch + CN[i + 1 :], today=TODAY)
+    for i in range(17):  # adjacent transpositions are caught by MOD 11-2 too
+        if CN[i] != CN[i + 1]:
+            swapped = CN[:i] + CN[i + 1] + CN[i] + CN[i + 2 :]
+            with pytest.raises(CredentialError):
+                iddoc.parse_cn_id(swapped, today=TODAY)
+
+
+def test_random_cn_ids_are_valid() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        assert iddoc.parse_cn_id(synth.make_cn_id(rng), today=TODAY).issuing_country == "CHN"
+
+
+def test_aamva_pdf417_text() -> None:
+    text = (
+        "@\n\x1e\rANSI 636014040002DL00410278ZC03190008DLDAQD1234567\nDCSPUBLIC\nDACJOHN\n"
+        "DBB01311974\nDBA08312030\nDCGUSA\n"
+    )
+    doc = iddoc.parse_symbol_text("PDF417", text)
+    assert (doc.number, doc.issuing_country, doc.expiry) == ("D1234567", "USA", date(2030, 8, 31))
+    with pytest.raises(CredentialError):
+        iddoc.parse_symbol_text("PDF417", "@\nANSI 6360\nDCSX\n")
+
+
+def test_number_never_in_repr_and_masked() -> None:
+    doc = iddoc.parse_mrz(TD3, today=TODAY)
+    assert "L898902C3" not in repr(doc) and "ERIKSSON" not in repr(doc)
+    assert doc.masked_number == "L8*****C3"
+    assert iddoc.mask_names(doc) == "E******* A*** M****, 1974"
+
+
+class _Status:
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str, str]] = []
+
+    def lookup_document(self, doc_type: str, country: str, number: str) -> StatusEntry | None:
+        self.asked.append((doc_type, country, number))
+        if number == "L898902C3":
+            return StatusEntry("green", datetime(2030, 1, 1, tzinfo=UTC))
+        return None
+
+    def lookup_subject(self, subject_id: str) -> StatusEntry | None:
+        return None
+
+
+def test_reader_routes_mrz_to_a_minimized_credential() -> None:
+    status = _Status()
+    ctx = ReadContext(
+        trust=TrustList.from_certificates([], country="XX"),
+        now=datetime(2011, 1, 1, tzinfo=UTC),
+        pseudonym_key=b"k" * 32,
+        status=status,
+    )
+    cred = read(Symbol("MRZ", TD3, TD3.encode()), ctx)
+    assert cred.kind is CredentialKind.ID_DOCUMENT
+    assert cred.status == "green" and status.asked == [("P", "UTO", "L898902C3")]
+    assert "L898902C3" not in repr(cred) and "ERIKSSON" not in repr(cred)
+    broken = TD3[:-1] + "1"
+    with pytest.raises(CredentialError) as exc:
+        read(Symbol("MRZ", broken, broken.encode()), ctx)
+    assert exc.value.reason is ReasonCode.ID_UNREADABLE
+
+
+def test_identity_pseudonym_matches_the_dcc_one() -> None:
+    from sentinel.credentials.dcc import holder_pseudonym
+
+    doc = iddoc.parse_mrz(TD3, today=TODAY)
+    key = b"p" * 32
+    dgc = {"nam": {"fnt": "ERIKSSON", "gnt": "ANNA<MARIA"}, "dob": "1974-08-12"}
+    assert iddoc.doc_pseudonym(doc, key) == holder_pseudonym(dgc, key)
+    other = {"nam": {"fnt": "ERIKSSON", "gnt": "ANNA<MARIA"}, "dob": "1974-08-13"}
+    assert iddoc.doc_pseudonym(doc, key) != holder_pseudonym(other, key)
+    assert iddoc.identity_matches("ERIKSSON", "ANNA<MARIA", "1974-08-12", doc)
+    assert not iddoc.identity_matches("ERIKSON", "ANNA<MARIA", "1974-08-12", doc)
+    assert iddoc.icao_name("Müller-Lüdenscheidt") == "MUELLER<LUEDENSCHEIDT"
+
+
+def test_status_key_is_keyed() -> None:
+    doc = iddoc.parse_mrz(TD3, today=TODAY)
+    a, b = iddoc.status_key(doc, b"a" * 32), iddoc.status_key(doc, b"b" * 32)
+    assert a != b and b"L898902C3" not in a

@@ -1,0 +1,199 @@
+"""The retention purge: crypto-shredding, row deletion, no copies left in the raw files."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sentinel.cli import main
+from sentinel.journal import Event, Journal
+from sentinel.journal.audit import open_audit
+from sentinel.journal.purge import purge, retention_state
+
+T0 = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+class Clock:
+    def __init__(self, t: datetime) -> None:
+        self.t = t
+
+    def __call__(self) -> datetime:
+        return self.t
+
+
+def ev(t: datetime, bundle: str = "b7", decision: str = "refuse") -> Event:
+    return Event(t, "venue-1", "g1", decision, "EXPIRED", "dcc_vaccination", bundle)
+
+
+def raw_files(d: Path, stem: str) -> bytes:
+    """Every byte of a database and its WAL (the files, not the tables)."""
+    return b"".join(p.read_bytes() for p in (d / stem, d / f"{stem}-wal") if p.exists())
+
+
+def _purge(j: Journal, data: Path, now: datetime, retention_days: int = 3, agg: int = 400):
+    with open_audit(data) as audit:
+        return purge(j, audit, retention_days=retention_days, aggregate_days=agg, now=now)
+
+
+def test_purged_day_leaves_no_trace_in_raw_bytes(tmp_path: Path) -> None:
+    clock = Clock(T0 - 5 * DAY)
+    old_day = (T0 - 5 * DAY).date()
+    with Journal(tmp_path / "journal.db", clock=clock, retention_days=3) as j:
+        old_ids = [
+            j.record(
+                ev(T0 - 5 * DAY + i * timedelta(seconds=7), bundle="BUNDLE-OLD-ZQX"),
+                personal={"display_name": f"ZQXMARKER-{i:04d}", "pseudonym": f"PSEUDO{i:04d}"},
+            )
+            for i in range(300)
+        ]
+        clock.t = T0
+        kept_ids = [
+            j.record(ev(T0 - i * timedelta(minutes=5)), personal={"display_name": f"KEEP-{i}"})
+            for i in range(20)
+        ]
+        old_key = j.keys.key_for(old_day)
+        assert old_key is not None
+        cts = [
+            bytes(r[0])
+            for r in j.conn.execute("SELECT ct FROM personal WHERE day = ?", (old_day.isoformat(),))
+        ]
+        assert len(cts) == 300
+        # positive controls: before the purge the raw files do hold the data
+        before = raw_files(tmp_path, "journal.db")
+        assert b"BUNDLE-OLD-ZQX" in before
+        assert all(ct in before for ct in cts[:20])
+        assert old_key in raw_files(tmp_path, "journal-keys.db")
+        assert b"ZQXMARKER" not in before  # personal fields were never in plaintext
+
+        result = _purge(j, tmp_path, T0)
+        assert result.days == (old_day,) and result.keys_destroyed == 1
+        assert (result.personal_rows, result.event_rows) == (300, 300)
+        assert result.wal_truncated
+
+        def check_no_trace() -> None:
+            journal_raw = raw_files(tmp_path, "journal.db")
+            keys_raw = raw_files(tmp_path, "journal-keys.db")
+            for blob in (journal_raw, keys_raw):
+                assert b"BUNDLE-OLD-ZQX" not in blob
+                assert b"ZQXMARKER" not in blob and b"PSEUDO0" not in blob
+                assert old_key not in blob
+                assert not any(ct[:24] in blob for ct in cts)
+
+        check_no_trace()  # with the journal still open
+        assert [j.personal(e) for e in old_ids[:3]] == [None, None, None]
+        assert all(j.personal(e) is not None for e in kept_ids)
+        assert {r["event_id"] for r in j.events()} == set(kept_ids)
+    check_no_trace()  # and after close
+    for p in tmp_path.glob("journal*-wal"):
+        assert p.stat().st_size == 0
+
+
+def test_purge_is_idempotent_and_audited_once(tmp_path: Path) -> None:
+    clock = Clock(T0 - 10 * DAY)
+    with Journal(tmp_path / "journal.db", clock=clock, retention_days=3) as j:
+        for k in range(10):
+            clock.t = T0 - k * DAY
+            for i in range(3):
+                j.record(ev(clock.t + i * timedelta(minutes=1)), personal={"display_name": "N*"})
+        clock.t = T0
+        first = _purge(j, tmp_path, T0)
+        assert [d.isoformat() for d in first.days] == [
+            (T0 - k * DAY).date().isoformat() for k in range(9, 2, -1)
+        ]
+        assert first.audit_entries == 7 and first.event_rows == 21
+        second = _purge(j, tmp_path, T0)
+        assert second.days == () and second.audit_entries == 0 and second.event_rows == 0
+        assert j.keys.days() == [(T0 - k * DAY).date() for k in (2, 1, 0)]
+        assert len(j.events()) == 9
+        state = retention_state(j, 3, T0)
+        assert state.ok and state.oldest_key_day == (T0 - 2 * DAY).date()
+        # the next day one more day falls out
+        third = _purge(j, tmp_path, T0 + DAY)
+        assert third.days == ((T0 - 2 * DAY).date(),)
+    with open_audit(tmp_path) as audit:
+        entries = audit.entries()
+        audit.verify()
+    details = [json.loads(e["details"]) for e in entries]
+    assert [d["day"] for d in details] == sorted(d["day"] for d in details)
+    assert len({d["purge_id"] for d in details}) == 8
+    assert all(d["key_destroyed"] and d["event_rows"] == 3 for d in details)
+    assert all(d["personal_rows"] == 3 and d["retention_days"] == 3 for d in details)
+
+
+def test_retention_state_names_what_is_overdue(tmp_path: Path) -> None:
+    clock = Clock(T0 - 4 * DAY)
+    with Journal(tmp_path / "journal.db", clock=clock, retention_days=3) as j:
+        j.record(ev(clock.t), personal={"display_name": "Z*"})
+        clock.t = T0
+        state = retention_state(j, 3, T0)
+        assert not state.ok
+        assert any("day key" in p and "2022-04-27" in p for p in state.problems)
+        assert any("personal rows" in p for p in state.problems)
+
+
+def test_aggregates_outlive_personal_data_then_go(tmp_path: Path) -> None:
+    clock = Clock(T0 - 20 * DAY)
+    with Journal(tmp_path / "journal.db", clock=clock, retention_days=3) as j:
+        j.record(ev(clock.t), personal={"display_name": "A*"})
+        j.record(ev(clock.t, decision="admit"))
+        clock.t = T0
+        _purge(j, tmp_path, T0, agg=30)
+        assert j.events() == []
+        counts = j.daily_counts(date(2022, 1, 1), date(2022, 12, 31))
+        assert sorted((c["decision"], c["count"]) for c in counts) == [("admit", 1), ("refuse", 1)]
+        r = _purge(j, tmp_path, T0 + 11 * DAY, agg=30)
+        assert r.count_rows == 2
+        assert j.daily_counts(date(2022, 1, 1), date(2022, 12, 31)) == []
+    with open_audit(tmp_path) as audit:
+        last = json.loads(audit.entries()[-1]["details"])
+    assert last["scope"] == "aggregates" and last["count_rows"] == 2
+
+
+def test_rows_reappearing_for_a_purged_day_are_purged_again(tmp_path: Path) -> None:
+    clock = Clock(T0 - 5 * DAY)
+    with Journal(tmp_path / "journal.db", clock=clock, retention_days=3) as j:
+        j.record(ev(clock.t))
+        clock.t = T0
+        _purge(j, tmp_path, T0)
+        j.record(ev(T0 - 5 * DAY))  # e.g. an import, or a clock that was set back
+        r = _purge(j, tmp_path, T0)
+        assert r.event_rows == 1 and r.audit_entries == 1
+    with open_audit(tmp_path) as audit:
+        ids = [json.loads(e["details"])["purge_id"] for e in audit.entries()]
+    assert ids == ["day:2022-04-26", "day:2022-04-26#2"]
+
+
+def test_cli_purge_verify_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "s.toml"
+    conf.write_text('data_dir = "data"\n[retention]\nretention_days = 3\n', encoding="utf-8")
+    data = tmp_path / "data"
+    clock = Clock(T0 - 6 * DAY)
+    with Journal(data / "journal.db", clock=clock, retention_days=3) as j:
+        j.record(ev(clock.t), personal={"display_name": "Q*"})
+        clock.t = T0
+        j.record(ev(T0), personal={"display_name": "R*"})
+    now = ["--now", T0.isoformat()]
+    assert main(["audit", "verify", "-c", str(conf), *now]) == 1
+    err = capsys.readouterr().err
+    assert "retention: FAILED" in err and "2022-04-25" in err
+    early = tmp_path / "early.json"  # exported before the purge: the signed statement says so
+    assert main(["audit", "export", "-c", str(conf), "--out", str(early), *now]) == 0
+    capsys.readouterr()
+    assert main(["audit", "verify", "--file", str(early)]) == 1
+    assert "promise NOT kept" in capsys.readouterr().err
+    assert main(["purge", "-c", str(conf), "--progress", *now]) == 0
+    out = capsys.readouterr().out
+    assert "purged days: 2022-04-25" in out and "keys destroyed 1" in out
+    assert main(["audit", "verify", "-c", str(conf), *now]) == 0
+    out = capsys.readouterr().out
+    assert "2 entries, whole" in out and "promise kept" in out
+    export = tmp_path / "audit.json"
+    assert main(["audit", "export", "-c", str(conf), "--out", str(export), *now]) == 0
+    capsys.readouterr()
+    assert main(["audit", "verify", "--file", str(export)]) == 0
+    out = capsys.readouterr().out
+    assert "3 entries, whole" in out and "promise kept" in out

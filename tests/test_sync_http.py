@@ -1,0 +1,282 @@
+"""Sync against a real HTTP server on 127.0.0.1: good full + delta, and every refusal.
+
+In each failure case the device keeps deciding from its previous good bundle and the
+store says why it refused the new one.
+"""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sentinel.config import PolicyConfig, TrustConfig
+from sentinel.credentials import dcc_issue as di
+from sentinel.credentials.reader import ReadContext, read
+from sentinel.errors import (
+    BundleError,
+    BundleHashError,
+    BundleRollbackError,
+    BundleSignatureError,
+)
+from sentinel.journal.audit import open_audit
+from sentinel.policy import decide
+from sentinel.reasons import ReasonCode
+from sentinel.scan import Symbol
+from sentinel.trust.publish import generate_root_key
+from sentinel.trust.store import BundleStore, StoreTrust
+from sentinel.trust.sync import HttpSource, Syncer, SyncError, retrying
+from sentinel.trust.testing import BundleServer, StatusRecord, build_test_bundle
+
+NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
+UNTIL = NOW + timedelta(days=10)
+DOC = ("P", "XXA", "C01X00T47")
+
+
+@pytest.fixture(scope="module")
+def dsc() -> di.IssuerKey:
+    return di.make_signer(
+        "XX",
+        not_before=datetime(2021, 1, 1, tzinfo=UTC),
+        not_after=datetime(2030, 1, 1, tzinfo=UTC),
+    )
+
+
+def _records(n: int, first: str = "green") -> list[StatusRecord]:
+    recs = [StatusRecord(first, UNTIL, *DOC)]
+    recs += [StatusRecord("green", UNTIL, "I", "XXA", f"N{i:07d}") for i in range(n)]
+    recs.append(StatusRecord("green", UNTIL, subject_id="subject-1"))
+    return recs
+
+
+class Device:
+    """A device data dir with its store, a syncer over HTTP, and the provider."""
+
+    def __init__(self, data: Path, url: str, root, now: datetime = NOW) -> None:
+        self.store = BundleStore(data)
+        self.source = HttpSource(url, timeout_s=5)
+        self.now = now
+        self.syncer = Syncer(self.store, self.source, root_key=root, clock=lambda: self.now)
+        self.trust = StoreTrust(data, TrustConfig())
+
+    def sync(self):
+        return self.syncer.sync()
+
+    def close(self) -> None:
+        self.trust.close()
+        self.source.close()
+        self.store.close()
+
+
+@pytest.fixture()
+def world(tmp_path, dsc):
+    root = generate_root_key()
+    b = build_test_bundle(
+        tmp_path / "site",
+        signers=[dsc.der],
+        status=_records(200),
+        revocations=["UCI:" + "ab" * 16],
+        rules=b'{"v": 1}',
+        now=NOW,
+        root_key=root,
+    )
+    server = BundleServer(tmp_path / "site")
+    dev = Device(tmp_path / "data", server.url, root.public_key())
+    yield b, server, dev
+    dev.close()
+    server.close()
+
+
+def _publish_v2(b, tmp_path, dsc, **kw):
+    return build_test_bundle(
+        b.site,
+        signers=[dsc.der],
+        status=_records(200, first="red"),
+        revocations=["UCI:" + "ab" * 16],
+        rules=b'{"v": 1}',
+        now=NOW,
+        root_key=b.root_key,
+        **kw,
+    )
+
+
+def _doc_status(dev: Device) -> str | None:
+    s = dev.trust.status()
+    e = s.lookup_document(*DOC) if s is not None else None
+    return e.status if e else None
+
+
+def test_full_then_delta_then_not_modified(world, tmp_path, dsc) -> None:
+    b, server, dev = world
+    r1 = dev.sync()
+    assert (r1.outcome, r1.version, r1.delta) == ("applied", 1, False)
+    assert dev.trust.state().bundle_version == "1"
+    assert _doc_status(dev) == "green"
+    assert dev.trust.status().lookup_subject("subject-1").status == "green"
+    assert dev.trust.part("rules") == b'{"v": 1}'
+    full_status_size = b.manifest.parts["status"].size
+
+    b2 = _publish_v2(b, tmp_path, dsc)
+    assert b2.manifest.delta_base == 1
+    r2 = dev.sync()
+    assert (r2.outcome, r2.version, r2.delta) == ("applied", 2, True)
+    # only the delta travels: unchanged parts are held by hash, the full set is skipped
+    assert r2.downloaded_bytes == b2.manifest.parts["status_delta"].size
+    assert r2.downloaded_bytes < full_status_size / 10
+    got = [p for p, _ in server.requests if p.startswith("parts/")]
+    assert f"parts/{b2.manifest.parts['status'].sha256}" not in got
+    assert _doc_status(dev) == "red"
+    assert dev.trust.state().bundle_version == "2"
+
+    r3 = dev.sync()
+    assert r3.outcome == "not_modified"
+    assert server.requests[-1] == ("manifest.json", "304")
+
+    entries = open_audit(tmp_path / "data").entries()
+    kinds = [(e["kind"], e["details"]) for e in entries]
+    assert [k for k, _ in kinds] == ["bundle_applied", "bundle_applied"]
+    assert '"version":2' in kinds[1][1] and '"delta":true' in kinds[1][1]
+    assert "C01X00T47" not in "".join(d for _, d in kinds)
+
+
+def _break(case: str, b, server, tmp_path, dsc) -> type[BaseException]:
+    """Publish or serve a bad v2 for ``case``; return the error the device must raise."""
+    if case == "part_hash":
+        b2 = _publish_v2(b, tmp_path, dsc)
+        sha = b2.manifest.parts["status_delta"].sha256
+        good = (b.site / "parts" / sha).read_bytes()
+        server.override[f"parts/{sha}"] = bytes([good[0] ^ 1]) + good[1:]
+        return BundleHashError
+    if case == "other_key":
+        evil = build_test_bundle(
+            tmp_path / "evil", signers=[dsc.der], status=_records(3, "red"), now=NOW, version=9
+        )
+        server.override["manifest.json"] = (evil.site / "manifest.json").read_bytes()
+        return BundleSignatureError
+    if case == "replay":
+        server.override["manifest.json"] = b"placeholder"  # set after v2 is applied
+        return BundleRollbackError
+    if case == "cut":
+        b2 = _publish_v2(b, tmp_path, dsc)
+        server.cut.add(f"parts/{b2.manifest.parts['status_delta'].sha256}")
+        return SyncError
+    if case == "down":
+        server.close()
+        return SyncError
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["part_hash", "other_key", "replay", "cut", "down"])
+def test_refused_bundles_keep_the_previous_data(case, world, tmp_path, dsc) -> None:
+    b, server, dev = world
+    assert dev.sync().version == 1
+    expected_version = "1"
+    if case == "replay":
+        _publish_v2(b, tmp_path, dsc)
+        assert dev.sync().version == 2
+        expected_version = "2"
+        old = (b.site / "manifests" / "1.json").read_bytes()
+        server.override["manifest.json"] = old
+        err = BundleRollbackError
+    else:
+        err = _break(case, b, server, tmp_path, dsc)
+    with pytest.raises(err):
+        dev.sync()
+    assert dev.trust.state().bundle_version == expected_version
+    assert _doc_status(dev) == ("green" if expected_version == "1" else "red")
+    last_error = dev.store.meta("last_error") or ""
+    assert err.__name__ in last_error
+    assert not dev.store.staging.exists()
+    # only the status files in use remain (base, and the overlay of applied deltas)
+    in_use = {dev.store.meta("status_file"), dev.store.meta("overlay_file")} - {None}
+    assert {p.name for p in (dev.store.root / "status").iterdir()} == in_use
+
+
+def test_cut_download_recovers_on_retry(world, tmp_path, dsc) -> None:
+    b, server, dev = world
+    dev.sync()
+    b2 = _publish_v2(b, tmp_path, dsc)
+    path = f"parts/{b2.manifest.parts['status_delta'].sha256}"
+    server.cut.add(path)
+    waits: list[float] = []
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        server.cut.discard(path)  # the network comes back while we wait
+        return False
+
+    r = retrying(dev.sync, attempts=3, base_s=1.0, max_s=8.0, wait=wait)
+    assert r.version == 2 and len(waits) == 1 and 0.5 <= waits[0] <= 1.0
+    assert dev.store.meta("last_error") is None
+
+
+def test_server_down_gives_up_after_the_attempts(world) -> None:
+    _b, server, dev = world
+    server.close()
+    waits: list[float] = []
+    with pytest.raises(SyncError, match="cannot fetch manifest"):
+        retrying(dev.sync, attempts=3, base_s=1.0, max_s=8.0, wait=lambda s: bool(waits.append(s)))
+    assert len(waits) == 2 and waits[1] > waits[0] * 0.9 / 2  # doubling (with jitter)
+
+
+def test_delta_for_another_base_falls_back_to_the_full_part(world, tmp_path, dsc) -> None:
+    b, _server, dev = world
+    _publish_v2(b, tmp_path, dsc)
+    b3 = build_test_bundle(
+        b.site, signers=[dsc.der], status=_records(200, "yellow"), now=NOW, root_key=b.root_key
+    )
+    assert b3.manifest.delta_base == 2
+    r = dev.sync()  # the device has nothing: full status part of v3
+    assert (r.version, r.delta) == (3, False)
+    assert _doc_status(dev) == "yellow"
+
+
+def test_unreachable_port_is_a_clean_refusal(tmp_path) -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    dev = Device(tmp_path / "d", f"http://127.0.0.1:{port}", generate_root_key().public_key())
+    try:
+        with pytest.raises(BundleError):
+            dev.sync()
+        assert dev.trust.state().bundle_version == ""
+        assert dev.trust.status() is None
+    finally:
+        dev.close()
+
+
+def test_decisions_use_the_bundle_revocations_and_staleness(world, tmp_path, dsc) -> None:
+    b, _server, dev = world
+    dev.sync()
+    text = di.issue(
+        di.vaccination(on="2021-06-01"),
+        dsc,
+        issued_at=NOW - timedelta(days=1),
+        expires_at=NOW + timedelta(days=300),
+    )
+    sym = Symbol("QRCODE", text, text.encode())
+
+    def decision(at: datetime):
+        ctx = ReadContext(trust=dev.trust.trust_list(), now=at, status=dev.trust.status())
+        return decide(read(sym, ctx), PolicyConfig(), dev.trust.state(), at)
+
+    assert decision(NOW).reason is ReasonCode.ADMIT
+    assert decision(NOW + timedelta(hours=47)).reason is ReasonCode.ADMIT
+    assert decision(NOW + timedelta(hours=49)).reason is ReasonCode.DATA_STALE  # no sync since
+
+    cred = read(sym, ReadContext(trust=dev.trust.trust_list(), now=NOW))
+    uci = next(k for k in cred.revocation_keys if k.startswith("UCI:"))
+    build_test_bundle(
+        b.site,
+        signers=[dsc.der],
+        status=_records(200),
+        revocations=[uci],
+        now=NOW,
+        root_key=b.root_key,
+    )
+    dev.now = NOW + timedelta(hours=1)
+    assert dev.sync().version == 2
+    assert decision(NOW + timedelta(hours=2)).reason is ReasonCode.REVOKED

@@ -1,0 +1,149 @@
+"""The store and provider: root-key rotation, expiry, all-or-nothing apply, USB sync."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sentinel.config import TrustConfig
+from sentinel.errors import BundleError, BundleFormatError, BundleSignatureError
+from sentinel.trust import bundle as bm
+from sentinel.trust.publish import Inputs, generate_root_key, publish
+from sentinel.trust.store import StoreTrust
+from sentinel.trust.testing import StatusRecord, build_test_bundle, sync_dir
+
+NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
+UNTIL = NOW + timedelta(days=30)
+
+
+def _inputs(status: str = "green") -> Inputs:
+    return Inputs(status=[StatusRecord(status, UNTIL, "P", "XXA", "1")], revocations=[])
+
+
+def test_root_key_rotation(tmp_path) -> None:
+    old, new = generate_root_key(), generate_root_key("p256")
+    site, data = tmp_path / "site", tmp_path / "data"
+    publish(site, _inputs(), [old], now=NOW, next_root_key=new.public_key())
+    assert sync_dir(data, site, old.public_key(), now=NOW).version == 1
+    # v2 signed by the announced key only: accepted, and the new key takes over
+    publish(site, _inputs("yellow"), [new], now=NOW)
+    assert sync_dir(data, site, old.public_key(), now=NOW).version == 2
+    # the old key alone no longer signs for this device
+    publish(site, _inputs("red"), [old], now=NOW)
+    with pytest.raises(BundleSignatureError):
+        sync_dir(data, site, old.public_key(), now=NOW)
+    with StoreTrust(data) as t:
+        assert t.state().bundle_version == "2"
+        assert t.status().lookup_document("P", "XXA", "1").status == "yellow"
+
+
+def test_unannounced_key_is_refused(tmp_path) -> None:
+    a, b = generate_root_key(), generate_root_key()
+    publish(tmp_path / "site", _inputs(), [a], now=NOW)
+    sync_dir(tmp_path / "data", tmp_path / "site", a.public_key(), now=NOW)
+    publish(tmp_path / "site", _inputs("red"), [b], now=NOW)
+    with pytest.raises(BundleSignatureError):
+        sync_dir(tmp_path / "data", tmp_path / "site", a.public_key(), now=NOW)
+
+
+def test_data_counts_as_stale_at_manifest_expiry(tmp_path) -> None:
+    b = build_test_bundle(tmp_path / "site", now=NOW, expires_in=timedelta(hours=24))
+    sync_dir(tmp_path / "data", b.site, b.root_public, now=NOW)
+    with StoreTrust(tmp_path / "data", TrustConfig(max_data_age_hours=48)) as t:
+        st = t.state()
+        # last good sync NOW, but the bundle expires at NOW + 24 h: stale from then on
+        assert st.updated_at == NOW + timedelta(hours=24) - st.max_age
+        assert NOW + timedelta(hours=23) - st.updated_at <= st.max_age
+        assert NOW + timedelta(hours=25) - st.updated_at > st.max_age
+
+
+def test_a_bad_part_leaves_everything_as_it_was(tmp_path) -> None:
+    root = generate_root_key()
+    b = build_test_bundle(
+        tmp_path / "site",
+        root_key=root,
+        now=NOW,
+        status=[StatusRecord("green", UNTIL, "P", "X", "1")],
+    )
+    data = tmp_path / "data"
+    sync_dir(data, b.site, b.root_public, now=NOW)
+    before = sorted(p.name for p in (data / "trust" / "status").iterdir())
+
+    # a correctly hashed and signed v2 whose revocations part is not a revocation list
+    site2 = tmp_path / "site2"
+    (site2 / "parts").mkdir(parents=True)
+    junk = b"not json"
+    sha = hashlib.sha256(junk).hexdigest()
+    (site2 / "parts" / sha).write_bytes(junk)
+    payload = bm.make_payload(
+        version=2,
+        issued_at=NOW,
+        expires_at=NOW + timedelta(days=1),
+        authority_key_id=bm.key_id(root),
+        parts=[bm.PartRef("revocations", sha, len(junk))],
+        status=None,
+    )
+    (site2 / "manifest.json").write_bytes(bm.sign_manifest(payload, [root]))
+    with pytest.raises(BundleFormatError, match="revocations"):
+        sync_dir(data, site2, b.root_public, now=NOW)
+    with StoreTrust(data) as t:
+        assert t.state().bundle_version == "1"
+        assert t.status().lookup_document("P", "X", "1").status == "green"
+        assert "BundleFormatError" in (t.store.meta("last_error") or "")
+    assert sorted(p.name for p in (data / "trust" / "status").iterdir()) == before
+
+
+def test_delta_only_bundle_needs_its_base(tmp_path) -> None:
+    root = generate_root_key()
+    site = tmp_path / "site"
+    publish(site, _inputs(), [root], now=NOW)
+    publish(site, _inputs("red"), [root], now=NOW, delta_only=True)
+    manifest = json.loads(json.loads((site / "manifest.json").read_text())["signed"])
+    assert "status" not in manifest["parts"] and manifest["delta"]["base_version"] == 1
+    # a fresh device cannot use it; one on version 1 can (the USB-stick case)
+    with pytest.raises(BundleError, match="onto version 1 only"):
+        sync_dir(tmp_path / "fresh", site, root.public_key(), now=NOW)
+    # a device that applied version 1 (served from the history) takes the delta
+    shutil.copytree(site, tmp_path / "v1")
+    (tmp_path / "v1" / "manifest.json").write_bytes((site / "manifests" / "1.json").read_bytes())
+    sync_dir(tmp_path / "dev", tmp_path / "v1", root.public_key(), now=NOW)
+    r = sync_dir(tmp_path / "dev", site, root.public_key(), now=NOW)
+    assert (r.version, r.delta) == (2, True)
+
+
+def _recs(entries: dict[str, str]) -> Inputs:
+    return Inputs(status=[StatusRecord(v, UNTIL, "P", "XXA", k) for k, v in entries.items()])
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_chained_deltas_match_a_fresh_full_apply(tmp_path, monkeypatch, compact) -> None:
+    from sentinel.trust import store as store_mod
+
+    if compact:  # every delta merges into a new base, checked against the manifest digest
+        monkeypatch.setattr(store_mod, "COMPACT_MIN", 0)
+        monkeypatch.setattr(store_mod, "COMPACT_RATIO", 0.0)
+    root = generate_root_key()
+    site, dev = tmp_path / "site", tmp_path / "dev"
+    v1 = {f"A{i}": "green" for i in range(50)}
+    v2 = {**v1, "A1": "red", "NEW": "yellow"}
+    del v2["A2"]
+    v3 = {k: s for k, s in v2.items() if k != "NEW"} | {"A2": "green", "A3": "yellow"}
+    for i, entries in enumerate([v1, v2, v3], start=1):
+        publish(site, _recs(entries), [root], now=NOW)
+        r = sync_dir(dev, site, root.public_key(), now=NOW)
+        assert (r.version, r.delta) == (i, i > 1)
+    sync_dir(tmp_path / "fresh", site, root.public_key(), now=NOW)  # v3 in full
+    with StoreTrust(dev) as a, StoreTrust(tmp_path / "fresh") as b:
+        assert (a.store.overlay_path() is None) == compact
+        for k in [*v1, "NEW", "nope"]:
+            ea = a.status().lookup_document("P", "XXA", k)
+            eb = b.status().lookup_document("P", "XXA", k)
+            assert ea == eb
+            assert (ea.status if ea else None) == v3.get(k)
+        assert len(a.status()) == len(v3)
+        if compact:
+            assert a.store.status_path().read_bytes() == b.store.status_path().read_bytes()
