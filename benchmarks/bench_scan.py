@@ -206,7 +206,6 @@ def bench_ids(n_docs: int, engines: dict[str, int], tries: int = 3) -> None:
                         wrong_state += 1  # no check digit covers the issuing state
                     else:
                         ok = True
-                        print(f"wrong read ({kind}, {cond})", file=sys.stderr)
                 frame_hits.append(ok)
                 got_doc = got_doc or ok
             doc_hits.append(got_doc)

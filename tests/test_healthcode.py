@@ -233,10 +233,14 @@ def test_phone_held_still_past_cooldown_is_one_showing(
     for _ in range(80):  # still in view, frame after frame
         v.guard.observe([text])
     v.verify(text, NOW + timedelta(seconds=6), presentation_id=2)
-    for _ in range(4):  # taken away ...
+    for _ in range(2):  # a decoder drop-out of two frames: still the same showing
+        v.guard.observe([])
+    v.guard.observe([text])
+    v.verify(text, NOW + timedelta(seconds=7), presentation_id=3)
+    for _ in range(9):  # taken away ...
         v.guard.observe([])
     v.guard.observe([text])  # ... and shown again: another showing
-    r = reason_of(v.verify, text, NOW + timedelta(seconds=8), presentation_id=3)
+    r = reason_of(v.verify, text, NOW + timedelta(seconds=8), presentation_id=4)
     assert r is ReasonCode.CODE_REPLAY
 
 

@@ -66,7 +66,7 @@ def test_frames_to_decisions_held_still_and_replay(tmp_path: Path) -> None:
         assert held == [ReasonCode.ADMIT, ReasonCode.ADMIT]
         assert pipe.presentations == 2
         # taken away, then the same code again (a screenshot passed on): a replay
-        again = run_frames(pipe, [blank] * 5 + [shown] * 2)
+        again = run_frames(pipe, [blank] * 10 + [shown] * 2)
         assert again == [ReasonCode.CODE_REPLAY]
         rows = journal.events()
     assert [(r["decision"], r["reason"], r["credential_kind"]) for r in rows] == [

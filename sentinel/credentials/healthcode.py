@@ -194,15 +194,17 @@ class ReplayGuard:
     """Which presentation used which code, for as long as the code is valid.
 
     A code seen again inside its lifetime is a replay only when another presentation
-    shows it.  A presentation is a *showing*: the time a code text stays in view (gaps of
-    at most ``absent_frames`` frames), fed per frame by ``observe``; a phone held still
-    past the tracker's cool-down is the same showing.  Codes presented without frames
-    (``Pipeline.present``) fall back to the pipeline's presentation id.
+    shows it.  A presentation is a *showing*: the time a code text stays in view, fed per
+    frame by ``observe``; a phone held still past the tracker's cool-down is the same
+    showing.  Gaps of up to ``absent_frames`` frames (about half a second at 15 fps; more
+    than the tracker's) bridge decoder drop-outs: passing a phone or raising a second one
+    takes longer.  Codes presented without frames (``Pipeline.present``) fall back to the
+    pipeline's presentation id.
     """
 
     PRUNE_EVERY_S = 10.0
 
-    def __init__(self, *, absent_frames: int = 3, max_codes: int = 100_000) -> None:
+    def __init__(self, *, absent_frames: int = 8, max_codes: int = 100_000) -> None:
         self.absent_frames = absent_frames
         self.max_codes = max_codes
         self._lock = threading.Lock()

@@ -135,8 +135,48 @@ def split_lines(crop: np.ndarray) -> list[np.ndarray]:
         cols = np.flatnonzero(ink[a:b].sum(axis=0) >= 2)
         if len(cols) < 10:
             continue
-        out.append(crop[a:b, cols[0] : cols[-1] + 1])
+        out.append(_level(crop, ink, a, b, int(cols[0]), int(cols[-1]) + 1))
     return out
+
+
+def _level(crop: np.ndarray, ink: np.ndarray, a: int, b: int, x0: int, x1: int) -> np.ndarray:
+    """One line, with the skew left over from the block's deskew removed: the ink's
+    centre rows at both ends of the line give its slope; the tight crop then fits the
+    glyph height, which the template OCR relies on."""
+    h, w = crop.shape[:2]
+    margin = max(2, (b - a) // 2)
+    a2, b2 = max(0, a - margin), min(h, b + margin)
+    band = ink[a2:b2, x0:x1].astype(np.float32)
+    third = max(1, (x1 - x0) // 3)
+    ys = np.arange(b2 - a2, dtype=np.float32)[:, None]
+
+    def centre(part: np.ndarray) -> float | None:
+        m = float(part.sum())
+        return float((part * ys).sum() / m) if m > 0 else None
+
+    left, right = centre(band[:, :third]), centre(band[:, -third:])
+    if left is None or right is None:
+        return crop[a:b, x0:x1]
+    angle = np.degrees(np.arctan2(right - left, (x1 - x0) - third))
+    if abs(angle) < 0.15:
+        return crop[a:b, x0:x1]
+    region = crop[a2:b2, x0:x1]
+    m = cv2.getRotationMatrix2D(((x1 - x0) / 2, (b2 - a2) / 2), float(angle), 1.0)
+    level = cv2.warpAffine(region, m, (x1 - x0, b2 - a2), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+    _, lk = cv2.threshold(level, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    on = lk.sum(axis=1) > max(2, 0.04 * lk.shape[1])
+    top = bottom = (b2 - a2) // 2  # the run of inked rows around the line's middle
+    if not on[top]:
+        return crop[a:b, x0:x1]
+    while top > 0 and on[top - 1]:
+        top -= 1
+    while bottom < len(on) - 1 and on[bottom + 1]:
+        bottom += 1
+    cols = np.flatnonzero(lk[top : bottom + 1].sum(axis=0) >= 2)
+    if bottom - top < 4 or len(cols) < 10:
+        return crop[a:b, x0:x1]
+    return level[top : bottom + 1, cols[0] : cols[-1] + 1]
 
 
 class TemplateOCR:
