@@ -254,7 +254,8 @@ def render_id_card(mrz_or_number: str, seed: int = 0) -> np.ndarray:
         for i, ln in enumerate(lines):
             draw.text((x0, top + i * pitch), ln, fill=20, font=font)
     else:
-        draw.text((int(w * 0.33), h - 140), "ID NO.", fill=90, font=small)
+        # as on the card: the label far left, the number on the same line
+        draw.text((40, h - 100), "ID NO.", fill=90, font=small)
         draw.text((int(w * 0.33), h - 110), mrz_or_number, fill=20, font=font)
     return np.asarray(img)
 
