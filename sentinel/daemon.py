@@ -40,6 +40,7 @@ PART_MODULES = [
     "sentinel.gate.service",
     "sentinel.web.service",
     "sentinel.fleet.service",
+    "sentinel.credentials.healthcode_service",
 ]
 
 
