@@ -24,15 +24,15 @@ NUMBER = "C01X00T47"
 
 def td3(surname: str, given: str, born: str, number: str = NUMBER) -> str:
     """A valid TD3 MRZ for the given holder (check digits from the project)."""
-    l1 = ("P<D<<" + surname + "<<" + given + "<" * 44)[:44]
-    body = number + cd(number) + "D<<" + born + cd(born) + "F" + "310101" + cd("310101")
+    l1 = ("P<AUT" + surname + "<<" + given + "<" * 44)[:44]
+    body = number + cd(number) + "AUT" + born + cd(born) + "F" + "310101" + cd("310101")
     body += "<" * 14 + "<"
     return l1 + "\n" + body + cd(body[0:10] + body[13:20] + body[21:43])
 
 
 class _Status:
     def lookup_document(self, doc_type: str, country: str, number: str) -> StatusEntry | None:
-        if (doc_type, country, number) == ("P", "D", NUMBER):
+        if (doc_type, country, number) == ("P", "AUT", NUMBER):
             return StatusEntry("green", datetime(2030, 1, 1, tzinfo=UTC))
         return None
 
