@@ -109,7 +109,9 @@ def bench_empty(sizes: list[tuple[int, int]]) -> None:
             cols.append(ms([timed(dec.decode, f)[1] for f in frames])[0])
         sc = Scanner("zxing", "pyzbar")
         # a moving scene: every frame differs a lot (brightness steps)
-        moving = [cv2.convertScaleAbs(f, alpha=1.0, beta=(i % 2) * 40) for i, f in enumerate(frames)]
+        moving = [
+            cv2.convertScaleAbs(f, alpha=1.0, beta=(i % 2) * 40) for i, f in enumerate(frames)
+        ]
         cols.append(ms([timed(sc.scan, f)[1] for f in moving])[0])
         sc = Scanner("zxing", "pyzbar")
         sc.scan(frames[0])

@@ -20,8 +20,7 @@ TODAY = date(2024, 1, 1)
 # The specimen MRZs of ICAO 9303 parts 4 (TD3), 5 (TD1) and 6 (TD2)
 TD3 = "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36UTO7408122F1204159ZE184226B<<<<<10"
 TD1 = (
-    "I<UTOD231458907<<<<<<<<<<<<<<<\n7408122F1204159UTO<<<<<<<<<<<6\n"
-    "ERIKSSON<<ANNA<MARIA<<<<<<<<<<"
+    "I<UTOD231458907<<<<<<<<<<<<<<<\n7408122F1204159UTO<<<<<<<<<<<6\nERIKSSON<<ANNA<MARIA<<<<<<<<<<"
 )
 TD2 = "I<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<\nD231458907UTO7408122F1204159<<<<<<<6"
 CN = "11010519491231002X"  # the GB 11643-1999 example
@@ -50,7 +49,9 @@ def _protected_positions(mrz: str) -> list[tuple[int, int]]:
     lines = mrz.split("\n")
     fmt = iddoc.mrz_format(lines)
     if fmt == "TD1":
-        return [(0, c) for c in range(5, 30)] + [(1, c) for c in range(30) if c not in (7, 15, 16, 17)]
+        return [(0, c) for c in range(5, 30)] + [
+            (1, c) for c in range(30) if c not in (7, 15, 16, 17)
+        ]
     width = len(lines[1])
     return [(1, c) for c in range(width) if not 10 <= c <= 12 and c != 20]
 

@@ -368,3 +368,163 @@ def purge(conn: psycopg.Connection[Any], now: datetime, retention_days: int) -> 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# --- web report queries (sentinel/web/central_app.py) --------------------------------------
+# ``venues`` is keyword-only with no default: a caller must say which venues (a manager's
+# list) or None (an auditor: every venue). An empty list matches nothing.
+
+_REFUSED_WHERE = (
+    "decision = 'refuse' AND time >= %s AND time < %s "
+    "AND (%s::text[] IS NULL OR venue = ANY(%s)) "
+    "AND (%s::text IS NULL OR venue = %s) "
+    "AND (%s::text IS NULL OR gate = %s) "
+    "AND (%s::text IS NULL OR reason = %s)"
+)
+REPORT_COLUMNS = (
+    "event_id",
+    "time",
+    "venue",
+    "gate",
+    "decision",
+    "reason",
+    "credential_kind",
+    "bundle_version",
+    "device_id",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalQuery:
+    """Refused entries in [start, end) within ``venues`` (None: all), optionally narrowed."""
+
+    start: datetime
+    end: datetime
+    venues: list[str] | None
+    venue: str | None = None
+    gate: str | None = None
+    reason: str | None = None
+
+    def params(self) -> tuple[Any, ...]:
+        return (
+            self.start,
+            self.end,
+            self.venues,
+            self.venues,
+            self.venue,
+            self.venue,
+            self.gate,
+            self.gate,
+            self.reason,
+            self.reason,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalCounts:
+    total: int
+    by_reason: list[tuple[str, int]]  # most frequent first
+    by_venue: list[tuple[str, int]]
+    by_bucket: dict[datetime, int]  # bucket start (UTC) -> count; only non-empty buckets
+
+
+def refused_events(
+    conn: psycopg.Connection[Any], q: RefusalQuery, *, limit: int
+) -> list[dict[str, Any]]:
+    """Refused entries matching ``q``, oldest first, at most ``limit`` rows."""
+    cur = conn.execute(
+        f"SELECT {', '.join(REPORT_COLUMNS)} FROM events WHERE {_REFUSED_WHERE} "
+        "ORDER BY time, event_id LIMIT %s",
+        (*q.params(), limit),
+    )
+    return [dict(zip(REPORT_COLUMNS, r, strict=True)) for r in cur.fetchall()]
+
+
+def refusal_counts(
+    conn: psycopg.Connection[Any], q: RefusalQuery, *, bucket: str = "day"
+) -> RefusalCounts:
+    """Counts by reason, venue and hour/day bucket, computed in the database."""
+    if bucket not in ("hour", "day"):
+        raise ValueError(f"bucket must be hour or day, got {bucket!r}")
+    rows = conn.execute(
+        "SELECT venue, reason, date_trunc(%s, time AT TIME ZONE 'UTC') AS b, count(*) "
+        f"FROM events WHERE {_REFUSED_WHERE} GROUP BY 1, 2, 3",
+        (bucket, *q.params()),
+    ).fetchall()
+    by_reason: dict[str, int] = {}
+    by_venue: dict[str, int] = {}
+    by_bucket: dict[datetime, int] = {}
+    for venue, reason, b, n in rows:
+        by_reason[reason] = by_reason.get(reason, 0) + n
+        by_venue[venue] = by_venue.get(venue, 0) + n
+        key = b.replace(tzinfo=UTC)
+        by_bucket[key] = by_bucket.get(key, 0) + n
+    return RefusalCounts(
+        sum(by_reason.values()),
+        sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])),
+        sorted(by_venue.items()),
+        by_bucket,
+    )
+
+
+def known_venues(conn: psycopg.Connection[Any]) -> list[str]:
+    """Every venue with devices, managers, events or kept counts (the auditor's menu)."""
+    # Skip scan over the (venue, time) index: one index probe per venue, not a table scan.
+    rows = conn.execute(
+        """
+        WITH RECURSIVE ev(venue) AS (
+            SELECT min(venue) FROM events
+            UNION ALL
+            SELECT (SELECT min(venue) FROM events WHERE venue > ev.venue)
+            FROM ev WHERE ev.venue IS NOT NULL
+        )
+        SELECT venue FROM ev WHERE venue IS NOT NULL
+        UNION SELECT venue FROM devices
+        UNION SELECT venue FROM managers
+        UNION SELECT DISTINCT venue FROM daily_counts
+        ORDER BY 1
+        """
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def venue_gates(conn: psycopg.Connection[Any], venues: list[str] | None) -> list[str]:
+    """Gate names of the devices in ``venues`` (None: all), for the filter menu."""
+    rows = conn.execute(
+        "SELECT DISTINCT gate FROM devices WHERE gate <> '' "
+        "AND (%s::text[] IS NULL OR venue = ANY(%s)) ORDER BY gate",
+        (venues, venues),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def append_audit(conn: psycopg.Connection[Any], kind: str, details: dict[str, Any]) -> None:
+    """Append one hash-chained entry to ``central_audit`` (serialized by a table lock)."""
+    with conn.transaction():
+        # Two writers must not both chain onto the same previous hash.
+        conn.execute("LOCK TABLE central_audit IN SHARE ROW EXCLUSIVE MODE")
+        _audit(conn, kind, details)
+
+
+def audit_entries(conn: psycopg.Connection[Any], limit: int = 50) -> list[dict[str, Any]]:
+    """The latest ``limit`` audit entries, newest first."""
+    rows = conn.execute(
+        "SELECT seq, time, kind, details FROM central_audit ORDER BY seq DESC LIMIT %s",
+        (limit,),
+    ).fetchall()
+    return [{"seq": s, "time": t, "kind": k, "details": d} for s, t, k, d in rows]
+
+
+def verify_audit(conn: psycopg.Connection[Any]) -> tuple[int, int | None]:
+    """(entries, first bad seq or None): re-hash the whole ``central_audit`` chain."""
+    prev = "0" * 64
+    n = 0
+    with conn.cursor() as cur:
+        cur.execute("SELECT seq, kind, details, prev_hash, hash FROM central_audit ORDER BY seq")
+        for seq, kind, details, prev_hash, h in cur:
+            body = json.dumps(details, sort_keys=True, separators=(",", ":"))
+            want = hashlib.sha256(json.dumps([kind, body, prev]).encode()).hexdigest()
+            if prev_hash != prev or h != want:
+                return n, int(seq)
+            prev, n = h, n + 1
+    return n, None

@@ -16,6 +16,7 @@ _EXAMPLES = """examples:
   sentinel central report  --dsn "dbname=sentinel" --manager alice --days 7
   sentinel central fleet   --dsn "dbname=sentinel"
   sentinel central purge   --dsn "dbname=sentinel" --retention-days 14
+  sentinel central web     --dsn "dbname=sentinel" --users /var/lib/sentinel-central/users.db
 """
 
 
@@ -57,6 +58,10 @@ def _cmd(args: argparse.Namespace) -> int:
         ing.stop()
         print(f"ingested {ing.ingested}, rejected {ing.rejected}")
         return 0
+    if args.action == "web":
+        from sentinel.web.central_app import serve
+
+        return serve(args.dsn, args.users, args.host, args.port)
     conn = _connect(args.dsn)
     now = datetime.now(UTC)
     if args.action == "migrate":
@@ -129,7 +134,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "action", choices=["migrate", "ingest", "manager-add", "report", "fleet", "purge"]
+        "action",
+        choices=["migrate", "ingest", "manager-add", "report", "fleet", "purge", "web"],
     )
     p.add_argument("name", nargs="?", help="manager-add: user name")
     p.add_argument("venue", nargs="?", help="manager-add: venue id")
@@ -138,6 +144,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--manager", default="", help="report: the manager whose venues to show")
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--retention-days", type=int, default=14)
+    p.add_argument("--users", default="users.db", help="web: users file (sentinel user add)")
+    p.add_argument("--host", default="127.0.0.1", help="web: listen address")
+    p.add_argument("--port", type=int, default=8090, help="web: port")
     p.set_defaults(func=_cmd)
 
     p = sub.add_parser(

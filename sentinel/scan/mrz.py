@@ -162,8 +162,9 @@ def _level(crop: np.ndarray, ink: np.ndarray, a: int, b: int, x0: int, x1: int) 
         return crop[a:b, x0:x1]
     region = crop[a2:b2, x0:x1]
     m = cv2.getRotationMatrix2D(((x1 - x0) / 2, (b2 - a2) / 2), float(angle), 1.0)
-    level = cv2.warpAffine(region, m, (x1 - x0, b2 - a2), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)
+    level = cv2.warpAffine(
+        region, m, (x1 - x0, b2 - a2), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     _, lk = cv2.threshold(level, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
     on = lk.sum(axis=1) > max(2, 0.04 * lk.shape[1])
     top = bottom = (b2 - a2) // 2  # the run of inked rows around the line's middle

@@ -39,7 +39,7 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     write_root_key(key, priv, pub)
     print(f"root key     {priv} (keep it offline, mode 0600)")
     print(f"public key   {pub} (pin it on devices as trust.root_key)")
-    print(f"key id       {bm.key_id(key)}")
+    print(f"fingerprint  {bm.key_id(key)} (SHA-256 of the public key's DER SPKI)")
     return 0
 
 

@@ -4,6 +4,7 @@ Output directory (serve it with any static HTTP server, object store or CDN, or 
 a USB stick)::
 
     manifest.json            the latest signed manifest
+    root_pub.pem             the signing root public key (pin it by its SHA-256 fingerprint)
     manifests/<version>.json every manifest published (history)
     parts/<sha256>           content-addressed parts, immutable (cache them forever)
     index.json               publisher bookkeeping: where each version's full status set is
@@ -467,6 +468,8 @@ def publish(
     index["versions"][str(version)] = entry
     index["latest"] = version
     _atomic_write(out / "index.json", json.dumps(index, indent=1).encode())
+    # the root public key beside the bundle, for installers that pin it by fingerprint
+    _atomic_write(out / "root_pub.pem", bm.public_pem(primary))
     _atomic_write(out / MANIFEST, raw)  # last: the new version goes live
     m = bm.verify_manifest(raw, [k.public_key() for k in keys], now)
     return Published(m, out, delta_entries)
