@@ -69,8 +69,10 @@ class CameraConfig:
 
 @dataclass(frozen=True, slots=True)
 class ScanConfig:
+    # Chosen by benchmarks/bench_scan.py (docs/scanner.md): zxing-cpp with retries read
+    # every frame pyzbar did, so no fallback by default (it cost 35-45 ms per empty frame).
     backend: str = "zxing"
-    fallback: str | None = "pyzbar"
+    fallback: str | None = None
     cooldown_s: float = 5.0
     motion_threshold: float = 2.0
     debug_frames: int = 0
@@ -208,6 +210,16 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
+# Settings that name files: resolved relative to the config file's directory.
+_PATH_KEYS: tuple[tuple[str, str], ...] = (
+    ("trust", "trust_file"),
+    ("trust", "root_key"),
+    ("healthcode", "keys_file"),
+    ("fleet", "ca_file"),
+    ("fleet", "password_file"),
+)
+
+
 def _type_ok(value: Any, tp: Any) -> bool:
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
@@ -286,6 +298,13 @@ def load(path: str | Path | None) -> Config:
     base = p.parent
     if not Path(cfg.data_dir).is_absolute():
         cfg = dataclasses.replace(cfg, data_dir=str(base / cfg.data_dir))
+    # Relative file paths in the file mean "next to this config file", wherever it is run.
+    for section, key in _PATH_KEYS:
+        sub = getattr(cfg, section)
+        value = getattr(sub, key)
+        if value and not Path(value).is_absolute():
+            sub = dataclasses.replace(sub, **{key: str(base / value)})
+            cfg = dataclasses.replace(cfg, **{section: sub})
     return cfg
 
 

@@ -68,3 +68,10 @@ def test_binary_garbage_config(tmp_path: Path) -> None:
     p.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ConfigError, match="not UTF-8"):
         config.load(p)
+
+
+def test_relative_file_paths_are_next_to_the_config(tmp_path: Path) -> None:
+    p = write(tmp_path, '[trust]\ntrust_file = "t.json"\nroot_key = "/abs/root.pem"\n')
+    cfg = config.load(p)
+    assert cfg.trust.trust_file == str(tmp_path / "t.json")
+    assert cfg.trust.root_key == "/abs/root.pem"
