@@ -348,6 +348,8 @@ def purge(conn: psycopg.Connection[Any], now: datetime, retention_days: int) -> 
         )
         cur = conn.execute("DELETE FROM events WHERE time < %s", (cutoff,))
         deleted = cur.rowcount
+        # the same lock as append_audit: two writers never chain onto one previous hash
+        conn.execute("LOCK TABLE central_audit IN SHARE ROW EXCLUSIVE MODE")
         _audit(
             conn,
             "purge",
