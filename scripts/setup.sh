@@ -35,10 +35,15 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-if [ "$want_test" = 1 ]; then
-  .venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v -E '^(WARNING|  !!|\s*$)' || true
-else
-  .venv/bin/python -m pip install -q -e . 2>&1 | grep -v -E '^(WARNING|  !!|\s*$)' || true
+extra=""
+[ "$want_test" = 1 ] && extra="[test]"
+echo "setup: installing Python packages into .venv${extra:+ (with test tools)}"
+# pip's output goes to a log; shown only when the install fails
+log=.venv/pip-install.log
+if ! .venv/bin/python -m pip install -q -e ".${extra}" >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "setup: pip install failed (log above, also in $log)" >&2
+  exit 1
 fi
 .venv/bin/python -c "import sentinel, pyzbar.pyzbar, cv2" \
   || { echo "setup: the virtualenv is incomplete" >&2; exit 1; }

@@ -85,7 +85,11 @@ def test_motion_gate_rechecks_and_measures() -> None:
 def test_scanner_roi_crops_before_decoding() -> None:
     frame = synth.place(synth.render_qr(TEXT, 4), 1280, 720, synth.Degrade(fill=0.6), seed=2)
     assert Scanner("zxing", None, roi=(0, 0, 200, 200)).scan(frame) == []
-    assert [s.text for s in Scanner("zxing", None, roi=(0, 0, 1280, 720)).scan(frame)] == [TEXT]
+    (full,) = Scanner("zxing", None).scan(frame)
+    (cropped,) = Scanner("zxing", None, roi=(100, 50, 1180, 670)).scan(frame)
+    assert cropped.text == TEXT
+    # polygons come back in frame pixels
+    assert all(abs(a - b) <= 2 for p, q in zip(full.polygon, cropped.polygon) for a, b in zip(p, q))
 
 
 def test_scan_cli_prints_json_and_masks_numbers(

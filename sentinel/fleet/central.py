@@ -28,6 +28,7 @@ import psycopg
 from sentinel.errors import FleetError
 from sentinel.fleet.mqtt import BrokerSettings, Connection
 from sentinel.fleet.outbox import EXPORT_FIELDS
+from sentinel.journal.journal import EVENT_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -383,17 +384,7 @@ _REFUSED_WHERE = (
     "AND (%s::text IS NULL OR gate = %s) "
     "AND (%s::text IS NULL OR reason = %s)"
 )
-REPORT_COLUMNS = (
-    "event_id",
-    "time",
-    "venue",
-    "gate",
-    "decision",
-    "reason",
-    "credential_kind",
-    "bundle_version",
-    "device_id",
-)
+REPORT_COLUMNS = (*EVENT_COLUMNS, "device_id")
 
 
 @dataclass(frozen=True, slots=True)

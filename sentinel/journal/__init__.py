@@ -1,5 +1,5 @@
 """Journal, retention purge and the audit chain."""
 
-from sentinel.journal.journal import Event, Journal, Personal
+from sentinel.journal.journal import EVENT_COLUMNS, Event, Journal, Personal
 
-__all__ = ["Event", "Journal", "Personal"]
+__all__ = ["EVENT_COLUMNS", "Event", "Journal", "Personal"]

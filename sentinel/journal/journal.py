@@ -60,7 +60,8 @@ CREATE TABLE IF NOT EXISTS purge_log (
     audited INTEGER NOT NULL DEFAULT 0);
 """
 
-_EVENT_COLUMNS = (
+# The non-personal columns of an event row; stable: reports and exports read them.
+EVENT_COLUMNS = (
     "event_id",
     "time",
     "venue",
@@ -224,7 +225,7 @@ class Journal:
 
     def _insert(self, values: tuple[str, ...], enc: tuple[str, str, bytes, bytes] | None) -> None:
         self.conn.execute(
-            f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)",
+            f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)",
             values,
         )
         if enc is not None:
@@ -238,7 +239,7 @@ class Journal:
             (t[:10], venue, gate, decision, reason, kind),
         )
         if self.hooks:
-            row = dict(zip(_EVENT_COLUMNS, values, strict=True))
+            row = dict(zip(EVENT_COLUMNS, values, strict=True))
             for hook in self.hooks:
                 hook(self.conn, row)
 
@@ -282,10 +283,10 @@ class Journal:
 
     def events(self) -> list[dict[str, object]]:
         """Every event row, oldest first (non-personal columns only)."""
-        cols = ", ".join(_EVENT_COLUMNS)
+        cols = ", ".join(EVENT_COLUMNS)
         with self.lock:
             rows = self.conn.execute(f"SELECT {cols} FROM events ORDER BY time").fetchall()
-        return [dict(zip(_EVENT_COLUMNS, r, strict=True)) for r in rows]
+        return [dict(zip(EVENT_COLUMNS, r, strict=True)) for r in rows]
 
     def query(
         self,
@@ -307,7 +308,7 @@ class Journal:
             if val is not None:
                 where.append(f"e.{col} = ?")
                 params.append(val)
-        cols = ", ".join(f"e.{c}" for c in _EVENT_COLUMNS)
+        cols = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)
         sql = (
             f"SELECT {cols}, EXISTS (SELECT 1 FROM personal p WHERE p.event_id = e.event_id)"
             f" AS has_personal FROM events e WHERE {' AND '.join(where)} ORDER BY e.time"

@@ -130,6 +130,16 @@ def _unsharp(g: np.ndarray, sigma: float, amount: float = 1.5) -> np.ndarray:
     return cv2.addWeighted(g, 1 + amount, blurred, -amount, 0)
 
 
+def _offset(symbols: list[Symbol], dx: int, dy: int) -> list[Symbol]:
+    """Polygons from region-of-interest pixels back to frame pixels."""
+    if not dx and not dy:
+        return symbols
+    return [
+        Symbol(s.kind, s.text, s.raw_bytes, tuple((x + dx, y + dy) for x, y in s.polygon))
+        for s in symbols
+    ]
+
+
 def _scaled(symbols: list[Symbol], factor: float) -> list[Symbol]:
     if factor == 1.0:
         return symbols
@@ -179,6 +189,7 @@ class Scanner:
         self.id_reader = id_reader
         self.id_every_frames = max(1, id_every_frames)
         self._no_code = 0
+        self._id_pending = False
         self._id_barcodes: Decoder | None = (
             ZxingDecoder(("PDF417", "Code128")) if id_reader is not None else None
         )
@@ -245,21 +256,29 @@ class Scanner:
 
     def scan(self, frame: np.ndarray) -> list[Symbol]:
         """Symbols for one camera frame, skipping the decode on a still, empty scene."""
+        ox = oy = 0
         if self.roi:
-            x, y, w, h = self.roi
-            frame = frame[y : y + h, x : x + w]
+            ox, oy, w, h = self.roi
+            frame = frame[oy : oy + h, ox : ox + w]
         g = gray(frame)
         if not self.motion.changed(g):
-            # still scene: nothing new to read; a code held still stays in view
+            # still scene: nothing new to read; a code held still stays in view.  A card
+            # that just came to rest is read once now (a steady frame OCRs best).
             self.skipped += 1
+            if not self._last and self._id_pending:
+                self._id_pending = False
+                self._last = _offset(self.read_id(g), ox, oy)
             return list(self._last)
         self.decoded += 1
         found = self.decode(g)
-        if not found and self.id_reader is not None:
+        self._id_pending = not found and self.id_reader is not None
+        if self._id_pending:
             # OCR costs more than a decode: look for a document on every Nth frame only
             self._no_code += 1
             if self._no_code >= self.id_every_frames:
                 self._no_code = 0
+                self._id_pending = False
                 found = self.read_id(g)
+        found = _offset(found, ox, oy)
         self._last = found
         return found

@@ -17,16 +17,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-COLUMNS = (
-    "event_id",
-    "time",
-    "venue",
-    "gate",
-    "decision",
-    "reason",
-    "credential_kind",
-    "bundle_version",
-)
+from sentinel.journal.journal import EVENT_COLUMNS
+
+COLUMNS = EVENT_COLUMNS
 MAX_ROWS = 100_000  # a report or export never pulls more rows than this
 
 
