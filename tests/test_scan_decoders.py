@@ -89,7 +89,8 @@ def test_scanner_roi_crops_before_decoding() -> None:
     (cropped,) = Scanner("zxing", None, roi=(100, 50, 1180, 670)).scan(frame)
     assert cropped.text == TEXT
     # polygons come back in frame pixels
-    assert all(abs(a - b) <= 2 for p, q in zip(full.polygon, cropped.polygon) for a, b in zip(p, q))
+    pairs = zip(full.polygon, cropped.polygon, strict=True)
+    assert all(abs(a - b) <= 2 for p, q in pairs for a, b in zip(p, q, strict=True))
 
 
 def test_scan_cli_prints_json_and_masks_numbers(

@@ -81,6 +81,9 @@ class ZxingDecoder:
         self._z = zxingcpp
         self._formats = [getattr(zxingcpp.BarcodeFormat, f) for f in formats]
         self._harder = try_harder
+        # whether the last decode found a symbol it could not read (a finder pattern, a
+        # checksum error): the Scanner retries only then, keeping empty frames cheap
+        self.saw_candidate = False
 
     def decode(self, frame: np.ndarray) -> list[Symbol]:
         out = []
@@ -90,7 +93,9 @@ class ZxingDecoder:
             try_rotate=True,
             try_downscale=True,
             try_invert=self._harder,
+            return_errors=True,
         )
+        self.saw_candidate = bool(results)
         for r in results:
             if not r.valid:
                 continue
@@ -223,7 +228,8 @@ class Scanner:
         found = self.primary.decode(g)
         if found:
             return found
-        if self.retries:
+        # zxing-cpp tells when it saw a code it could not read; other back-ends cannot
+        if self.retries and getattr(self.primary, "saw_candidate", True):
             found = self._retry(g)
             if found:
                 return found
