@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/bench_fleet.py [--devices 1000] [--events 10] [--report-rows N]
 
-Devices are simulated identities, each with its own SQLite journal+outbox, drained by
-``--senders`` sender connections (a thousand paho threads would measure the test rig, not
-the system).  Prints events/s ingested, p50/p99 lag from journal write to PostgreSQL row,
+Devices are simulated identities, each with its own SQLite journal+outbox; their backlogs
+drain ``--concurrent`` devices (sender connections) at a time, since a thousand paho client
+threads in one process would measure this test rig, not the broker and the ingester.  Prints events/s ingested, p50/p99 lag from journal write to PostgreSQL row,
 peak RSS of broker and ingester, and the manager report query time over N events.
 """
 
@@ -44,7 +44,6 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--events", type=int, default=10)
-    ap.add_argument("--senders", type=int, default=20, help="groups for journal writes")
     ap.add_argument("--concurrent", type=int, default=50, help="devices connected at once")
     ap.add_argument("--report-rows", type=int, default=10_000_000)
     args = ap.parse_args()
@@ -74,18 +73,16 @@ def main() -> int:
         )
         assert ing.stdout is not None
         ing.stdout.readline()  # "ingesting from ..."
-        # journal writes: every device's events, spread over its own SQLite file
-        per_sender: list[list[tuple[Journal, Outbox, str]]] = [[] for _ in range(args.senders)]
-        for d in range(args.devices):
-            dev = f"dev{d:04d}"
-            j = Journal(tmp / f"{dev}.db")
-            ob = Outbox(j.path, dev)
-            j.hooks.append(ob.hook)
-            per_sender[d % args.senders].append((j, ob, dev))
+        # journal writes: every device's events into its own SQLite file (journal + outbox
+        # in one transaction). Files are closed after writing: paho's select() loop cannot
+        # use file descriptors above 1024, and a real device has one journal, not 1,000.
+        devices = [f"dev{d:04d}" for d in range(args.devices)]
         total = args.devices * args.events
         t0 = time.perf_counter()
-        for group in per_sender:
-            for j, _ob, dev in group:
+        for dev in devices:
+            with Journal(tmp / f"{dev}.db") as j:
+                ob = Outbox(j.path, dev)
+                j.hooks.append(ob.hook)
                 for i in range(args.events):
                     j.record(
                         Event(
@@ -97,22 +94,26 @@ def main() -> int:
                             "dcc-test",
                         )
                     )
+                ob.close()
         t_write = time.perf_counter() - t0
-        # Phase A, throughput: the backlog of every device drains, --concurrent devices
-        # connected at a time (1,000 paho clients with their threads in one process would
-        # measure this test rig, not the broker and the ingester).
-        outboxes = [(ob, dev) for group in per_sender for _j, ob, dev in group]
+        # Phase A, throughput: every device's backlog drains, --concurrent devices
+        # connected at a time.
         t1 = time.perf_counter()
-        for k in range(0, len(outboxes), args.concurrent):
+        for k in range(0, len(devices), args.concurrent):
             wave = [
-                Sender(ob, BrokerSettings(port=broker.port), venue="v", device_id=dev)
-                for ob, dev in outboxes[k : k + args.concurrent]
+                (Outbox(tmp / f"{dev}.db", dev), dev) for dev in devices[k : k + args.concurrent]
             ]
-            for s in wave:
+            senders = [
+                Sender(ob, BrokerSettings(port=broker.port), venue="v", device_id=dev)
+                for ob, dev in wave
+            ]
+            for s in senders:
                 s.start()
-            for s in wave:
+            for s in senders:
                 s.drained(300, time.monotonic)
                 s.stop()
+            for ob, _dev in wave:
+                ob.close()
         while int(conn.execute("SELECT count(*) FROM events").fetchone()[0]) < total:
             if time.perf_counter() - t1 > 600:
                 print("timeout waiting for ingestion")
@@ -121,16 +122,18 @@ def main() -> int:
         t_ingest = time.perf_counter() - t1
         # Phase B, lag: --concurrent devices online, each journaling live events
         conn.execute("TRUNCATE events")
-        live = [
-            Sender(ob, BrokerSettings(port=broker.port), venue="v", device_id=dev)
-            for ob, dev in outboxes[: args.concurrent]
-        ]
+        journals, live = [], []
+        for dev in devices[: args.concurrent]:
+            j = Journal(tmp / f"{dev}.db")
+            ob = Outbox(j.path, dev)
+            j.hooks.append(ob.hook)
+            journals.append((j, ob))
+            live.append(Sender(ob, BrokerSettings(port=broker.port), venue="v", device_id=dev))
         for s in live:
             s.start()
-        journals = [j for group in per_sender for j, _ob, _dev in group][: args.concurrent]
         n_live = 0
         for _round in range(args.events):
-            for j in journals:
+            for j, _ob in journals:
                 j.record(
                     Event(datetime.now(UTC), "venue-live", "g1", "refuse", "EXPIRED", "dcc-test")
                 )
@@ -150,6 +153,9 @@ def main() -> int:
         ing_rss = peak_rss_mib(ing.pid)
         for s in senders:
             s.stop()
+        for j, ob in journals:
+            ob.close()
+            j.close()
         ing.terminate()
         ing.wait()
         lags_s = sorted(float(x) for x in lags)
