@@ -33,9 +33,9 @@ GOOD = di.issue(
 GOOD_COSE = dcc.decode(GOOD)
 # A few thousand examples per parsing stage in CI, well under a minute in total.
 _QUIET = [HealthCheck.too_slow]
-FAST = settings(max_examples=1000, deadline=None, suppress_health_check=_QUIET)
-TEXT = settings(max_examples=600, deadline=None, suppress_health_check=_QUIET)
-SOME = settings(max_examples=250, deadline=None, suppress_health_check=_QUIET)
+FAST = settings(max_examples=2500, deadline=None, suppress_health_check=_QUIET)
+TEXT = settings(max_examples=1500, deadline=None, suppress_health_check=_QUIET)
+SOME = settings(max_examples=1000, deadline=None, suppress_health_check=_QUIET)
 REFUSALS = set(ReasonCode) - {ReasonCode.ADMIT}
 
 
@@ -135,7 +135,7 @@ hcert_entries = st.dictionaries(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=_QUIET)
+@settings(max_examples=600, deadline=None, suppress_health_check=_QUIET)
 @given(st.sampled_from("vtr"), hcert_entries, cbor_values)
 def test_signed_but_malformed_payload(t: str, entry: dict, dob: object) -> None:
     """Correctly signed, schema-hostile: must be SCHEMA_INVALID or a validity refusal."""
