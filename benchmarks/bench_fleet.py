@@ -4,8 +4,9 @@
 
 Devices are simulated identities, each with its own SQLite journal+outbox; their backlogs
 drain ``--concurrent`` devices (sender connections) at a time, since a thousand paho client
-threads in one process would measure this test rig, not the broker and the ingester.  Prints events/s ingested, p50/p99 lag from journal write to PostgreSQL row,
-peak RSS of broker and ingester, and the manager report query time over N events.
+threads in one process would measure this test rig, not the broker and the ingester.
+Prints events/s ingested, p50/p99 lag from journal write to PostgreSQL row, peak RSS of
+broker and ingester, and the manager report query time over N events.
 """
 
 from __future__ import annotations
