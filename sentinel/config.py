@@ -75,7 +75,6 @@ class ScanConfig:
     fallback: str | None = None
     cooldown_s: float = 5.0
     motion_threshold: float = 2.0
-    debug_frames: int = 0
     # A still scene is decoded again after this many skipped frames anyway.
     motion_recheck_frames: int = 15
     # Retry frames where the primary found nothing (1.5x upscale, local contrast).
