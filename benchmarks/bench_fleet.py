@@ -12,6 +12,7 @@ broker and ingester, and the manager report query time over N events.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import resource
 import statistics
@@ -115,6 +116,10 @@ def main() -> int:
                 s.stop()
             for ob, _dev in wave:
                 ob.close()
+            # paho frees a stopped client's wake-up socket pair only when the client is
+            # collected, and its callbacks form reference cycles: collect between waves
+            del senders
+            gc.collect()
         while int(conn.execute("SELECT count(*) FROM events").fetchone()[0]) < total:
             if time.perf_counter() - t1 > 600:
                 print("timeout waiting for ingestion")

@@ -43,33 +43,36 @@ def _cmd_reasons(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sentinel.cli import add_config_arg
+    from sentinel.cli import add_command, add_config_arg
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "run",
-        help="run the sentinel service (camera → decision → gate/journal)",
-        description="Run the long-running service.\n\nexample:\n  sentinel run --config "
-        "/etc/sentinel/sentinel.toml",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run the sentinel service (camera → decision → gate/journal)",
+        "sentinel run --config /etc/sentinel/sentinel.toml",
+        "Run the long-running service.",
     )
     add_config_arg(p)
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "demo",
-        help="run the pipeline on demo frames with mock GPIO",
-        description="Create a demo authority and certificates, render camera-like frames, and "
-        "run the real pipeline over them.\n\nexample:\n  sentinel demo --out ./demo-out",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run the pipeline on demo frames with mock GPIO",
+        "sentinel demo --out ./demo-out",
+        (
+            "Create a demo authority and certificates, render camera-like frames, and run the real "
+            "pipeline over them."
+        ),
     )
     p.add_argument("--out", metavar="DIR", help="keep the demo files in DIR (default: temp)")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "reasons",
-        help="list the reason codes with their messages",
-        description="example:\n  sentinel reasons --markdown",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "list the reason codes with their messages",
+        "sentinel reasons --markdown",
     )
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.set_defaults(func=_cmd_reasons)

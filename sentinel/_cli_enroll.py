@@ -49,18 +49,21 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sentinel.cli import add_config_arg
+    from sentinel.cli import add_command, add_config_arg
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "enroll",
-        help="register this device's public key with the authority",
-        description="Device side: create the device key if needed and write (or POST) a "
-        "signed enrollment request.\nAuthority side: verify a request and add it to the "
-        "device registry.\n\nexamples:\n"
-        "  sentinel enroll --config /etc/sentinel/sentinel.toml --out enrollment.json\n"
-        "  sentinel enroll --register enrollment.json --registry devices.json\n"
-        "  sentinel enroll --fingerprint root_key.pem",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "register this device's public key with the authority",
+        [
+            "sentinel enroll --config /etc/sentinel/sentinel.toml --out enrollment.json",
+            "sentinel enroll --register enrollment.json --registry devices.json",
+            "sentinel enroll --fingerprint root_key.pem",
+        ],
+        (
+            "Device side: create the device key if needed and write (or POST) a signed enrollment "
+            "request.\nAuthority side: verify a request and add it to the device registry."
+        ),
     )
     add_config_arg(p)
     p.add_argument("--out", metavar="FILE", help="write the enrollment request to FILE")

@@ -56,6 +56,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    help: str,
+    examples: str | Sequence[str],
+    description: str = "",
+    *,
+    heading: str = "",
+) -> argparse.ArgumentParser:
+    """Add subcommand ``name``; its --help shows ``description``, then the examples verbatim.
+
+    The text is the description, a blank line, "example:" ("examples:" for several, or
+    ``heading``) and each example indented by two spaces (RawDescriptionHelpFormatter).
+    """
+    lines = [examples] if isinstance(examples, str) else list(examples)
+    heading = heading or ("examples:" if len(lines) > 1 else "example:")
+    text = "\n".join([heading, *(f"  {line}" for line in lines)])
+    return sub.add_parser(
+        name,
+        help=help,
+        description=f"{description}\n\n{text}" if description else text,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def add_config_arg(p: argparse.ArgumentParser) -> None:
     """The ``--config FILE`` option every device-side command takes."""
     p.add_argument(

@@ -24,6 +24,7 @@ from sentinel.policy import Decision, decide, refuse
 from sentinel.reasons import ReasonCode
 from sentinel.scan import PresentationTracker, Scanner, Symbol
 from sentinel.trust import TrustProvider
+from sentinel.trust.provider import TrustSnapshot, snapshot_of
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +58,14 @@ class Pipeline:
     pending: tuple[Credential, datetime] | None = None
     # Identity match: (pseudonym, decision, time) of a certificate waiting for its ID.
     identity_pending: tuple[str, Decision, datetime] | None = None
+    # The bundle the decision in progress reads (None between decisions).
+    snapshot: TrustSnapshot | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.healthcode is None:
-            self.healthcode = HealthCodeVerifier.for_provider(self.config.healthcode, self.trust)
+        if self.healthcode is None:  # its keys part comes from the decision's snapshot
+            self.healthcode = HealthCodeVerifier.for_provider(
+                self.config.healthcode, _DecisionTrust(self)
+            )
         if self.scanner is None:
             self.scanner = Scanner.from_config(self.config.scan, self.config.camera)
         if self.tracker is None:
@@ -82,13 +87,26 @@ class Pipeline:
     def _read_and_decide(
         self, symbol: Symbol, now: datetime
     ) -> tuple[Decision, str, Credential | None]:
-        state = self.trust.state()
+        # One snapshot per presentation: a bundle applied by the sync meanwhile waits for
+        # the next one, so trust list, status set, rules, health-code keys and the
+        # recorded bundle version all come from the same version.
+        snap = snapshot_of(self.trust)
+        self.snapshot = snap
+        try:
+            return self._decide_with(symbol, now, snap)
+        finally:
+            self.snapshot = None
+
+    def _decide_with(
+        self, symbol: Symbol, now: datetime, snap: TrustSnapshot
+    ) -> tuple[Decision, str, Credential | None]:
+        state = snap.state
         ctx = ReadContext(
-            trust=self.trust.trust_list(),
+            trust=snap.trust_list,
             now=now,
             pseudonym_key=self.pseudonym_key,
             skew=timedelta(seconds=self.config.policy.clock_skew_s),
-            status=self.trust.status(),
+            status=snap.status,
             presentation_id=self.presentations,
             healthcode=self.healthcode,
         )
@@ -99,7 +117,7 @@ class Pipeline:
             return Decision.of(d.reason, bundle_version=state.bundle_version), exc.detail, None
         wait_s, held = self.config.policy.second_credential_s, self.pending
         held = held if held and 0 <= (now - held[1]).total_seconds() <= wait_s else None
-        rules = rule_set_from_part(self.trust.part("rules"))
+        rules = rule_set_from_part(snap.part("rules"))
         policy = self.config.policy
         companion = held[0] if held else None
         return decide(cred, policy, state, now, rule_set=rules, companion=companion), "", cred
@@ -189,3 +207,15 @@ class Pipeline:
                 bundle_version=self.trust.state().bundle_version,
             )
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _DecisionTrust:
+    """Parts for the pipeline's health-code verifier: from the snapshot of the decision
+    in progress, else (outside a decision) from the provider."""
+
+    pipeline: Pipeline
+
+    def part(self, name: str) -> bytes | None:
+        snap = self.pipeline.snapshot
+        return snap.part(name) if snap is not None else self.pipeline.trust.part(name)

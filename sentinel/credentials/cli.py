@@ -146,16 +146,21 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sentinel.cli import add_config_arg
+    from sentinel.cli import add_command, add_config_arg
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "check",
-        help="run the whole DCC chain on QR text or images and print every step",
-        description="Verify each INPUT (QR text, an image, or a directory of images) and "
-        "print every step, the masked credential and the decision.\n\nexample:\n"
-        "  sentinel check --trust trust.json --at 2022-05-01T12:00:00Z 'HC1:NCF...'\n"
-        "  sentinel check --json --trust trust.json ./photos/",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run the whole DCC chain on QR text or images and print every step",
+        [
+            "sentinel check --trust trust.json --at 2022-05-01T12:00:00Z 'HC1:NCF...'",
+            "sentinel check --json --trust trust.json ./photos/",
+        ],
+        (
+            "Verify each INPUT (QR text, an image, or a directory of images) and print every step, "
+            "the masked credential and the decision."
+        ),
+        heading="example:",
     )
     add_config_arg(p)
     p.add_argument("--json", action="store_true", help="one JSON object per input")
@@ -164,13 +169,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.set_defaults(func=_cmd_check)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "conformance",
-        help="run the published DCC test vectors or the CertLogic test suite",
-        description="Run a published test suite through the project's own code; the last "
-        "line is 'N passed, N failed'.\n\nexample:\n  sentinel conformance dgc\n"
-        "  sentinel conformance certlogic ../shared/testdata/certlogic",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run the published DCC test vectors or the CertLogic test suite",
+        [
+            "sentinel conformance dgc",
+            "sentinel conformance certlogic ../shared/testdata/certlogic",
+        ],
+        (
+            "Run a published test suite through the project's own code; the last line is 'N "
+            "passed, N failed'."
+        ),
+        heading="example:",
     )
     p.add_argument("suite", choices=["dgc", "certlogic"])
     p.add_argument("dir", nargs="?", help="test-data directory (default ../shared/testdata/…)")

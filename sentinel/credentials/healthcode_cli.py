@@ -8,8 +8,6 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-_RAW = argparse.RawDescriptionHelpFormatter
-
 
 def _write_private(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,17 +154,21 @@ def _cmd_records_open(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sentinel.cli import add_config_arg
+    from sentinel.cli import add_command, add_config_arg
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "issue-code",
-        help="make signed health-code QR texts (authority side, demo, tests)",
-        description="Make short-lived signed health codes (HC:...).\n\nexamples:\n"
-        "  sentinel issue-code --new-key authority.pem --keys-out healthcode_keys.json\n"
-        "  sentinel issue-code --key authority.pem --subject K7Q2M9X4T1B8 --status green\n"
-        "  sentinel issue-code --key authority.pem --subject K7Q2M9X4T1B8 "
-        "--count 10 --every 60 --qr-dir phone/",
-        formatter_class=_RAW,
+        "make signed health-code QR texts (authority side, demo, tests)",
+        [
+            "sentinel issue-code --new-key authority.pem --keys-out healthcode_keys.json",
+            "sentinel issue-code --key authority.pem --subject K7Q2M9X4T1B8 --status green",
+            (
+                "sentinel issue-code --key authority.pem --subject K7Q2M9X4T1B8 --count 10 --every "
+                "60 --qr-dir phone/"
+            ),
+        ],
+        "Make short-lived signed health codes (HC:...).",
     )
     add_config_arg(p)
     p.add_argument("--new-key", metavar="FILE", help="generate an issuing key (PEM) and stop")
@@ -184,41 +186,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--qr-dir", metavar="DIR", help="also write code-NNN.png QR images here")
     p.set_defaults(func=_cmd_issue_code)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "records",
-        help="sealed health-code check-in records: keys, export, open",
-        description="examples:\n"
-        "  sentinel records keygen --private record.pem --keys-file healthcode_keys.json\n"
-        "  sentinel records export --config sentinel.toml --out handover.jsonl\n"
-        "  sentinel records open --key record.pem handover.jsonl",
-        formatter_class=_RAW,
+        "sealed health-code check-in records: keys, export, open",
+        [
+            "sentinel records keygen --private record.pem --keys-file healthcode_keys.json",
+            "sentinel records export --config sentinel.toml --out handover.jsonl",
+            "sentinel records open --key record.pem handover.jsonl",
+        ],
     )
     rsub = p.add_subparsers(dest="records_command", metavar="ACTION", required=True)
-    q = rsub.add_parser(
+    q = add_command(
+        rsub,
         "keygen",
-        help="authority: make the X25519 record key",
-        description="example:\n  sentinel records keygen --private record.pem "
-        "--keys-file healthcode_keys.json",
-        formatter_class=_RAW,
+        "authority: make the X25519 record key",
+        "sentinel records keygen --private record.pem --keys-file healthcode_keys.json",
     )
     q.add_argument("--private", metavar="FILE", required=True)
     q.add_argument("--keys-file", metavar="FILE", required=True)
     q.set_defaults(func=_cmd_records_keygen)
-    q = rsub.add_parser(
+    q = add_command(
+        rsub,
         "export",
-        help="venue: write the sealed records to a handover file (audited)",
-        description="example:\n  sentinel records export --config sentinel.toml "
-        "--out handover.jsonl",
-        formatter_class=_RAW,
+        "venue: write the sealed records to a handover file (audited)",
+        "sentinel records export --config sentinel.toml --out handover.jsonl",
     )
     add_config_arg(q)
     q.add_argument("--out", metavar="FILE", required=True)
     q.set_defaults(func=_cmd_records_export)
-    q = rsub.add_parser(
+    q = add_command(
+        rsub,
         "open",
-        help="authority: open a handover file with the record key",
-        description="example:\n  sentinel records open --key record.pem handover.jsonl",
-        formatter_class=_RAW,
+        "authority: open a handover file with the record key",
+        "sentinel records open --key record.pem handover.jsonl",
     )
     q.add_argument("--key", metavar="FILE", required=True)
     q.add_argument("file", metavar="HANDOVER")

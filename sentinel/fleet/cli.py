@@ -125,7 +125,7 @@ def _cmd_fleet_status(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sentinel.cli import add_config_arg
+    from sentinel.cli import add_command, add_config_arg
 
     p = sub.add_parser(
         "central",
@@ -149,11 +149,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8090, help="web: port")
     p.set_defaults(func=_cmd)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "fleet",
-        help="this device's fleet export state",
-        description="example:\n  sentinel fleet status --config sentinel.toml",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "this device's fleet export state",
+        "sentinel fleet status --config sentinel.toml",
     )
     p.add_argument("action", choices=["status"])
     add_config_arg(p)

@@ -41,17 +41,18 @@ def _cmd_override(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sentinel.cli import add_config_arg
+    from sentinel.cli import add_command, add_config_arg
     from sentinel.gate.override import OVERRIDE_REASONS
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "selftest",
-        help="installer checks: camera, relay, lights, inputs, clock, disk, data",
-        description="Check the hardware and data with the service stopped; prints a "
-        "pass/fail table and exits 1 on any failure.\n\nexample:\n"
-        "  sudo systemctl stop sentinel && sentinel selftest --config "
-        "/etc/sentinel/sentinel.toml",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "installer checks: camera, relay, lights, inputs, clock, disk, data",
+        "sudo systemctl stop sentinel && sentinel selftest --config /etc/sentinel/sentinel.toml",
+        (
+            "Check the hardware and data with the service stopped; prints a pass/fail table and "
+            "exits 1 on any failure."
+        ),
     )
     add_config_arg(p)
     p.add_argument(
@@ -60,14 +61,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_selftest)
 
     reasons = ", ".join(f"{k} ({en})" for k, (en, _zh) in OVERRIDE_REASONS.items())
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "override",
-        help="staff: open the gate once (journaled and audited)",
-        description="Ask the running service to open the gate once.  Recorded in the journal "
+        "staff: open the gate once (journaled and audited)",
+        "sentinel override --reason paper --staff staff-07 --config /etc/sentinel/sentinel.toml",
+        "Ask the running service to open the gate once.  Recorded in the journal "
         "(decision 'override') and in the audit chain with the reason and your staff id.\n\n"
-        f"reasons: {reasons}\n\nexample:\n"
-        "  sentinel override --reason paper --staff staff-07 --config /etc/sentinel/sentinel.toml",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        f"reasons: {reasons}",
     )
     add_config_arg(p)
     p.add_argument("--reason", required=True, choices=list(OVERRIDE_REASONS), help="why")

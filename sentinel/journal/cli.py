@@ -13,8 +13,6 @@ if TYPE_CHECKING:
 
     from sentinel.journal.audit import ChainReport
 
-_RAW = argparse.RawDescriptionHelpFormatter
-
 
 def _now(args: argparse.Namespace) -> datetime:
     from sentinel.errors import ConfigError
@@ -190,61 +188,69 @@ def _cmd_pubkey(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sentinel.cli import add_config_arg
+    from sentinel.cli import add_command, add_config_arg
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "purge",
-        help="purge personal data older than the retention window (idempotent)",
-        description="Destroy the day keys of days outside retention.retention_days, delete "
-        "their rows, truncate the WAL and vacuum; append a signed audit entry per day. Safe "
-        "to interrupt and re-run.\n\nexample:\n  sentinel purge --config "
-        "/etc/sentinel/sentinel.toml --progress",
-        formatter_class=_RAW,
+        "purge personal data older than the retention window (idempotent)",
+        "sentinel purge --config /etc/sentinel/sentinel.toml --progress",
+        (
+            "Destroy the day keys of days outside retention.retention_days, delete their rows, "
+            "truncate the WAL and vacuum; append a signed audit entry per day. Safe to interrupt "
+            "and re-run."
+        ),
     )
     add_config_arg(p)
     p.add_argument("--progress", action="store_true", help="print each step as it completes")
     p.add_argument("--now", metavar="ISO", help="purge as if it were this time (testing)")
     p.set_defaults(func=_cmd_purge)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "audit",
-        help="verify or export the signed, hash-chained audit log",
-        description="examples:\n  sentinel audit verify --config /etc/sentinel/sentinel.toml\n"
-        "  sentinel audit export --out audit.json\n"
-        "  sentinel audit verify --file audit.json --pubkey device.pub.pem",
-        formatter_class=_RAW,
+        "verify or export the signed, hash-chained audit log",
+        [
+            "sentinel audit verify --config /etc/sentinel/sentinel.toml",
+            "sentinel audit export --out audit.json",
+            "sentinel audit verify --file audit.json --pubkey device.pub.pem",
+        ],
     )
     asub = p.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
-    v = asub.add_parser(
+    v = add_command(
+        asub,
         "verify",
-        help="check the chain and the retention promise; name the first bad entry",
-        description="Check every entry's hash, link and signature, and (on the device) that "
-        "no day key and no personal row is older than the retention window. Exit 0 when "
-        "both hold.\n\nexamples:\n  sentinel audit verify\n  sentinel audit verify --file "
-        "audit.json",
-        formatter_class=_RAW,
+        "check the chain and the retention promise; name the first bad entry",
+        [
+            "sentinel audit verify",
+            "sentinel audit verify --file audit.json",
+        ],
+        (
+            "Check every entry's hash, link and signature, and (on the device) that no day key and "
+            "no personal row is older than the retention window. Exit 0 when both hold."
+        ),
     )
     add_config_arg(v)
     v.add_argument("--file", metavar="F", help="verify an export file instead of this device")
     v.add_argument("--pubkey", metavar="PEM", help="require this device public key")
     v.add_argument("--now", metavar="ISO", help="check retention as of this time (testing)")
     v.set_defaults(func=_cmd_verify)
-    e = asub.add_parser(
+    e = add_command(
+        asub,
         "export",
-        help="write the chain and the device public key for an auditor",
-        description="example:\n  sentinel audit export --out /media/usb/audit.json",
-        formatter_class=_RAW,
+        "write the chain and the device public key for an auditor",
+        "sentinel audit export --out /media/usb/audit.json",
     )
     add_config_arg(e)
     e.add_argument("--out", metavar="F", required=True, help="the export file to write")
     e.add_argument("--now", metavar="ISO", help=argparse.SUPPRESS)
     e.set_defaults(func=_cmd_export)
-    k = asub.add_parser(
+    k = add_command(
+        asub,
         "pubkey",
-        help="print the device public key (PEM) that signs the chain",
-        description="Record it at provisioning; auditors pin it with verify --pubkey.\n\n"
-        "example:\n  sentinel audit pubkey > device.pub.pem",
-        formatter_class=_RAW,
+        "print the device public key (PEM) that signs the chain",
+        "sentinel audit pubkey > device.pub.pem",
+        "Record it at provisioning; auditors pin it with verify --pubkey.",
     )
     add_config_arg(k)
     k.set_defaults(func=_cmd_pubkey)

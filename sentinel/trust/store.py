@@ -24,9 +24,10 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from sentinel.config import TrustConfig
@@ -35,7 +36,13 @@ from sentinel.errors import BundleError, BundleFormatError, BundleHashError, Con
 from sentinel.policy import TrustState
 from sentinel.trust import bundle as bm
 from sentinel.trust import statusset as ss
-from sentinel.trust.provider import StatusEntry, StatusLookup, TrustProvider
+from sentinel.trust.provider import (
+    StatusEntry,
+    StatusLookup,
+    TrustProvider,
+    TrustSnapshot,
+    snapshot_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +176,17 @@ class BundleStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    @contextlib.contextmanager
+    def read_view(self) -> Iterator[None]:
+        """One read transaction: every read inside sees the same committed bundle, even
+        while another connection (the sync) commits a new one."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._db.execute("COMMIT")
 
     def data_version(self) -> int:
         with self._lock:
@@ -482,20 +500,36 @@ class StoreTrust:
         self.refresh()
 
     def refresh(self) -> None:
-        """Reload if another connection committed since the last look (cheap when not)."""
+        """Reload if another connection committed since the last look (cheap when not).
+
+        The new bundle is read in one read transaction and swapped in whole: a
+        ``snapshot()`` sees the old version or the new one, never a mix.
+        """
         with self._lock:
             dv = self.store.data_version()
             if dv == self._seen_version:
                 return
+            snap: _Snapshot | None = None
+            for attempt in range(3):
+                try:
+                    with self.store.read_view():
+                        snap = self._read()
+                    break
+                except FileNotFoundError:  # status file replaced by a newer commit: reread
+                    if attempt == 2:
+                        raise
             self._seen_version = dv
-            applied = self.store.current()
-            if applied is None:
-                return
-            lgs = self.store.meta("last_good_sync")
-            last = datetime.fromisoformat(lgs) if lgs else applied.applied_at
-            if applied.digest != self._snap.digest:
-                self._snap = self._load(applied)
-            self._snap.updated_at = last
+            if snap is not None:
+                self._snap = snap
+
+    def _read(self) -> _Snapshot | None:
+        applied = self.store.current()
+        if applied is None:
+            return None
+        lgs = self.store.meta("last_good_sync")
+        last = datetime.fromisoformat(lgs) if lgs else applied.applied_at
+        snap = self._snap if applied.digest == self._snap.digest else self._load(applied)
+        return replace(snap, updated_at=last)
 
     def _load(self, applied: Applied) -> _Snapshot:
         m = applied.manifest
@@ -529,19 +563,20 @@ class StoreTrust:
             expires_at=m.expires_at,
         )
 
-    def trust_list(self) -> TrustList:
-        self.refresh()
-        if self._snap.version is None and self.fallback is not None:
-            return self.fallback.trust_list()
-        return self._snap.trust
-
-    def state(self) -> TrustState:
-        self.refresh()
-        snap = self._snap
+    def snapshot(self) -> TrustSnapshot:
+        """The applied bundle (or the fallback before the first one), taken at once."""
+        with self._lock:
+            self.refresh()
+            snap = self._snap
         if snap.version is None:
             if self.fallback is not None:
-                return self.fallback.state()
-            return TrustState(bundle_version="", updated_at=None)
+                return snapshot_of(self.fallback)
+            return TrustSnapshot(TrustList(), TrustState(bundle_version="", updated_at=None))
+        return TrustSnapshot(
+            snap.trust, self._state_of(snap), snap.status, MappingProxyType(snap.parts)
+        )
+
+    def _state_of(self, snap: _Snapshot) -> TrustState:
         max_age = timedelta(hours=self.config.max_data_age_hours)
         updated = snap.updated_at
         if updated is not None and snap.expires_at is not None:
@@ -559,17 +594,18 @@ class StoreTrust:
             is_revoked=is_revoked,
         )
 
+    # The single-value accessors, each from one snapshot (a decision takes ``snapshot()``).
+    def trust_list(self) -> TrustList:
+        return self.snapshot().trust_list
+
+    def state(self) -> TrustState:
+        return self.snapshot().state
+
     def status(self) -> StatusLookup | None:
-        self.refresh()
-        if self._snap.version is None and self.fallback is not None:
-            return self.fallback.status()
-        return self._snap.status
+        return self.snapshot().status
 
     def part(self, name: str) -> bytes | None:
-        self.refresh()
-        if self._snap.version is None and self.fallback is not None:
-            return self.fallback.part(name)
-        return self._snap.parts.get(name)
+        return self.snapshot().part(name)
 
     @property
     def version(self) -> int | None:

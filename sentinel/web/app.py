@@ -2,15 +2,12 @@
 
 Starlette (routing, forms, streaming responses) with Jinja2 templates that autoescape
 everything; no JavaScript framework, no remote assets.  Blocking work (scrypt, SQLite)
-runs in the thread pool.  Every form carries a CSRF token: the session's own once signed
-in, otherwise a random cookie echoed by the form (double submit, SameSite=Strict).
+runs in the thread pool.  Sign-in, sessions and CSRF cookies are ``sentinel.web.auth``'s.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
-import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -26,7 +23,6 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import (
     JSONResponse,
-    PlainTextResponse,
     RedirectResponse,
     Response,
     StreamingResponse,
@@ -41,6 +37,7 @@ from sentinel.journal.audit import AuditLog, open_audit
 from sentinel.policy import TrustState
 from sentinel.reasons import MESSAGES, ReasonCode, is_admit
 from sentinel.web import charts
+from sentinel.web.auth import CookieAuth, csrf_ok, csrf_refused
 from sentinel.web.data import Filter, ReportData, counts
 from sentinel.web.hub import EventHub
 from sentinel.web.users import Session, UserStore
@@ -133,22 +130,6 @@ def kiosk_status(ctx: WebContext) -> dict[str, Any]:
     return out
 
 
-def _csrf_ok(expected: str | None, given: Any) -> bool:
-    return bool(expected) and isinstance(given, str) and hmac.compare_digest(expected, given)
-
-
-def _anon_csrf(request: Request) -> tuple[str, bool]:
-    """The pre-login CSRF token (cookie), and whether it must be set now."""
-    tok = request.cookies.get(CSRF_COOKIE)
-    if tok and len(tok) >= 32:
-        return tok, False
-    return secrets.token_urlsafe(32), True
-
-
-def _set_anon_csrf(resp: Response, tok: str) -> None:
-    resp.set_cookie(CSRF_COOKIE, tok, httponly=True, samesite="strict", path="/")
-
-
 def _parse_date(value: str | None, default: date) -> date:
     if not value:
         return default
@@ -236,26 +217,26 @@ def create_app(ctx: WebContext) -> Starlette:
         context.setdefault("venue", cfg.venue)
         return templates.TemplateResponse(request, template, context, status_code=code)
 
-    async def current(request: Request) -> Session | None:
-        return await run_in_threadpool(ctx.users.session, request.cookies.get(SESSION_COOKIE))
-
-    async def require(request: Request, roles: tuple[str, ...]) -> Session | Response:
-        s = await current(request)
-        if s is None:
-            return RedirectResponse("/login", status_code=303)
-        if s.role not in roles:
-            return render(request, "forbidden.html", 403, session=s)
-        return s
-
     def audit(kind: str, details: dict[str, Any]) -> None:
         if ctx.audit is None:
             return
         with ctx.audit() as log:
             log.append(kind, details, now=ctx.clock())
 
+    auth = CookieAuth(
+        ctx.users,
+        SESSION_COOKIE,
+        CSRF_COOKIE,
+        cfg.web.session_minutes,
+        render,
+        audit,
+        landing=lambda role: ROLE_HOME.get(role, "/home"),
+    )
+    current, require = auth.current, auth.require
+
     # --- kiosk -----------------------------------------------------------------------
     async def kiosk(request: Request) -> Response:
-        tok, fresh = _anon_csrf(request)
+        tok, fresh = auth.anon_csrf(request)
         has_pin = await run_in_threadpool(ctx.users.has_pin)
         resp = render(
             request,
@@ -267,7 +248,7 @@ def create_app(ctx: WebContext) -> Starlette:
             reasons=OVERRIDE_REASONS,
         )
         if fresh:
-            _set_anon_csrf(resp, tok)
+            auth.set_anon_csrf(resp, tok)
         return resp
 
     async def kiosk_events(request: Request) -> Response:
@@ -284,7 +265,7 @@ def create_app(ctx: WebContext) -> Starlette:
 
     async def kiosk_override(request: Request) -> Response:
         form = await request.form()
-        if not _csrf_ok(request.cookies.get(CSRF_COOKIE), form.get("csrf")):
+        if not csrf_ok(request.cookies.get(CSRF_COOKIE), form.get("csrf")):
             return JSONResponse({"ok": False, "error": "csrf"}, status_code=403)
         if ctx.override is None:
             return JSONResponse({"ok": False, "error": "unavailable"}, status_code=503)
@@ -300,57 +281,7 @@ def create_app(ctx: WebContext) -> Starlette:
         await run_in_threadpool(ctx.override, reason)
         return JSONResponse({"ok": True})
 
-    # --- login -------------------------------------------------------------------------
-    async def login_page(request: Request) -> Response:
-        tok, fresh = _anon_csrf(request)
-        resp = render(request, "login.html", csrf=tok, error="", name="")
-        if fresh:
-            _set_anon_csrf(resp, tok)
-        return resp
-
-    async def login(request: Request) -> Response:
-        form = await request.form()
-        tok = request.cookies.get(CSRF_COOKIE)
-        if not _csrf_ok(tok, form.get("csrf")):
-            return PlainTextResponse("CSRF token missing or wrong", status_code=403)
-        name = str(form.get("name") or "")[:64]
-        password = str(form.get("password") or "")[:1024]
-        res = await run_in_threadpool(ctx.users.login, name, password, cfg.web.session_minutes)
-        # Unknown names are not logged: people type passwords into the name field.
-        await run_in_threadpool(
-            audit,
-            "login",
-            {"user": name if res.known_user else None, "result": res.reason or "ok"},
-        )
-        if res.token is None:
-            msg = (
-                "Too many failed attempts; try again later."
-                if res.reason == "locked"
-                else "Wrong user name or password."
-            )
-            return render(request, "login.html", 401, csrf=tok, error=msg, name=name)
-        resp = RedirectResponse(ROLE_HOME.get(res.role, "/home"), status_code=303)
-        resp.set_cookie(
-            SESSION_COOKIE,
-            res.token,
-            max_age=int(cfg.web.session_minutes * 60),
-            httponly=True,
-            samesite="strict",
-            path="/",
-        )
-        return resp
-
-    async def logout(request: Request) -> Response:
-        form = await request.form()
-        s = await current(request)
-        if s is not None:
-            if not _csrf_ok(s.csrf, form.get("csrf")):
-                return PlainTextResponse("CSRF token missing or wrong", status_code=403)
-            await run_in_threadpool(ctx.users.logout, request.cookies.get(SESSION_COOKIE, ""))
-        resp = RedirectResponse("/login", status_code=303)
-        resp.delete_cookie(SESSION_COOKIE, path="/")
-        return resp
-
+    # --- login: auth.login_page, auth.login, auth.logout -------------------------------
     async def home(request: Request) -> Response:
         s = await current(request)
         if s is None:
@@ -400,8 +331,8 @@ def create_app(ctx: WebContext) -> Starlette:
         if not isinstance(s, Session):
             return s
         form = await request.form()
-        if not _csrf_ok(s.csrf, form.get("csrf")):
-            return PlainTextResponse("CSRF token missing or wrong", status_code=403)
+        if not csrf_ok(s.csrf, form.get("csrf")):
+            return csrf_refused()
         f, echo, _ = parse_filter(form, ctx.clock().date())
 
         def build() -> str:
@@ -438,9 +369,9 @@ def create_app(ctx: WebContext) -> Starlette:
             Route("/kiosk", kiosk),
             Route("/kiosk/events", kiosk_events),
             Route("/kiosk/override", kiosk_override, methods=["POST"]),
-            Route("/login", login_page, methods=["GET"]),
-            Route("/login", login, methods=["POST"]),
-            Route("/logout", logout, methods=["POST"]),
+            Route("/login", auth.login_page, methods=["GET"]),
+            Route("/login", auth.login, methods=["POST"]),
+            Route("/logout", auth.logout, methods=["POST"]),
             Route("/home", home),
             Route("/reports", reports),
             Route("/reports/export", export, methods=["POST"]),

@@ -15,7 +15,6 @@ parameter; a venue asked for in the URL only narrows it.
 
 from __future__ import annotations
 
-import secrets
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -41,14 +40,8 @@ from starlette.templating import Jinja2Templates
 from sentinel.fleet import central
 from sentinel.reasons import MESSAGES, ReasonCode
 from sentinel.web import charts
-from sentinel.web.app import (
-    REFUSAL_CODES,
-    TABLE_ROWS,
-    SecurityHeaders,
-    _age_text,
-    _csrf_ok,
-    parse_filter,
-)
+from sentinel.web.app import REFUSAL_CODES, TABLE_ROWS, SecurityHeaders, _age_text, parse_filter
+from sentinel.web.auth import CookieAuth, csrf_ok, csrf_refused
 from sentinel.web.data import MAX_ROWS
 from sentinel.web.users import Session, UserStore
 
@@ -155,16 +148,8 @@ def create_central_app(
         context.setdefault("session", None)
         return templates.TemplateResponse(request, template, context, status_code=code)
 
-    async def current(request: Request) -> Session | None:
-        return await run_in_threadpool(users.session, request.cookies.get(SESSION_COOKIE))
-
     async def require(request: Request) -> Session | Response:
-        s = await current(request)
-        if s is None:
-            return RedirectResponse("/login", status_code=303)
-        if s.role not in REPORT_ROLES:
-            return render(request, "forbidden.html", 403, session=s)
-        return s
+        return await auth.require(request, REPORT_ROLES)
 
     def scope(conn: psycopg.Connection[Any], s: Session) -> list[str] | None:
         """The venues ``s`` may see: None means every venue (auditors only)."""
@@ -176,11 +161,17 @@ def create_central_app(
         with db() as conn:
             central.append_audit(conn, kind, details)
 
-    def anon_csrf(request: Request) -> tuple[str, bool]:
-        tok = request.cookies.get(CSRF_COOKIE)
-        if tok and len(tok) >= 32:
-            return tok, False
-        return secrets.token_urlsafe(32), True
+    auth = CookieAuth(
+        users,
+        SESSION_COOKIE,
+        CSRF_COOKIE,
+        st.session_minutes,
+        render,
+        audit,
+        landing=lambda _role: "/reports",
+        roles=REPORT_ROLES,
+        role_refused="The {role} role cannot use the central pages.",
+    )
 
     def query_for(
         conn: psycopg.Connection[Any], s: Session, params: Any
@@ -196,64 +187,9 @@ def create_central_app(
         q = central.RefusalQuery(f.start, f.end, venues, venue, f.gate, f.reason)
         return q, echo, error, venues, menu
 
-    # --- login ------------------------------------------------------------------------
-    async def login_page(request: Request) -> Response:
-        tok, fresh = anon_csrf(request)
-        resp = render(request, "login.html", csrf=tok, error="", name="")
-        if fresh:
-            resp.set_cookie(CSRF_COOKIE, tok, httponly=True, samesite="strict", path="/")
-        return resp
-
-    async def login(request: Request) -> Response:
-        form = await request.form()
-        tok = request.cookies.get(CSRF_COOKIE)
-        if not _csrf_ok(tok, form.get("csrf")):
-            return PlainTextResponse("CSRF token missing or wrong", status_code=403)
-        name = str(form.get("name") or "")[:64]
-        password = str(form.get("password") or "")[:1024]
-        res = await run_in_threadpool(users.login, name, password, st.session_minutes)
-        refused_role = res.token is not None and res.role not in REPORT_ROLES
-        if refused_role:
-            await run_in_threadpool(users.logout, res.token or "")
-        result = "role" if refused_role else (res.reason or "ok")
-        # Unknown names are not recorded: people type passwords into the name field.
-        await run_in_threadpool(
-            audit, "login", {"user": name if res.known_user else None, "result": result}
-        )
-        if refused_role:
-            msg = f"The {res.role} role cannot use the central pages."
-            return render(request, "login.html", 403, csrf=tok, error=msg, name=name)
-        if res.token is None:
-            msg = (
-                "Too many failed attempts; try again later."
-                if res.reason == "locked"
-                else "Wrong user name or password."
-            )
-            return render(request, "login.html", 401, csrf=tok, error=msg, name=name)
-        resp = RedirectResponse("/reports", status_code=303)
-        resp.set_cookie(
-            SESSION_COOKIE,
-            res.token,
-            max_age=int(st.session_minutes * 60),
-            httponly=True,
-            samesite="strict",
-            path="/",
-        )
-        return resp
-
-    async def logout(request: Request) -> Response:
-        form = await request.form()
-        s = await current(request)
-        if s is not None:
-            if not _csrf_ok(s.csrf, form.get("csrf")):
-                return PlainTextResponse("CSRF token missing or wrong", status_code=403)
-            await run_in_threadpool(users.logout, request.cookies.get(SESSION_COOKIE, ""))
-        resp = RedirectResponse("/login", status_code=303)
-        resp.delete_cookie(SESSION_COOKIE, path="/")
-        return resp
-
+    # --- login: auth.login_page, auth.login, auth.logout -------------------------------
     async def root(request: Request) -> Response:
-        s = await current(request)
+        s = await auth.current(request)
         return RedirectResponse("/reports" if s else "/login", status_code=303)
 
     # --- refused entries -----------------------------------------------------------------
@@ -303,8 +239,8 @@ def create_central_app(
         if not isinstance(s, Session):
             return s
         form = await request.form()
-        if not _csrf_ok(s.csrf, form.get("csrf")):
-            return PlainTextResponse("CSRF token missing or wrong", status_code=403)
+        if not csrf_ok(s.csrf, form.get("csrf")):
+            return csrf_refused()
 
         def build() -> tuple[str, dict[str, str]]:
             with db() as conn:
@@ -419,9 +355,9 @@ def create_central_app(
     return Starlette(
         routes=[
             Route("/", root),
-            Route("/login", login_page, methods=["GET"]),
-            Route("/login", login, methods=["POST"]),
-            Route("/logout", logout, methods=["POST"]),
+            Route("/login", auth.login_page, methods=["GET"]),
+            Route("/login", auth.login, methods=["POST"]),
+            Route("/logout", auth.logout, methods=["POST"]),
             Route("/reports", reports),
             Route("/reports/export", export, methods=["POST"]),
             Route("/fleet", fleet),

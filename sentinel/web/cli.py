@@ -7,8 +7,6 @@ import getpass
 import sys
 from pathlib import Path
 
-_RAW = argparse.RawDescriptionHelpFormatter
-
 
 def _store(args: argparse.Namespace):  # -> UserStore
     from sentinel import config
@@ -92,25 +90,24 @@ def _cmd_web(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sentinel.cli import add_config_arg
+    from sentinel.cli import add_command, add_config_arg
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "user",
-        help="manage web users (staff, manager, auditor) and the kiosk override PIN",
-        description="Users of the web pages, kept in DATA_DIR/users.db with scrypt hashes.\n\n"
-        "examples:\n"
-        "  sentinel user add alice --role manager --config /etc/sentinel/sentinel.toml\n"
-        "  echo 's3cret-pass' | sentinel user passwd alice --stdin\n"
-        "  sentinel user remove alice\n"
-        "  sentinel user pin            # the PIN staff type for 'open once' on the kiosk",
-        formatter_class=_RAW,
+        "manage web users (staff, manager, auditor) and the kiosk override PIN",
+        [
+            "sentinel user add alice --role manager --config /etc/sentinel/sentinel.toml",
+            "echo 's3cret-pass' | sentinel user passwd alice --stdin",
+            "sentinel user remove alice",
+            "sentinel user pin            # the PIN staff type for 'open once' on the kiosk",
+        ],
+        "Users of the web pages, kept in DATA_DIR/users.db with scrypt hashes.",
     )
     usub = p.add_subparsers(dest="user_command", metavar="ACTION", required=True)
 
     def action(name: str, help_: str, example: str, func, with_name: bool = True, secret=True):
-        a = usub.add_parser(
-            name, help=help_, description=f"{help_}\n\nexample:\n  {example}", formatter_class=_RAW
-        )
+        a = add_command(usub, name, help_, example, help_)
         if with_name:
             a.add_argument("name", help="user name (letters, digits, . _ - @)")
         if secret:
@@ -128,12 +125,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     action("list", "list users and roles", "sentinel user list", _cmd_list, False, False)
     action("pin", "set the kiosk override PIN (4-12 digits)", "sentinel user pin", _cmd_pin, False)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "web",
-        help="serve the report and kiosk pages without the camera service",
-        description="Serve the web pages over the journal on disk (no live kiosk results).\n\n"
-        "example:\n  sentinel web --config /etc/sentinel/sentinel.toml --port 8081",
-        formatter_class=_RAW,
+        "serve the report and kiosk pages without the camera service",
+        "sentinel web --config /etc/sentinel/sentinel.toml --port 8081",
+        "Serve the web pages over the journal on disk (no live kiosk results).",
     )
     add_config_arg(p)
     p.add_argument("--host", default=None, help="listen address (default: web.host)")
