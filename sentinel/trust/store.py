@@ -161,17 +161,19 @@ class BundleStore:
             row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
+    def _write_meta(self, values: dict[str, str | None]) -> None:
+        """Set (or, for None, delete) meta keys inside the caller's transaction."""
+        for k, v in values.items():
+            if v is None:
+                self._db.execute("DELETE FROM meta WHERE key=?", (k,))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (k, v))
+
     def set_meta(self, **values: str | None) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for k, v in values.items():
-                    if v is None:
-                        self._db.execute("DELETE FROM meta WHERE key=?", (k,))
-                    else:
-                        self._db.execute(
-                            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (k, v)
-                        )
+                self._write_meta(values)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -306,13 +308,7 @@ class BundleStore:
                     "last_error": None,
                     **rotate,
                 }
-                for k, v in values.items():
-                    if v is None:
-                        self._db.execute("DELETE FROM meta WHERE key=?", (k,))
-                    else:
-                        self._db.execute(
-                            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (k, v)
-                        )
+                self._write_meta(values)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
