@@ -16,10 +16,10 @@ import hashlib
 import hmac
 import unicodedata
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import base45
 import cbor2
@@ -221,23 +221,33 @@ def certificate_types(cert: x509.Certificate) -> frozenset[str]:
     return frozenset(allowed) if allowed else frozenset("vtr")
 
 
-def find_signer(cose: CoseSign1, trust: TrustList) -> Signer:
-    """Return the trusted signer whose key verifies ``cose``."""
+K = TypeVar("K")
+
+
+def first_verifying(
+    cose: CoseSign1, candidates_for: Callable[[bytes], list[K]], verify: Callable[[K], None]
+) -> K:
+    """The first key for ``cose``'s kid whose signature check passes (kids may collide)."""
     kid = cose.kid
     if kid is None:
         raise SignatureError(ReasonCode.UNKNOWN_SIGNER, "no kid in COSE headers")
-    candidates = trust.lookup(kid)
+    candidates = candidates_for(kid)
     if not candidates:
         raise SignatureError(ReasonCode.UNKNOWN_SIGNER, f"kid {kid.hex()} not trusted")
     last: SignatureError | None = None
-    for signer in candidates:
+    for key in candidates:
         try:
-            _verify_with(cose, signer.certificate)
-            return signer
+            verify(key)
+            return key
         except SignatureError as exc:
             last = exc
     assert last is not None
     raise last
+
+
+def find_signer(cose: CoseSign1, trust: TrustList) -> Signer:
+    """Return the trusted signer whose key verifies ``cose``."""
+    return first_verifying(cose, trust.lookup, lambda s: _verify_with(cose, s.certificate))
 
 
 def check_signer_validity(signer: Signer, now: datetime) -> None:

@@ -102,24 +102,10 @@ def _check_signature(cose: dcc.CoseSign1, key: IssuingKey) -> None:
 def _find_key(cose: dcc.CoseSign1, keys: HealthCodeKeys, now: datetime) -> IssuingKey:
     if not keys.issuers:
         raise SignatureError(ReasonCode.NO_TRUST_DATA, "no trusted health-code issuing keys")
-    kid = cose.kid
-    if kid is None:
-        raise SignatureError(ReasonCode.UNKNOWN_SIGNER, "no kid in COSE headers")
-    candidates = keys.lookup(kid)
-    if not candidates:
-        raise SignatureError(ReasonCode.UNKNOWN_SIGNER, f"kid {kid.hex()} not trusted")
-    last: SignatureError | None = None
-    for key in candidates:
-        try:
-            _check_signature(cose, key)
-        except SignatureError as exc:
-            last = exc
-            continue
-        if (key.not_before and now < key.not_before) or (key.not_after and now > key.not_after):
-            raise SignatureError(ReasonCode.SIGNER_NOT_VALID, "issuing key not valid now")
-        return key
-    assert last is not None
-    raise last
+    key = dcc.first_verifying(cose, keys.lookup, lambda k: _check_signature(cose, k))
+    if (key.not_before and now < key.not_before) or (key.not_after and now > key.not_after):
+        raise SignatureError(ReasonCode.SIGNER_NOT_VALID, "issuing key not valid now")
+    return key
 
 
 def decode(text: str) -> dcc.CoseSign1:
