@@ -103,6 +103,9 @@ def venue_rule_failure(cred: Credential, rules: PolicyConfig, now: datetime) -> 
             age_days > rules.max_days_after_vaccination
         ):
             return ReasonCode.VACCINATION_EXPIRED
+    expired = cred.expires_at is not None and now > cred.expires_at
+    if cred.kind is CredentialKind.ID_DOCUMENT and expired:  # its own expiry (MRZ, AAMVA DBA)
+        return ReasonCode.DOCUMENT_EXPIRED
     if cred.kind in (CredentialKind.HEALTH_CODE, CredentialKind.ID_DOCUMENT):
         health = cred.kind is CredentialKind.HEALTH_CODE
         if cred.status is None:

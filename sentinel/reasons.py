@@ -53,6 +53,7 @@ class ReasonCode(StrEnum):
     STATUS_EXPIRED = "STATUS_EXPIRED"  # status entry past its valid-until
     IDENTITY_MISMATCH = "IDENTITY_MISMATCH"  # certificate and ID document disagree
     ID_REQUIRED = "ID_REQUIRED"  # identity match: show the ID document now
+    DOCUMENT_EXPIRED = "DOCUMENT_EXPIRED"  # ID document past the expiry date it carries
     # --- health codes ----------------------------------------------------------
     CODE_EXPIRED = "CODE_EXPIRED"  # short-lived code past its expiry (a screenshot)
     CODE_NOT_YET_VALID = "CODE_NOT_YET_VALID"
@@ -110,6 +111,7 @@ MESSAGES: dict[ReasonCode, tuple[str, str]] = {
     ReasonCode.STATUS_EXPIRED: ("Status out of date", "状态已过期"),
     ReasonCode.IDENTITY_MISMATCH: ("Certificate does not match ID", "证书与证件不符"),
     ReasonCode.ID_REQUIRED: ("Please show your ID document", "请出示身份证件"),
+    ReasonCode.DOCUMENT_EXPIRED: ("ID document expired", "证件已过期"),
     ReasonCode.CODE_EXPIRED: ("Code expired, refresh it", "健康码已过期，请刷新"),
     ReasonCode.CODE_NOT_YET_VALID: (
         "Code not yet valid, check phone clock",

@@ -13,8 +13,6 @@ RFC 8230 (PS256 salt length = hash length).
 from __future__ import annotations
 
 import hashlib
-import hmac
-import unicodedata
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from sentinel.credentials.dcc_schema import (
     to_datetime,
     validate_payload,
 )
+from sentinel.credentials.identity import identity_pseudonym
 from sentinel.credentials.model import (
     Credential,
     CredentialKind,
@@ -297,15 +296,12 @@ def masked_display(dgc: Mapping[str, Any]) -> str:
 
 
 def holder_pseudonym(dgc: Mapping[str, Any], key: bytes) -> str:
-    """A keyed hash of the normalized name and date of birth (counts repeat refusals)."""
-    if not key:
-        return ""
+    """The holder's keyed pseudonym (``identity.identity_pseudonym`` of ``fnt``, ``gnt``
+    and ``dob``): counts repeat refusals and matches the holder's ID document."""
     nam = dgc.get("nam") if isinstance(dgc.get("nam"), Mapping) else {}
-    ident = "|".join(
-        unicodedata.normalize("NFKC", str(x)).upper()
-        for x in (nam.get("fnt", ""), nam.get("gnt", ""), dgc.get("dob", ""))
+    return identity_pseudonym(
+        str(nam.get("fnt", "")), str(nam.get("gnt", "")), str(dgc.get("dob", "")), key
     )
-    return hmac.new(key, ident.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def revocation_keys(entry: Mapping[str, Any], cose: CoseSign1, issuer: str = "") -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING
 
+from sentinel.credentials.identity import identity_pseudonym
 from sentinel.credentials.model import Credential, CredentialKind
 from sentinel.errors import CredentialError
 from sentinel.reasons import ReasonCode
@@ -394,66 +395,15 @@ def status_key(doc: IdDocument, hmac_key: bytes) -> bytes:
     return entry_key(hmac_key, normalize_document(doc.doc_type, doc.issuing_country, doc.number))
 
 
-# --- identity match (a certificate followed by an ID document) -------------------------
-
-_TRANSLIT = str.maketrans({"Ä": "AE", "Ö": "OE", "Ü": "UE", "ß": "SS", "Å": "AA", "Æ": "AE"})
-_TRANSLIT.update({ord("Ø"): "OE", ord("Þ"): "TH", ord("Ð"): "D", ord("Ŀ"): "L"})
-
-
-def icao_name(name: str) -> str:
-    """A name as the MRZ writes it (ICAO 9303-3 §6 transliteration, fillers for spaces)."""
-    t = unicodedata.normalize("NFKC", name).upper().translate(_TRANSLIT)
-    t = "".join(c for c in unicodedata.normalize("NFKD", t) if not unicodedata.combining(c))
-    t = re.sub(r"[^A-Z]+", "<", t)
-    return t.strip("<")
-
-
-def identity_matches(cert_family_t: str, cert_given_t: str, cert_dob: str, doc: IdDocument) -> bool:
-    """Do a certificate's ICAO-transliterated names (``fnt``/``gnt``) and date of birth
-    agree with the document?  MRZ names may be truncated, so a prefix of the full
-    transliterated name is accepted (at least the first name-part must be whole)."""
-    fam = icao_name(cert_family_t)
-    giv = icao_name(cert_given_t)
-    doc_fam = icao_name(doc.surname)
-    doc_giv = icao_name(doc.given_names)
-    if not fam or not doc_fam:
-        return False
-
-    def same(full: str, shown: str) -> bool:
-        if not shown:
-            return not full
-        first = full.split("<")[0]
-        return full.startswith(shown) and len(shown) >= len(first)
-
-    if not same(fam, doc_fam) or not same(giv, doc_giv):
-        return False
-    if doc.birth_date is None:
-        return False
-    # DCC dob may be "1974", "1974-05" or "1974-05-03" (partial dates are allowed)
-    parts = cert_dob.split("-")
-    want = (doc.birth_date.year, doc.birth_date.month, doc.birth_date.day)
-    try:
-        got = [int(p) for p in parts if p]
-    except ValueError:
-        return False
-    return bool(got) and tuple(got) == want[: len(got)]
-
-
 # --- into the pipeline -------------------------------------------------------------
 
 
 def doc_pseudonym(doc: IdDocument, key: bytes) -> str:
-    """The holder pseudonym a DCC of the same person gets (``dcc.holder_pseudonym`` over
-    the ICAO-transliterated names and the full date of birth); "" without a key."""
-    if not key or doc.birth_date is None:
+    """The holder pseudonym a DCC of the same person gets (one function for both:
+    ``identity.identity_pseudonym``); "" without a key or a birth date."""
+    if doc.birth_date is None:
         return ""
-    from sentinel.credentials.dcc import holder_pseudonym
-
-    dgc = {
-        "nam": {"fnt": icao_name(doc.surname), "gnt": icao_name(doc.given_names)},
-        "dob": doc.birth_date.isoformat(),
-    }
-    return holder_pseudonym(dgc, key)
+    return identity_pseudonym(doc.surname, doc.given_names, doc.birth_date.isoformat(), key)
 
 
 def to_credential(
