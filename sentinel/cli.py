@@ -40,7 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sentinel",
         description="Sentinel: offline check-in appliance for venue entrances.",
         formatter_class=_Formatter,
-        epilog="Start here:  sentinel demo      (runs the whole pipeline on sample frames)",
+        epilog=(
+            "Start here:\n"
+            "  sentinel demo            the whole pipeline on sample frames, a table (make demo)\n"
+            "  sentinel demo --serve    the live service: kiosk http://127.0.0.1:8080/kiosk,\n"
+            "                           reports, sound; manager password printed; Ctrl-C stops\n"
+            "  scripts/provision.sh     set up a real device (docs/install.md), then\n"
+            "  sentinel run --config /etc/sentinel/sentinel.toml\n"
+            "Each command: sentinel COMMAND --help (with examples)."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"sentinel {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")

@@ -25,7 +25,7 @@ from sentinel.gate import Gate
 from sentinel.journal import Journal
 from sentinel.pipeline import Pipeline
 from sentinel.reasons import ReasonCode
-from sentinel.scan.sources import supervised_frames
+from sentinel.scan.sources import FrameSource, supervised_frames
 from sentinel.sdnotify import DEFAULT_WATCHDOG_INTERVAL_S, WatchdogPinger
 from sentinel.trust import FileTrust, TrustProvider
 
@@ -80,8 +80,11 @@ class Daemon:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         notify: Callable[[str], object] | None = None,
         watchdog_interval_s: float = DEFAULT_WATCHDOG_INTERVAL_S,
+        opener: Callable[[], FrameSource] | None = None,
     ) -> None:
         self.config = config
+        # The camera, opened (and reopened) by supervised_frames; None: from camera.source.
+        self.opener = opener
         self.clock = clock
         self.stop = threading.Event()
         # sd_notify (sentinel.sdnotify): READY=1 once serving, WATCHDOG=1 at most every
@@ -166,6 +169,7 @@ class Daemon:
                 on_fault=lambda _msg: self.pipeline.device_event(ReasonCode.CAMERA_FAULT),
                 on_recover=lambda: self.pipeline.device_event(ReasonCode.CAMERA_RECOVERED),
                 idle=self.watchdog,
+                opener=self.opener,
             ):
                 self.frames += 1
                 self.pipeline.process_frame(frame, self.clock(), time.monotonic())
