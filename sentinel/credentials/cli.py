@@ -9,35 +9,33 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
-
-def _inputs(items: list[str]) -> list[tuple[str, str | None]]:
-    """(label, QR text or None when an image held no code) for each INPUT."""
+def _inputs(items: list[str]) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """(label, QR text or None when an image held no code) per input, and error lines."""
     import cv2
 
+    from sentinel.credentials.folders import classify
     from sentinel.scan import Scanner
 
     scanner: Scanner | None = None
     out: list[tuple[str, str | None]] = []
+    errors: list[str] = []
     for item in items:
-        p = Path(item)
-        paths = (
-            sorted(q for q in p.iterdir() if q.suffix.lower() in _IMAGE_SUFFIXES)
-            if p.is_dir()
-            else [p]
-            if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()
-            else []
-        )
-        if not paths:
-            out.append(("text", item))
+        arg = classify(item)
+        for note in arg.notes:
+            print(f"sentinel: {arg.label[:200]}: {note}", file=sys.stderr)
+        if arg.error:
+            errors.append(f"sentinel: {arg.label[:200]}: {arg.error}")
+            continue
+        if arg.text is not None:
+            out.append((arg.label, arg.text))
             continue
         scanner = scanner or Scanner("zxing", "pyzbar")
-        for q in paths:
+        for q in arg.paths:
             img = cv2.imread(str(q), cv2.IMREAD_GRAYSCALE)
             syms = scanner.decode(img) if img is not None else []
             out.append((str(q), syms[0].text if syms else None))
-    return out
+    return out, errors
 
 
 def _check_one(label: str, text: str | None, trust: Any, now: datetime, args: Any) -> dict:
@@ -88,7 +86,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     trust = TrustList.load(args.trust) if args.trust else TrustList()
     admitted = 0
-    for label, text in _inputs(args.inputs):
+    inputs, errors = _inputs(args.inputs)
+    for line in errors:
+        print(line, file=sys.stderr)
+    for label, text in inputs:
         r = _check_one(label, text, trust, now, args)
         admitted += r["decision"]["admit"]
         if args.json:
@@ -105,7 +106,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         d = r["decision"]
         verdict = "ADMIT " if d["admit"] else "REFUSE"
         print(f"  decision: {verdict} {d['reason']}  {d['message_en']} / {d['message_zh']}")
-    return 0
+    return 2 if errors else 0
 
 
 def _cmd_conformance(args: argparse.Namespace) -> int:

@@ -279,17 +279,44 @@ def hcert(claims: Mapping[Any, Any]) -> tuple[str, Mapping[str, Any]]:
     return t, entry
 
 
+_SYLLABIC = ("CJK ", "HANGUL", "HIRAGANA", "KATAKANA", "BOPOMOFO", "YI ")
+
+
+def _syllabic(text: str) -> bool:
+    """True when ``text`` holds ideographs or syllables (one character ≈ one name part)."""
+    return any(unicodedata.name(c, "").startswith(_SYLLABIC) for c in text)
+
+
+def mask_word(word: str) -> str:
+    """One name word: its first character and a star for each other one.
+
+    Words of one or two characters are all stars: ``Li`` → ``**``, ``王`` → ``*``
+    (showing "the first character" of a one-character word would show all of it).
+    """
+    n = len(word)
+    return "*" * n if n <= 2 else word[0] + "*" * (n - 1)
+
+
 def mask_name(name: str) -> str:
     """``Musterfrau`` → ``M*********``: enough for staff to compare, not to identify."""
-    words = [w for w in name.replace("<", " ").split() if w]
-    return " ".join(w[0] + "*" * (len(w) - 1) for w in words)
+    words = unicodedata.normalize("NFC", name).replace("<", " ").split()
+    return " ".join(mask_word(w) for w in words)
+
+
+def _name_part(nam: Mapping[str, Any], native: str, icao: str) -> str:
+    """The form of one name component to mask: the printed name, or its ICAO 9303
+    transliteration when the printed one is written in ideographs or syllables (a CJK
+    given name of one or two characters would otherwise be half or wholly shown)."""
+    shown = str(nam.get(native) or "")
+    translit = str(nam.get(icao) or "")
+    return translit if not shown or (translit and _syllabic(shown)) else shown
 
 
 def masked_display(dgc: Mapping[str, Any]) -> str:
     """``B**** A*****, 1974``: masked family and given names and the year of birth only."""
     nam = dgc.get("nam") if isinstance(dgc.get("nam"), Mapping) else {}
-    fn = str(nam.get("fn") or nam.get("fnt") or "")
-    gn = str(nam.get("gn") or nam.get("gnt") or "")
+    fn = _name_part(nam, "fn", "fnt")
+    gn = _name_part(nam, "gn", "gnt")
     dob = str(dgc.get("dob") or "")
     name = " ".join(p for p in (mask_name(fn), mask_name(gn)) if p)
     return f"{name}, {dob[:4]}" if dob[:4].isdigit() else name

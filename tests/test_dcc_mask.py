@@ -1,0 +1,59 @@
+"""Review D7: masked names hide every name word, whatever the script."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from sentinel.credentials import dcc
+from sentinel.credentials import dcc_issue as di
+from sentinel.credentials.trustlist import TrustList
+
+DAY = timedelta(days=1)
+
+
+def holder(fn: str, fnt: str, gn: str, gnt: str, dob: str = "1988-05-06") -> dict:
+    return {"ver": "1.3.0", "nam": {"fn": fn, "fnt": fnt, "gn": gn, "gnt": gnt}, "dob": dob}
+
+
+@pytest.mark.parametrize(
+    ("nam", "shown", "hidden"),
+    [
+        (("王", "WANG", "芳", "FANG"), "W*** F***, 1988", ["王", "芳", "WANG", "FANG"]),
+        (("欧阳", "OUYANG", "娜娜", "NANA"), "O***** N***, 1988", ["欧", "阳", "娜"]),
+        (("김", "KIM", "민준", "MINJUN"), "K** M*****, 1988", ["김", "민", "준"]),
+        (("Иванов", "IVANOV", "Ян", "IAN"), "И***** **, 1988", ["Ян", "Иванов"]),
+        (("الاسم الاخير", "ALASM<ALAXKHYR", "علي", "ALI"), "ا**** ا***** ع**, 1988", ["علي"]),
+        (("Li", "LI", "Wei", "WEI"), "** W**, 1988", ["Li", "Wei"]),
+        (("Musterfrau", "MUSTERFRAU", "Erika", "ERIKA"), "M********* E****, 1988", ["Erika"]),
+    ],
+)
+def test_masked_display_hides_each_word(
+    nam: tuple[str, str, str, str], shown: str, hidden: list[str]
+) -> None:
+    got = dcc.masked_display(holder(*nam))
+    assert got == shown
+    for word in hidden:
+        assert word not in got
+
+
+def test_one_character_words_never_shown_even_without_transliteration() -> None:
+    got = dcc.masked_display({"nam": {"fn": "王", "gn": "芳"}, "dob": "1988"})
+    assert "王" not in got and "芳" not in got and got == "* *, 1988"
+
+
+def test_chinese_name_through_the_chain(
+    signer: di.IssuerKey, trust: TrustList, now: datetime
+) -> None:
+    """The review's reproduction: fn=王 gn=芳 reached kiosk, SSE and journal in full."""
+    text = di.issue(
+        di.vaccination(),
+        signer,
+        issued_at=now - DAY,
+        expires_at=now + DAY,
+        holder=holder("王", "WANG", "芳", "FANG"),
+    )
+    cred = dcc.verify(text, trust, now)
+    assert cred.display_name == "W*** F***, 1988"
+    assert "王" not in cred.display_name and "芳" not in cred.display_name
