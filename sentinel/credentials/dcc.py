@@ -13,6 +13,7 @@ RFC 8230 (PS256 salt length = hash length).
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
