@@ -11,9 +11,9 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
+from sentinel.authority import dcc_issue as di
 from sentinel.config import PolicyConfig
 from sentinel.credentials import dcc
-from sentinel.credentials import dcc_issue as di
 from sentinel.credentials.rules import default_rule_set
 from sentinel.credentials.trustlist import TrustList
 from sentinel.policy import TrustState, decide

@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 
 import base45
 
+from sentinel.authority import healthcode_issue as hci
 from sentinel.config import HealthCodeConfig, PolicyConfig
 from sentinel.credentials import healthcode as hc
-from sentinel.credentials import healthcode_issue as hci
 from sentinel.credentials.healthcode_keys import HealthCodeKeys
 from sentinel.policy import TrustState, decide
 from sentinel.trust import StatusEntry

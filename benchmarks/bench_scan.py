@@ -125,8 +125,8 @@ def bench_decide() -> None:
     """A 1280×720 frame with the demo's valid certificate: decode + verify + decide."""
     from datetime import UTC, datetime, timedelta
 
+    from sentinel.authority import dcc_issue as di
     from sentinel.config import Config
-    from sentinel.credentials import dcc_issue as di
     from sentinel.credentials.trustlist import TrustList
     from sentinel.trust import StaticTrust
 

@@ -52,7 +52,7 @@ def _peak_mb() -> float:
 
 
 def step_publish(work: Path, version: int) -> dict:
-    from sentinel.trust.publish import Inputs, load_private_key, publish, read_status_csv
+    from sentinel.authority.publish import Inputs, load_private_key, publish, read_status_csv
 
     key = load_private_key(work / "root_key.pem")
     t = time.perf_counter()
@@ -77,8 +77,8 @@ def step_publish(work: Path, version: int) -> dict:
 
 
 def step_apply(work: Path) -> dict:
+    from sentinel.authority.testing import sync_dir
     from sentinel.trust.bundle import load_public_key
-    from sentinel.trust.testing import sync_dir
 
     root = load_public_key((work / "root_pub.pem").read_bytes())
     t = time.perf_counter()
@@ -123,7 +123,7 @@ def _run(step: str, work: Path, *extra: str) -> dict:
 
 
 def bench(n: int, samples: int, keep: Path | None) -> dict:
-    from sentinel.trust.publish import generate_root_key, write_root_key
+    from sentinel.authority.publish import generate_root_key, write_root_key
 
     work = Path(tempfile.mkdtemp(prefix=f"bench-trust-{n}-", dir=keep))
     try:

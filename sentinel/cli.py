@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "sentinel.journal.cli",
     "sentinel.web.cli",
     "sentinel.fleet.cli",
+    "sentinel.authority.cli",  # the issuing authority's commands; absent on a device install
 ]
 
 
@@ -57,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:  # an area not built yet
-                continue
+            if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+                continue  # an area not built yet, or not installed (the authority's)
             raise
         module.register(sub)
     return parser
@@ -87,6 +88,14 @@ def add_command(
         description=f"{description}\n\n{text}" if description else text,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def subcommands(sub: argparse._SubParsersAction, name: str) -> argparse._SubParsersAction:
+    """The ACTION subparsers of command ``name`` (registered earlier), to add actions to it."""
+    for action in sub.choices[name]._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise KeyError(f"command {name!r} has no actions")
 
 
 def add_config_arg(p: argparse.ArgumentParser) -> None:

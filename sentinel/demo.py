@@ -15,9 +15,9 @@ from typing import TextIO
 
 import cv2
 
+from sentinel.authority import dcc_issue as di
+from sentinel.authority import healthcode_issue as hci
 from sentinel.config import Config
-from sentinel.credentials import dcc_issue as di
-from sentinel.credentials import healthcode_issue as hci
 from sentinel.credentials.trustlist import TrustList
 from sentinel.gate import Gate
 from sentinel.journal import Journal

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sentinel.credentials import dcc_issue as di
+from sentinel.authority import dcc_issue as di
 from sentinel.credentials.trustlist import TrustList
 
 NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)

@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import pytest
 
+from sentinel.authority import dcc_issue as di
 from sentinel.cli import main
-from sentinel.credentials import dcc_issue as di
 from sentinel.credentials.trustlist import TrustList
 from sentinel.scan.synth import Degrade, place, render_qr
 

@@ -9,8 +9,8 @@ import base45
 import cbor2
 import pytest
 
+from sentinel.authority import dcc_issue as di
 from sentinel.credentials import dcc
-from sentinel.credentials import dcc_issue as di
 from sentinel.credentials.model import CredentialKind
 from sentinel.credentials.trustlist import TrustList
 from sentinel.errors import CredentialError

@@ -13,8 +13,8 @@ import cbor2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sentinel.authority import dcc_issue as di
 from sentinel.credentials import certlogic, dcc
-from sentinel.credentials import dcc_issue as di
 from sentinel.credentials.trustlist import TrustList
 from sentinel.errors import CredentialError
 from sentinel.reasons import ReasonCode

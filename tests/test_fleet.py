@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from sentinel.authority import dcc_issue as di
 from sentinel.config import Config
-from sentinel.credentials import dcc_issue as di
 from sentinel.credentials.trustlist import TrustList
 from sentinel.fleet import central
 from sentinel.fleet.mqtt import BrokerSettings

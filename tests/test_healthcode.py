@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sentinel.authority import healthcode_issue as hci
 from sentinel.config import Config, HealthCodeConfig, PolicyConfig, replace
 from sentinel.credentials import healthcode as hc
-from sentinel.credentials import healthcode_issue as hci
 from sentinel.credentials.healthcode_keys import HealthCodeKeys, IssuingKey
 from sentinel.credentials.model import CredentialKind
 from sentinel.credentials.reader import ReadContext, read

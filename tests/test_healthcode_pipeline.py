@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from sentinel.authority import healthcode_issue as hci
 from sentinel.cli import main
 from sentinel.config import Config, replace
 from sentinel.credentials import healthcode as hc
-from sentinel.credentials import healthcode_issue as hci
 from sentinel.credentials.healthcode_keys import HealthCodeKeys
 from sentinel.credentials.trustlist import TrustList
 from sentinel.errors import CredentialError

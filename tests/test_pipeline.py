@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 from gpiozero.pins.mock import MockFactory
 
+from sentinel.authority import dcc_issue as di
 from sentinel.config import Config, replace
-from sentinel.credentials import dcc_issue as di
 from sentinel.credentials.trustlist import TrustList
 from sentinel.daemon import Daemon
 from sentinel.demo import run_demo

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from sentinel.authority import dcc_issue as di
 from sentinel.config import Config, PolicyConfig
 from sentinel.config import replace as creplace
-from sentinel.credentials import dcc_issue as di
 from sentinel.credentials.model import Credential, CredentialKind, Recovery, TestResult, Vaccination
 from sentinel.credentials.rules import default_rule_set, parse_rule_set, rule_set_from_part
 from sentinel.credentials.trustlist import TrustList

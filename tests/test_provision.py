@@ -329,7 +329,7 @@ def test_scripts_are_shellcheck_clean() -> None:
 @pytest.fixture
 def publisher(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A demo authority's site served over HTTP on 127.0.0.1, root_pub.pem beside it."""
-    from sentinel.trust.publish import publish_demo
+    from sentinel.authority.publish import publish_demo
 
     paths = publish_demo(tmp_path / "authority")
     site = Path(paths["site"])

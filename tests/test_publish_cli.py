@@ -11,13 +11,13 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from sentinel import config
+from sentinel.authority import dcc_issue as di
+from sentinel.authority.testing import BundleServer
 from sentinel.cli import main
-from sentinel.credentials import dcc_issue as di
 from sentinel.daemon import Daemon, make_trust
 from sentinel.errors import ConfigError
 from sentinel.trust import FileTrust
 from sentinel.trust.store import StoreTrust
-from sentinel.trust.testing import BundleServer
 
 
 def _toml(path: Path, data_dir: Path, root_pub: Path, url: str | None = None) -> Path:
@@ -174,7 +174,7 @@ def test_make_trust_choices(tmp_path) -> None:
 
 
 def test_daemon_syncs_on_its_timer(tmp_path) -> None:
-    from sentinel.trust.testing import build_test_bundle
+    from sentinel.authority.testing import build_test_bundle
 
     signer = di.make_signer("XX")
     b = build_test_bundle(tmp_path / "site", signers=[signer.der], status=[])
@@ -202,8 +202,8 @@ def test_daemon_syncs_on_its_timer(tmp_path) -> None:
 
 
 def test_service_backs_off_after_failures(tmp_path) -> None:
+    from sentinel.authority.publish import generate_root_key
     from sentinel.config import TrustConfig
-    from sentinel.trust.publish import generate_root_key
     from sentinel.trust.service import SyncService
     from sentinel.trust.store import BundleStore
     from sentinel.trust.sync import HttpSource, Syncer

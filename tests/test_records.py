@@ -13,9 +13,10 @@ import cv2
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from sentinel.authority import healthcode_issue as hci
+from sentinel.authority import records as arec
 from sentinel.cli import main
 from sentinel.config import Config, replace
-from sentinel.credentials import healthcode_issue as hci
 from sentinel.credentials import healthcode_service, records
 from sentinel.credentials.healthcode_keys import HealthCodeKeys
 from sentinel.credentials.trustlist import TrustList
@@ -30,7 +31,7 @@ DAY = timedelta(days=1)
 
 @pytest.fixture(scope="module")
 def record_key() -> records.x25519.X25519PrivateKey:
-    return records.generate_record_key()
+    return arec.generate_record_key()
 
 
 def rec(subject: str = "K7Q2M9X4T1B8", at: datetime = NOW) -> records.CheckinRecord:
@@ -39,10 +40,10 @@ def rec(subject: str = "K7Q2M9X4T1B8", at: datetime = NOW) -> records.CheckinRec
 
 def test_seal_opens_only_with_the_authority_key(record_key) -> None:  # type: ignore[no-untyped-def]
     line = records.seal(rec(), record_key.public_key())
-    assert records.open_sealed(line, record_key) == rec()
+    assert arec.open_sealed(line, record_key) == rec()
     assert "K7Q2M9X4T1B8" not in json.dumps(line)
     with pytest.raises(ValueError, match="does not open"):
-        records.open_sealed(line, records.generate_record_key())
+        arec.open_sealed(line, arec.generate_record_key())
     # two seals of the same record differ (fresh ephemeral key each time)
     assert records.seal(rec(), record_key.public_key())["sealed"] != line["sealed"]
 
@@ -50,11 +51,11 @@ def test_seal_opens_only_with_the_authority_key(record_key) -> None:  # type: ig
 def test_moved_or_edited_record_does_not_open(record_key) -> None:  # type: ignore[no-untyped-def]
     line = records.seal(rec(), record_key.public_key())
     with pytest.raises(ValueError):  # hour is bound into the HPKE info
-        records.open_sealed({**line, "hour": "2022-05-20T12"}, record_key)
+        arec.open_sealed({**line, "hour": "2022-05-20T12"}, record_key)
     raw = bytearray(records.base64.b64decode(line["sealed"]))
     raw[-1] ^= 1
     with pytest.raises(ValueError):
-        records.open_sealed({**line, "sealed": records.base64.b64encode(raw).decode()}, record_key)
+        arec.open_sealed({**line, "sealed": records.base64.b64encode(raw).decode()}, record_key)
 
 
 def test_append_purge_and_torn_tail(tmp_path: Path, record_key) -> None:  # type: ignore[no-untyped-def]
@@ -71,7 +72,7 @@ def test_append_purge_and_torn_tail(tmp_path: Path, record_key) -> None:  # type
     lines = records.read_records(path)
     assert len(lines) == 6  # the torn line is skipped, the next record stands alone
     assert records.purge_records(path, NOW, retention_days=14) == 4  # 3 old + the torn line
-    opened = [records.open_sealed(d, record_key).subject for d in records.read_records(path)]
+    opened = [arec.open_sealed(d, record_key).subject for d in records.read_records(path)]
     assert sorted(opened) == ["AFTER", "NEW0", "NEW1"]
     assert not list(tmp_path.glob(".*.tmp"))
     assert records.purge_records(path, NOW, retention_days=14) == 0
@@ -111,7 +112,7 @@ def test_export_handover_and_audit(tmp_path: Path, record_key) -> None:  # type:
     assert details["scope"] == "checkin_records" and details["records"] == 3
     # the authority opens the handover file
     keyfile = tmp_path / "record.pem"
-    keyfile.write_bytes(records.private_key_pem(record_key))
+    keyfile.write_bytes(arec.private_key_pem(record_key))
     buf = io.StringIO()
     with redirect_stdout(buf):
         assert main(["records", "open", "--key", str(keyfile), str(out)]) == 0
@@ -136,10 +137,10 @@ def test_keygen_cli_adds_record_key(tmp_path: Path) -> None:
         )
     assert rc == 0
     keys = HealthCodeKeys.load(keys_file)
-    priv = records.load_private_key(tmp_path / "r.pem")
+    priv = arec.load_private_key(tmp_path / "r.pem")
     assert len(keys.record_keys) == 1
     line = records.seal(rec(), keys.record_keys[0])
-    assert records.open_sealed(line, priv).subject == "K7Q2M9X4T1B8"
+    assert arec.open_sealed(line, priv).subject == "K7Q2M9X4T1B8"
     assert os.stat(tmp_path / "r.pem").st_mode & 0o777 == 0o600
 
 
@@ -175,7 +176,7 @@ def test_daemon_records_admitted_codes_then_purges(tmp_path: Path, record_key) -
         assert d.gate.pulses == 1
     path = tmp_path / "data" / records.RECORDS_FILE
     lines = records.read_records(path)
-    assert [records.open_sealed(x, record_key).subject for x in lines] == ["GREEN0000001"]
+    assert [arec.open_sealed(x, record_key).subject for x in lines] == ["GREEN0000001"]
     assert b"GREEN0000001" not in path.read_bytes()
     # the retention purge removes it and says so in the audit chain
     assert healthcode_service.purge(tmp_path / "data", NOW + 15 * DAY, 14) == 1

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
 
+from sentinel.authority import dcc_issue as di
 from sentinel.config import Config, ScanConfig, replace
-from sentinel.credentials import dcc_issue as di
 from sentinel.credentials.iddoc import check_digit as cd
 from sentinel.credentials.trustlist import TrustList
 from sentinel.gate import Gate

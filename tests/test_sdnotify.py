@@ -16,7 +16,7 @@ import cv2
 import pytest
 
 from sentinel import sdnotify
-from sentinel.credentials import dcc_issue as di
+from sentinel.authority import dcc_issue as di
 from sentinel.credentials.trustlist import TrustList
 from sentinel.scan.synth import blank_frame
 from sentinel.sdnotify import NotifyMessage, WatchdogPinger

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from sentinel.authority import dcc_issue as di
 from sentinel.cli import main
 from sentinel.config import CameraConfig, Config
-from sentinel.credentials import dcc_issue as di
 from sentinel.credentials.trustlist import TrustList
 from sentinel.gate.selftest import (
     FAIL,

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from sentinel.authority import dcc_issue as di
+from sentinel.authority.publish import generate_root_key
+from sentinel.authority.testing import BundleServer, StatusRecord, build_test_bundle
 from sentinel.config import PolicyConfig, TrustConfig
-from sentinel.credentials import dcc_issue as di
 from sentinel.credentials.reader import ReadContext, read
 from sentinel.errors import (
     BundleError,
@@ -25,10 +27,8 @@ from sentinel.journal.audit import open_audit
 from sentinel.policy import decide
 from sentinel.reasons import ReasonCode
 from sentinel.scan import Symbol
-from sentinel.trust.publish import generate_root_key
 from sentinel.trust.store import BundleStore, StoreTrust
 from sentinel.trust.sync import HttpSource, Syncer, SyncError, retrying
-from sentinel.trust.testing import BundleServer, StatusRecord, build_test_bundle
 
 NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
 UNTIL = NOW + timedelta(days=10)

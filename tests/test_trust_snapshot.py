@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from sentinel.authority import dcc_issue as di
+from sentinel.authority import healthcode_issue as hci
+from sentinel.authority.publish import generate_root_key
+from sentinel.authority.testing import TestBundle, build_test_bundle, sync_dir
 from sentinel.config import Config, replace
-from sentinel.credentials import dcc_issue as di
-from sentinel.credentials import healthcode_issue as hci
 from sentinel.credentials.healthcode_keys import HealthCodeKeys
 from sentinel.gate import Gate
 from sentinel.journal import Journal
@@ -26,9 +28,7 @@ from sentinel.reasons import ReasonCode
 from sentinel.scan import Symbol
 from sentinel.trust import StaticTrust
 from sentinel.trust.provider import TrustSnapshot, snapshot_of
-from sentinel.trust.publish import generate_root_key
 from sentinel.trust.store import StoreTrust
-from sentinel.trust.testing import TestBundle, build_test_bundle, sync_dir
 
 DAY = timedelta(days=1)
 

@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sentinel.authority.publish import Inputs, generate_root_key, publish
+from sentinel.authority.testing import StatusRecord, build_test_bundle, sync_dir
 from sentinel.config import TrustConfig
 from sentinel.errors import BundleError, BundleFormatError, BundleSignatureError
 from sentinel.trust import bundle as bm
-from sentinel.trust.publish import Inputs, generate_root_key, publish
 from sentinel.trust.store import StoreTrust
-from sentinel.trust.testing import StatusRecord, build_test_bundle, sync_dir
 
 NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
 UNTIL = NOW + timedelta(days=30)

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 from gpiozero.pins.mock import MockFactory
 
+from sentinel.authority import dcc_issue as di
 from sentinel.config import Config, WebConfig, replace
-from sentinel.credentials import dcc_issue as di
 from sentinel.credentials.trustlist import TrustList
 from sentinel.daemon import Daemon
 from sentinel.journal.audit import open_audit

@@ -16,13 +16,13 @@ Line format (JSON Lines, ``docs/healthcode.md``)::
 Appends hold an exclusive ``flock`` on ``<file>.lock``, write one line and ``fsync``;
 purges rewrite the file atomically (temp file, fsync, ``os.replace``, directory fsync)
 under the same lock.  A torn last line (power cut mid-write) is skipped on read and
-dropped by the next purge.
+dropped by the next purge.  Opening records and the record key pair are the authority's
+(``sentinel/authority/records.py``).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import fcntl
 import hashlib
@@ -35,17 +35,16 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
 from sentinel.credentials.healthcode_keys import record_kid
-from sentinel.errors import ConfigError, JournalError
+from sentinel.errors import JournalError
 
 RECORDS_FILE = "checkins.jsonl"
 HANDOVER_FORMAT = "sentinel-checkin-handover"
-_SUITE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_128_GCM)
-_INFO = b"sentinel/checkin-record/v1|"
+SUITE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_128_GCM)
+INFO = b"sentinel/checkin-record/v1|"
 _MAX_LINE = 4096
 
 
@@ -59,37 +58,23 @@ class CheckinRecord:
     gate: str
 
 
-def _hour(t: datetime) -> str:
+def hour_of(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H")
 
 
 def seal(record: CheckinRecord, key: x25519.X25519PublicKey) -> dict[str, Any]:
     """One sealed record line (as a dict) for the holder of ``key``'s private half."""
-    hour = _hour(record.time)
+    hour = hour_of(record.time)
     plain = cbor2.dumps(
         {1: record.subject, 2: int(record.time.timestamp()), 3: record.venue, 4: record.gate}
     )
-    sealed = _SUITE.encrypt(plain, key, info=_INFO + hour.encode())
+    sealed = SUITE.encrypt(plain, key, info=INFO + hour.encode())
     return {
         "v": 1,
         "hour": hour,
         "kid": record_kid(key),
         "sealed": base64.b64encode(sealed).decode(),
     }
-
-
-def open_sealed(line: dict[str, Any], key: x25519.X25519PrivateKey) -> CheckinRecord:
-    """Open one sealed line with the authority's private key (ValueError if it fails)."""
-    try:
-        sealed = base64.b64decode(line["sealed"], validate=True)
-        plain = _SUITE.decrypt(sealed, key, info=_INFO + str(line["hour"]).encode())
-        d = cbor2.loads(plain)
-        rec = CheckinRecord(str(d[1]), datetime.fromtimestamp(d[2], UTC), str(d[3]), str(d[4]))
-    except Exception as exc:  # InvalidTag, bad base64, bad CBOR: all "cannot open"
-        raise ValueError(f"record does not open: {type(exc).__name__}") from None
-    if _hour(rec.time) != line["hour"]:
-        raise ValueError("record time does not match its hour")
-    return rec
 
 
 # --- the file ---------------------------------------------------------------------------------
@@ -140,7 +125,7 @@ def append_record(path: str | Path, line: dict[str, Any]) -> None:
             _fsync_dir(p.parent)
 
 
-def _parse(raw: bytes) -> dict[str, Any] | None:
+def parse_line(raw: bytes) -> dict[str, Any] | None:
     if len(raw) > _MAX_LINE:
         return None
     try:
@@ -162,7 +147,7 @@ def _read(p: Path) -> tuple[list[dict[str, Any]], int]:
     for chunk in raw.split(b"\n"):
         if not chunk.strip():
             continue
-        d = _parse(chunk)
+        d = parse_line(chunk)
         if d is None:
             bad += 1
         else:
@@ -242,48 +227,3 @@ def export_records(
         hours[0] if hours else "",
         hours[-1] if hours else "",
     )
-
-
-def open_handover(path: str | Path, key: x25519.X25519PrivateKey) -> list[CheckinRecord]:
-    """Authority side: open every record of a handover file (ValueError on a bad one)."""
-    raw = Path(path).read_bytes().split(b"\n")
-    try:
-        header = json.loads(raw[0])
-    except (ValueError, IndexError):
-        raise ValueError("not a check-in handover file") from None
-    if not isinstance(header, dict) or header.get("format") != HANDOVER_FORMAT:
-        raise ValueError("not a check-in handover file")
-    out = []
-    for chunk in raw[1:]:
-        if chunk.strip():
-            d = _parse(chunk)
-            if d is None:
-                raise ValueError("damaged line in handover file")
-            out.append(open_sealed(d, key))
-    return out
-
-
-# --- record keys ------------------------------------------------------------------------------
-
-
-def generate_record_key() -> x25519.X25519PrivateKey:
-    return x25519.X25519PrivateKey.generate()
-
-
-def private_key_pem(key: x25519.X25519PrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def load_private_key(path: str | Path) -> x25519.X25519PrivateKey:
-    p = Path(path)
-    try:
-        key = serialization.load_pem_private_key(p.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError, binascii.Error) as exc:
-        raise ConfigError(f"{p}: cannot load the record key: {exc}") from None
-    if not isinstance(key, x25519.X25519PrivateKey):
-        raise ConfigError(f"{p}: the record key must be X25519")
-    return key

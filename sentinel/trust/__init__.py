@@ -1,4 +1,5 @@
-"""The cached credential set: signed bundles, the SQLite store, sync, the publisher."""
+"""The cached credential set on the device: signed bundles, the SQLite store, sync (the
+publisher is the authority's: ``sentinel/authority/publish.py``)."""
 
 from sentinel.trust.provider import (
     FileTrust,

@@ -1,10 +1,10 @@
-"""Trust subcommands: ``publish`` (authority side), ``sync`` and ``status`` (device side)."""
+"""Trust subcommands of the device: ``sync`` and ``status`` (``publish`` is the authority's:
+``sentinel/authority/cli.py``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,101 +21,6 @@ def _age(delta: timedelta) -> str:
     h, rem = divmod(rem, 3600)
     m = rem // 60
     return f"{sign}{d}d {h}h {m}m" if d else f"{sign}{h}h {m}m"
-
-
-# ---- publish ---------------------------------------------------------------------
-
-
-def _cmd_keygen(args: argparse.Namespace) -> int:
-    from sentinel.trust import bundle as bm
-    from sentinel.trust.publish import generate_root_key, write_root_key
-
-    out = Path(args.out)
-    priv, pub = out / "root_key.pem", out / "root_pub.pem"
-    if priv.exists() and not args.force:
-        print(f"sentinel: {priv} exists (use --force to replace it)", file=sys.stderr)
-        return 1
-    key = generate_root_key(args.alg)
-    write_root_key(key, priv, pub)
-    print(f"root key     {priv} (keep it offline, mode 0600)")
-    print(f"public key   {pub} (pin it on devices as trust.root_key)")
-    print(f"fingerprint  {bm.key_id(key)} (SHA-256 of the public key's DER SPKI)")
-    return 0
-
-
-def _cmd_build(args: argparse.Namespace) -> int:
-    from sentinel.errors import ConfigError
-    from sentinel.trust import bundle as bm
-    from sentinel.trust.publish import (
-        Inputs,
-        load_private_key,
-        load_revocations,
-        load_signers,
-        publish,
-        read_status_csv,
-    )
-
-    keys = [load_private_key(k) for k in args.key]
-    extra: dict[str, bytes] = {}
-    for spec in args.part or []:
-        name, sep, file = spec.partition("=")
-        if not sep:
-            raise ConfigError(f"--part {spec!r}: expected NAME=FILE")
-        try:
-            extra[name] = Path(file).read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"{file}: cannot read part {name}: {exc.strerror}") from None
-    rules = None
-    if args.rules:
-        try:
-            rules = Path(args.rules).read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"{args.rules}: cannot read rules: {exc.strerror}") from None
-    next_key = None
-    if args.next_root_key:
-        next_key = bm.load_public_key(Path(args.next_root_key).read_bytes(), args.next_root_key)
-    inputs = Inputs(
-        signers=load_signers(args.signers) if args.signers else None,
-        revocations=load_revocations(args.revocations) if args.revocations else None,
-        rules=rules,
-        extra_parts=extra,
-    )
-    pub = publish(
-        args.out,
-        inputs,
-        keys,
-        version=args.version,
-        expires_in=timedelta(days=args.expires_days),
-        delta=not args.no_delta,
-        delta_only=args.delta_only,
-        rotate_status_key=args.rotate_status_key,
-        next_root_key=next_key,
-        status_rows=read_status_csv(args.status) if args.status else None,
-        carry=not args.no_carry,
-    )
-    m = pub.manifest
-    print(f"published version {m.version} into {pub.out_dir} (expires {m.expires_at:%Y-%m-%d})")
-    for name, ref in sorted(m.parts.items()):
-        print(f"  {name:<16} {ref.size:>12,} B  {ref.sha256[:16]}")
-    if m.status is not None:
-        print(f"  status entries   {m.status.count:,}")
-    if pub.delta_entries is not None:
-        print(f"  delta from {m.delta_base}: {pub.delta_entries:,} changed entries")
-    return 0
-
-
-def _cmd_demo_publish(args: argparse.Namespace) -> int:
-    from sentinel.trust.publish import publish_demo
-
-    paths = publish_demo(args.out)
-    out = Path(args.out).resolve()
-    print(f"demo authority in {out}")
-    for k, v in paths.items():
-        print(f"  {k:<12} {Path(v).resolve()}")
-    print("pin and sync on a device:")
-    print(f'  [trust]\n  root_key = "{paths["root_pub"].resolve()}"')
-    print(f"  sentinel sync --config sentinel.toml --from {paths['site'].resolve()}")
-    return 0
 
 
 # ---- sync / status ---------------------------------------------------------------
@@ -245,68 +150,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from sentinel.cli import add_config_arg
-
-    p = sub.add_parser(
-        "publish",
-        help="authority side: build signed bundles (keygen, build, demo)",
-        description="Build signed credential-set bundles into a directory any static web "
-        "server or CDN can serve.\n\nexamples:\n"
-        "  sentinel publish keygen --out authority/\n"
-        "  sentinel publish build --key authority/root_key.pem --out site/ \\\n"
-        "      --status status.csv --signers trust.json --revocations revoked.txt "
-        "--rules rules.json\n"
-        "  sentinel publish demo --out demo-authority/",
-        formatter_class=_RAW,
-    )
-    psub = p.add_subparsers(dest="publish_command", metavar="ACTION", required=True)
-
-    k = psub.add_parser(
-        "keygen",
-        help="create an authority root key pair",
-        description="example:\n  sentinel publish keygen --out authority/",
-        formatter_class=_RAW,
-    )
-    k.add_argument("--out", required=True, metavar="DIR")
-    k.add_argument("--alg", choices=["ed25519", "p256"], default="ed25519")
-    k.add_argument("--force", action="store_true", help="replace an existing key")
-    k.set_defaults(func=_cmd_keygen)
-
-    b = psub.add_parser(
-        "build",
-        help="publish the next bundle version (full, plus a delta from the previous)",
-        description="Publish the next version into --out (manifest.json, parts/<sha256>).\n\n"
-        "status CSV columns: doc_type,country,number,status,valid_until[,subject_id]\n"
-        "revocations: one UCI:<hex> / COUNTRYCODEUCI:<hex> / SIGNATURE:<hex> per line\n\n"
-        "example:\n  sentinel publish build --key authority/root_key.pem --out site/ "
-        "--status status.csv --signers dsc.pem --part healthcode_keys=hc.json",
-        formatter_class=_RAW,
-    )
-    b.add_argument("--key", action="append", required=True, metavar="PEM", help="root key(s)")
-    b.add_argument("--out", required=True, metavar="DIR", help="publisher directory")
-    b.add_argument("--status", metavar="CSV", help="status records")
-    b.add_argument("--signers", action="append", metavar="FILE", help="trust-list JSON/PEM/DER")
-    b.add_argument("--revocations", metavar="FILE")
-    b.add_argument("--rules", metavar="JSON")
-    b.add_argument("--part", action="append", metavar="NAME=FILE", help="extra named part")
-    b.add_argument("--version", type=int, help="default: previous + 1")
-    b.add_argument("--expires-days", type=float, default=7.0)
-    b.add_argument("--no-delta", action="store_true", help="publish no status delta")
-    b.add_argument(
-        "--no-carry", action="store_true", help="drop parts not given (default: keep them)"
-    )
-    b.add_argument("--delta-only", action="store_true", help="leave out the full status part")
-    b.add_argument("--rotate-status-key", action="store_true", help="new HMAC key (no delta)")
-    b.add_argument("--next-root-key", metavar="PEM", help="announce the next root public key")
-    b.set_defaults(func=_cmd_build)
-
-    d = psub.add_parser(
-        "demo",
-        help="write a demo authority (root key, signer, status entries) and its bundle",
-        description="example:\n  sentinel publish demo --out demo-authority/",
-        formatter_class=_RAW,
-    )
-    d.add_argument("--out", required=True, metavar="DIR")
-    d.set_defaults(func=_cmd_demo_publish)
 
     s = sub.add_parser(
         "sync",

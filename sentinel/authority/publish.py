@@ -482,7 +482,7 @@ def publish_demo(out_dir: str | Path, *, now: datetime | None = None) -> dict[st
     ``signer_key.pem`` + ``signer_cert.pem`` (issue demo certificates), ``site/`` (serve it
     or ``sentinel sync --from site``), ``status.csv`` (the authority-side input).
     """
-    from sentinel.credentials import dcc_issue as di
+    from sentinel.authority import dcc_issue as di
 
     now = now or datetime.now(UTC)
     out = Path(out_dir)

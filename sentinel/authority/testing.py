@@ -1,6 +1,6 @@
 """Helpers for other areas' tests and demos: a small signed bundle, applied in one call.
 
-    from sentinel.trust.testing import StatusRecord, build_test_bundle, apply_test_bundle
+    from sentinel.authority.testing import StatusRecord, build_test_bundle, apply_test_bundle
 
     b = build_test_bundle(tmp_path / "site", signers=[signer.der],
                           status=[StatusRecord("green", until, "P", "XXA", "C01X00T47"),
@@ -21,10 +21,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sentinel.authority.publish import Inputs, Published, StatusRecord, generate_root_key, publish
 from sentinel.config import TrustConfig
 from sentinel.credentials.trustlist import TrustList
 from sentinel.trust import bundle as bm
-from sentinel.trust.publish import Inputs, Published, StatusRecord, generate_root_key, publish
 from sentinel.trust.store import BundleStore, StoreTrust
 from sentinel.trust.sync import DirSource, Syncer, SyncResult
 

@@ -1,4 +1,4 @@
-"""The issuing side of the EU DCC chain, for the demo authority, tests and benchmarks.
+"""The issuing side of the EU DCC chain (the authority), for the demo, tests and benchmarks.
 
 Builds real, spec-shaped certificates: CWT claims → COSE_Sign1 (ES256 or PS256, signed
 with ``cryptography``) → zlib → base45 → ``HC1:``.
