@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from sentinel.credentials import healthcode_issue as hci
+from sentinel.authority import healthcode_issue as hci
 from sentinel.credentials.iddoc import check_digit
 from sentinel.reasons import ReasonCode
 from sentinel.scan.synth import Degrade, blank_frame, place, place_image, render_id_card, render_qr

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from sentinel.authority import healthcode_issue as hci
 from sentinel.config import (
     CameraConfig,
     Config,
@@ -36,7 +37,6 @@ from sentinel.config import (
     VenueConfig,
     WebConfig,
 )
-from sentinel.credentials import healthcode_issue as hci
 from sentinel.credentials.healthcode_keys import HealthCodeKeys
 from sentinel.demo import make_cases
 from sentinel.demo_camera import (
@@ -63,8 +63,8 @@ DEMO_USERS = (("manager", "manager"), ("auditor", "auditor"))
 def _publish(out: Path, now: datetime) -> tuple[list[Scene], Path]:
     """The demo authority: publish bundle v1 into ``out/site``; return the scenes and the
     root public key file a device pins."""
+    from sentinel.authority.publish import Inputs, StatusRecord, generate_root_key, publish
     from sentinel.trust import bundle as bm
-    from sentinel.trust.publish import Inputs, StatusRecord, generate_root_key, publish
 
     cases, trust_list = make_cases(now)
     issuer = hci.Issuer.generate()
@@ -159,10 +159,10 @@ def serve_demo(
     out_dir: Path | None = None,
 ) -> int:
     """Run the demo service until SIGINT/SIGTERM; return the exit code."""
+    from sentinel.authority.testing import BundleServer
     from sentinel.daemon import Daemon
     from sentinel.trust.store import BundleStore
     from sentinel.trust.sync import HttpSource, Syncer
-    from sentinel.trust.testing import BundleServer
 
     tmp = out_dir is None
     out = Path(tempfile.mkdtemp(prefix="sentinel-demo-")) if out_dir is None else out_dir

@@ -13,8 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Not device code: the demo plays the authority too (it issues its own certificates).
-NOT_DEVICE = ("sentinel.authority", "sentinel.demo")
+# Not device code: the demos play the authority too (they issue their own credentials).
+NOT_DEVICE = ("sentinel.authority", "sentinel.demo", "sentinel.demo_camera", "sentinel.demo_serve")
 
 _PROBE = r"""
 import importlib, importlib.abc, json, pkgutil, sys

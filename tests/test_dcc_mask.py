@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from sentinel.authority import dcc_issue as di
 from sentinel.credentials import dcc
-from sentinel.credentials import dcc_issue as di
 from sentinel.credentials.trustlist import TrustList
 
 DAY = timedelta(days=1)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
 
+from sentinel.authority.testing import sync_dir
 from sentinel.config import Config, TrustConfig
 from sentinel.demo_camera import DemoCamera
 from sentinel.demo_serve import _publish, demo_config
@@ -23,7 +24,6 @@ from sentinel.pipeline import Pipeline
 from sentinel.reasons import ReasonCode, is_admit
 from sentinel.trust import bundle as bm
 from sentinel.trust.store import StoreTrust
-from sentinel.trust.testing import sync_dir
 
 
 def test_every_scripted_presentation_is_decided_as_scripted(tmp_path: Path) -> None:

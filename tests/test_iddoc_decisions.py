@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from sentinel.authority import dcc_issue as di
 from sentinel.config import Config, ScanConfig, replace
-from sentinel.credentials import dcc_issue as di
 from sentinel.credentials import iddoc
 from sentinel.credentials.dcc import holder_pseudonym
 from sentinel.credentials.trustlist import TrustList
