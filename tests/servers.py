@@ -44,16 +44,33 @@ def mosquitto_path() -> str | None:
 class Mosquitto:
     """A mosquitto broker on 127.0.0.1 with persistence, restartable on the same port."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        auth_dir: Path | None = None,
+        extra: str = "",
+    ) -> None:
+        """``auth_dir``: per-device passwords and ACL from ``sentinel.fleet.brokerauth``
+        (anonymous clients refused); ``extra``: more mosquitto.conf lines."""
         self.workdir = workdir
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
         self.conf = workdir / "mosquitto.conf"
+        if auth_dir is not None:
+            from sentinel.fleet.brokerauth import broker_conf
+
+            access = broker_conf(auth_dir)
+        else:
+            access = "allow_anonymous true\n"
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"listener {self.port} 127.0.0.1\n{access}"
             f"persistence true\npersistence_location {workdir}/\nautosave_interval 1\n"
-            "max_queued_messages 0\nlog_dest none\n" + ("user root\n" if os.geteuid() == 0 else "")
+            "max_queued_messages 0\nlog_dest none\n"
+            + ("user root\n" if os.geteuid() == 0 else "")
+            + extra
         )
 
     def start(self) -> None:

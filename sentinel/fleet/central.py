@@ -1,13 +1,11 @@
-"""The centre: an MQTT ingester writing device events to PostgreSQL, idempotently.
+"""The centre's reports, fleet health, retention and audit over PostgreSQL.
 
-* Events land in ``events``, range-partitioned by month on ``time`` with the primary key
-  ``(event_id, time)``: a redelivered event (same id, same time) is ignored by
-  ``ON CONFLICT DO NOTHING``, so at-least-once delivery never double-counts.
-* Each message is committed before paho acknowledges it to the broker (the callback
-  returns after the commit), so an ingester crash loses nothing: the broker redelivers.
-  The ingester's session is persistent (fixed client id, clean_session false), so the
-  broker queues events while the ingester is away.
-* Heartbeats upsert ``devices``.  Reports filter by the manager's venues.
+The schema and its migrations are in ``schema.py``, the MQTT ingester in ``ingest.py``
+(both re-exported here), the city hierarchy and roll-ups in ``city.py``, alerts in
+``alerts.py``.
+
+* Reports filter by the venues a user may see: ``visible_venues(user)`` in SQL (a
+  ``managers`` row, or an office scope anywhere on the venue's path in the hierarchy).
 * Retention: rows older than ``retention_days`` are rolled into ``daily_counts`` and
   deleted (whole monthly partitions are dropped once wholly outside); every purge appends
   a hash-chained row to ``central_audit``.
@@ -18,240 +16,33 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
 
-from sentinel.errors import FleetError
-from sentinel.fleet.mqtt import BrokerSettings, Connection
-from sentinel.fleet.outbox import EXPORT_FIELDS
+from sentinel.fleet.ingest import Ingester, parse_event
+from sentinel.fleet.schema import (
+    MIGRATIONS,
+    _audit,
+    ensure_partitions,
+    migrate,
+    month_start,
+    next_month,
+)
 from sentinel.journal.journal import EVENT_COLUMNS
 
 log = logging.getLogger(__name__)
-
-MIGRATIONS: list[tuple[int, str]] = [
-    (
-        1,
-        """
-        CREATE TABLE events (
-            event_id text NOT NULL,
-            device_id text NOT NULL,
-            venue text NOT NULL,
-            gate text NOT NULL,
-            time timestamptz NOT NULL,
-            decision text NOT NULL,
-            reason text NOT NULL,
-            credential_kind text NOT NULL,
-            bundle_version text NOT NULL,
-            ingested_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-            PRIMARY KEY (event_id, time)
-        ) PARTITION BY RANGE (time);
-        CREATE TABLE events_default PARTITION OF events DEFAULT;
-        CREATE INDEX events_venue_time ON events (venue, time);
-        CREATE INDEX events_refused ON events (venue, reason, time) WHERE decision = 'refuse';
-        CREATE TABLE devices (
-            device_id text PRIMARY KEY,
-            venue text NOT NULL,
-            gate text NOT NULL DEFAULT '',
-            last_heartbeat timestamptz NOT NULL,
-            bundle_version text NOT NULL DEFAULT '',
-            bundle_age_s double precision,
-            camera text NOT NULL DEFAULT '',
-            gate_state text NOT NULL DEFAULT '',
-            disk_free_bytes bigint,
-            software text NOT NULL DEFAULT '',
-            outbox_backlog integer NOT NULL DEFAULT 0,
-            faults text NOT NULL DEFAULT ''
-        );
-        CREATE TABLE managers (
-            username text NOT NULL,
-            venue text NOT NULL,
-            PRIMARY KEY (username, venue)
-        );
-        CREATE TABLE daily_counts (
-            day date NOT NULL,
-            venue text NOT NULL,
-            gate text NOT NULL,
-            decision text NOT NULL,
-            reason text NOT NULL,
-            n bigint NOT NULL,
-            PRIMARY KEY (day, venue, gate, decision, reason)
-        );
-        CREATE TABLE central_audit (
-            seq bigserial PRIMARY KEY,
-            time timestamptz NOT NULL DEFAULT now(),
-            kind text NOT NULL,
-            details jsonb NOT NULL,
-            prev_hash text NOT NULL,
-            hash text NOT NULL
-        );
-        """,
-    ),
+__all__ = [
+    "MIGRATIONS",
+    "Ingester",
+    "ensure_partitions",
+    "migrate",
+    "month_start",
+    "next_month",
+    "parse_event",
 ]
-
-
-def month_start(d: date) -> date:
-    return d.replace(day=1)
-
-
-def next_month(d: date) -> date:
-    return (d.replace(day=28) + timedelta(days=4)).replace(day=1)
-
-
-def migrate(conn: psycopg.Connection[Any]) -> int:
-    """Apply pending migrations; return the schema version."""
-    with conn.transaction():
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY)")
-        conn.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
-        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
-        current = int(row[0]) if row else 0
-        for version, sql in MIGRATIONS:
-            if version > current:
-                conn.execute(sql)  # type: ignore[arg-type]
-                conn.execute("INSERT INTO schema_migrations VALUES (%s)", (version,))
-                current = version
-    return current
-
-
-def ensure_partitions(conn: psycopg.Connection[Any], around: date, months: int = 2) -> None:
-    """Monthly partitions from ``around``'s month to ``months`` ahead."""
-    m = month_start(around)
-    for _ in range(months + 1):
-        name = f"events_{m:%Y_%m}"
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF events "  # noqa: S608 (dates only)
-            f"FOR VALUES FROM ('{m.isoformat()}') TO ('{next_month(m).isoformat()}')"
-        )
-        m = next_month(m)
-
-
-_INSERT = (
-    "INSERT INTO events (event_id, device_id, venue, gate, time, decision, reason, "
-    "credential_kind, bundle_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT DO NOTHING"
-)
-
-
-def parse_event(payload: bytes) -> tuple[Any, ...]:
-    """Validate an event payload; return the row for ``_INSERT`` (FleetError if bad)."""
-    try:
-        doc = json.loads(payload)
-        if not isinstance(doc, dict) or set(doc) != set(EXPORT_FIELDS):
-            raise ValueError(f"fields {sorted(doc) if isinstance(doc, dict) else type(doc)}")
-        values = [doc[k] for k in EXPORT_FIELDS]
-        if not all(isinstance(v, str) and len(v) <= 200 for v in values):
-            raise ValueError("field not a short string")
-        t = datetime.fromisoformat(doc["time"])
-        if t.tzinfo is None:
-            raise ValueError("time without zone")
-    except (ValueError, TypeError) as exc:
-        raise FleetError(f"bad event payload: {exc}") from None
-    row = dict(zip(EXPORT_FIELDS, values, strict=True))
-    row["time"] = t  # type: ignore[assignment]
-    return tuple(row[k] for k in EXPORT_FIELDS)
-
-
-class Ingester:
-    """Subscribes to every device's events and heartbeats and writes them to PostgreSQL."""
-
-    def __init__(self, dsn: str, broker: BrokerSettings, *, client_id: str = "sentinel-central"):
-        self.dsn = dsn
-        self.db = psycopg.connect(dsn, autocommit=True)
-        migrate(self.db)
-        self._partitions_ready: set[tuple[int, int]] = set()
-        self._lock = threading.Lock()
-        self.ingested = 0
-        self.rejected = 0
-        self.conn = Connection(
-            broker,
-            client_id=client_id,
-            clean=False,
-            on_message=self._on_message,
-            subscriptions=("sentinel/+/+/events", "sentinel/+/+/heartbeat"),
-        )
-
-    def start(self) -> None:
-        self.conn.start()
-
-    def _on_message(self, _client: Any, _ud: Any, msg: Any) -> None:
-        # paho acknowledges (PUBACK) after this returns: commit first.
-        try:
-            if msg.topic.endswith("/events"):
-                self._ingest(msg.payload)
-            elif msg.topic.endswith("/heartbeat"):
-                self._heartbeat(msg.payload)
-        except FleetError as exc:
-            self.rejected += 1
-            log.warning("rejected message on %s: %s", msg.topic, exc)
-
-    def _ingest(self, payload: bytes) -> None:
-        row = parse_event(payload)
-        t: datetime = row[4]
-        key = (t.year, t.month)
-        with self._lock:
-            if key not in self._partitions_ready:
-                ensure_partitions(self.db, t.date(), months=1)
-                self._partitions_ready.add(key)
-            self.db.execute(_INSERT, row)
-            self.ingested += 1
-
-    def _heartbeat(self, payload: bytes) -> None:
-        try:
-            hb = json.loads(payload)
-            if not isinstance(hb, dict):
-                raise ValueError("not an object")
-            args = (
-                str(hb["device_id"])[:200],
-                str(hb.get("venue", ""))[:200],
-                str(hb.get("gate", ""))[:200],
-                datetime.fromisoformat(str(hb["time"])),
-                str(hb.get("bundle_version", ""))[:200],
-                _num(hb.get("bundle_age_s")),
-                str(hb.get("camera", ""))[:50],
-                str(hb.get("gate_state", ""))[:50],
-                _num(hb.get("disk_free_bytes")),
-                str(hb.get("software", ""))[:50],
-                int(_num(hb.get("outbox_backlog")) or 0),
-                str(hb.get("faults", ""))[:500],
-            )
-        except (KeyError, ValueError, TypeError) as exc:
-            raise FleetError(f"bad heartbeat: {exc}") from None
-        with self._lock:
-            self.db.execute(
-                """
-                INSERT INTO devices (device_id, venue, gate, last_heartbeat, bundle_version,
-                    bundle_age_s, camera, gate_state, disk_free_bytes, software,
-                    outbox_backlog, faults)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                ON CONFLICT (device_id) DO UPDATE SET venue = EXCLUDED.venue,
-                    gate = EXCLUDED.gate, last_heartbeat = EXCLUDED.last_heartbeat,
-                    bundle_version = EXCLUDED.bundle_version,
-                    bundle_age_s = EXCLUDED.bundle_age_s, camera = EXCLUDED.camera,
-                    gate_state = EXCLUDED.gate_state,
-                    disk_free_bytes = EXCLUDED.disk_free_bytes,
-                    software = EXCLUDED.software, outbox_backlog = EXCLUDED.outbox_backlog,
-                    faults = EXCLUDED.faults
-                WHERE devices.last_heartbeat <= EXCLUDED.last_heartbeat
-                """,
-                args,
-            )
-
-    def stop(self) -> None:
-        self.conn.stop()
-        with self._lock:
-            self.db.close()
-
-
-def _num(v: Any) -> float | None:
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise ValueError("not a number")
-    return float(v)
-
 
 # --- reports -------------------------------------------------------------------------------
 
@@ -269,9 +60,8 @@ class DeviceHealth:
 
 
 def manager_venues(conn: psycopg.Connection[Any], username: str) -> list[str]:
-    rows = conn.execute(
-        "SELECT venue FROM managers WHERE username = %s ORDER BY venue", (username,)
-    ).fetchall()
+    """The venues ``username`` may see: listed in ``managers`` or under an office scope."""
+    rows = conn.execute("SELECT v FROM visible_venues(%s) AS v ORDER BY v", (username,)).fetchall()
     return [r[0] for r in rows]
 
 
@@ -320,17 +110,6 @@ def fleet_health(
 
 
 # --- retention ------------------------------------------------------------------------------
-
-
-def _audit(conn: psycopg.Connection[Any], kind: str, details: dict[str, Any]) -> None:
-    row = conn.execute("SELECT hash FROM central_audit ORDER BY seq DESC LIMIT 1").fetchone()
-    prev = row[0] if row else "0" * 64
-    body = json.dumps(details, sort_keys=True, separators=(",", ":"))
-    h = hashlib.sha256(json.dumps([kind, body, prev]).encode()).hexdigest()
-    conn.execute(
-        "INSERT INTO central_audit (kind, details, prev_hash, hash) VALUES (%s, %s, %s, %s)",
-        (kind, body, prev, h),
-    )
 
 
 def purge(conn: psycopg.Connection[Any], now: datetime, retention_days: int) -> int:

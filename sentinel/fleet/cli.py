@@ -11,7 +11,12 @@ from typing import Any
 
 _EXAMPLES = """examples:
   sentinel central migrate --dsn "host=/run/postgresql dbname=sentinel"
-  sentinel central ingest  --dsn "dbname=sentinel" --broker 127.0.0.1:1883
+  sentinel central ingest  --dsn "dbname=sentinel" --broker 127.0.0.1:1883 --client-id central-1 \
+                           --username central-1 --password-file /etc/sentinel/central-1.pw
+  sentinel central hierarchy-import city.csv --dsn "dbname=sentinel"
+  sentinel central scope-add office-nanjing-rd street nanjing-rd
+  sentinel central alert-kind CODE_RED          (--off to unmark)
+  sentinel central rollup-check --dsn "dbname=sentinel"
   sentinel central manager-add alice venue-12
   sentinel central report  --dsn "dbname=sentinel" --manager alice --days 7
   sentinel central fleet   --dsn "dbname=sentinel"
@@ -20,14 +25,16 @@ _EXAMPLES = """examples:
 """
 
 
-def _broker(spec: str) -> Any:
+def _broker(spec: str, username: str | None = None, password_file: str | None = None) -> Any:
     from sentinel.errors import ConfigError
     from sentinel.fleet.mqtt import BrokerSettings
 
     host, _, port = spec.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"--broker must be HOST:PORT, got {spec!r}")
-    return BrokerSettings(host=host, port=int(port))
+    return BrokerSettings(
+        host=host, port=int(port), username=username or None, password_file=password_file
+    )
 
 
 def _connect(dsn: str) -> Any:
@@ -45,10 +52,17 @@ def _connect(dsn: str) -> Any:
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    from sentinel.errors import FleetError
     from sentinel.fleet import central
 
     if args.action == "ingest":
-        ing = central.Ingester(args.dsn, _broker(args.broker))
+        ing = central.Ingester(
+            args.dsn,
+            _broker(args.broker, args.username, args.password_file),
+            client_id=args.client_id,
+            group=args.group,
+            batch_max=args.batch_max,
+        )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -56,7 +70,10 @@ def _cmd(args: argparse.Namespace) -> int:
         print(f"ingesting from {args.broker}; Ctrl-C to stop", flush=True)
         stop.wait()
         ing.stop()
-        print(f"ingested {ing.ingested}, rejected {ing.rejected}")
+        print(
+            f"ingested {ing.ingested}, redelivered {ing.redelivered}, rejected {ing.rejected}, "
+            f"alerts {ing.alerts}"
+        )
         return 0
     if args.action == "web":
         from sentinel.web.central_app import serve
@@ -92,6 +109,39 @@ def _cmd(args: argparse.Namespace) -> int:
                     }
                 )
             )
+    elif args.action == "hierarchy-import":
+        from pathlib import Path
+
+        from sentinel.fleet.city import import_hierarchy
+
+        if not args.name:
+            raise FleetError("hierarchy-import needs the CSV file")
+        try:
+            text = Path(args.name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FleetError(f"{args.name}: cannot read: {exc}") from None
+        print(f"imported {import_hierarchy(conn, text)} venues")
+    elif args.action == "scope-add":
+        from sentinel.fleet.city import add_scope
+
+        if not (args.name and args.venue and args.area):
+            raise FleetError("scope-add needs USER LEVEL AREA")
+        add_scope(conn, args.name, args.venue, args.area)
+    elif args.action == "alert-kind":
+        from sentinel.fleet.alerts import mark_kind, marked_kinds
+
+        if args.name:
+            mark_kind(conn, args.name, on=not args.off)
+        print(" ".join(marked_kinds(conn)))
+    elif args.action == "rollup-check":
+        from sentinel.fleet.city import recount, stored_rollups
+
+        want, got = recount(conn), stored_rollups(conn)
+        print(f"roll-ups: {len(got)} rows stored, {len(want)} recounted from events")
+        if want != got:
+            print("roll-ups DIFFER from a full recount")
+            return 1
+        print("roll-ups match a full recount")
     elif args.action == "purge":
         n = central.purge(conn, now, args.retention_days)
         print(f"purged {n} events older than {args.retention_days} days (counts kept)")
@@ -135,10 +185,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "action",
-        choices=["migrate", "ingest", "manager-add", "report", "fleet", "purge", "web"],
+        choices=[
+            "migrate",
+            "ingest",
+            "manager-add",
+            "scope-add",
+            "hierarchy-import",
+            "alert-kind",
+            "report",
+            "fleet",
+            "rollup-check",
+            "purge",
+            "web",
+        ],
     )
-    p.add_argument("name", nargs="?", help="manager-add: user name")
-    p.add_argument("venue", nargs="?", help="manager-add: venue id")
+    p.add_argument("name", nargs="?", help="user (manager-add, scope-add), CSV, reason code")
+    p.add_argument("venue", nargs="?", help="manager-add: venue id; scope-add: level")
+    p.add_argument("area", nargs="?", help="scope-add: area id")
+    p.add_argument("--off", action="store_true", help="alert-kind: unmark the reason")
+    p.add_argument("--client-id", default="sentinel-central", help="ingest: MQTT client id")
+    p.add_argument("--group", default="central", help="ingest: shared-subscription group")
+    p.add_argument("--username", default="", help="ingest: broker user")
+    p.add_argument("--password-file", default=None, help="ingest: broker password file")
+    p.add_argument("--batch-max", type=int, default=1000, help="ingest: messages per commit")
     p.add_argument("--dsn", default="dbname=sentinel", help="PostgreSQL connection string")
     p.add_argument("--broker", default="127.0.0.1:1883", help="MQTT broker HOST:PORT")
     p.add_argument("--manager", default="", help="report: the manager whose venues to show")

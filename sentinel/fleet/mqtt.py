@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from sentinel.errors import ConfigError
 
@@ -47,16 +49,45 @@ class Connection:
         clean: bool = True,
         on_message: Any = None,
         subscriptions: tuple[str, ...] = (),
+        v5: bool = False,
+        manual_ack: bool = False,
+        receive_maximum: int | None = None,
+        session_expiry_s: int = 0,
     ) -> None:
+        """``v5``: MQTT 5 (needed for ``$share/...`` subscriptions and Receive Maximum).
+
+        ``manual_ack``: paho sends PUBACK only when the caller calls ``client.ack`` (the
+        ingester does so after its batch is committed).  ``session_expiry_s`` > 0 with
+        ``clean=False`` keeps the MQTT 5 session (and its unacknowledged messages) for that
+        long while the client is away (MQTT 5.0 §3.1.2.11.2).
+        """
         self.settings = settings
         self.connected = threading.Event()
         self.subscriptions = subscriptions
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=clean,
-            protocol=mqtt.MQTTv311,
-        )
+        self.v5 = v5
+        self.clean = clean
+        self.connect_properties: Properties | None = None
+        if v5:
+            self.client = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=mqtt.MQTTv5,
+                manual_ack=manual_ack,
+            )
+            props = Properties(PacketTypes.CONNECT)
+            if session_expiry_s:
+                props.SessionExpiryInterval = session_expiry_s
+            if receive_maximum:
+                props.ReceiveMaximum = receive_maximum  # MQTT 5.0 §3.1.2.11.3
+            self.connect_properties = props
+        else:
+            self.client = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                clean_session=clean,
+                protocol=mqtt.MQTTv311,
+                manual_ack=manual_ack,
+            )
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.max_inflight_messages_set(100)
         if settings.username:
@@ -87,9 +118,18 @@ class Connection:
 
     def start(self) -> None:
         # connect_async + loop_start: the first connection may fail; paho keeps retrying.
-        self.client.connect_async(
-            self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s
-        )
+        if self.v5:
+            self.client.connect_async(
+                self.settings.host,
+                self.settings.port,
+                keepalive=self.settings.keepalive_s,
+                clean_start=self.clean,
+                properties=self.connect_properties,
+            )
+        else:
+            self.client.connect_async(
+                self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s
+            )
         self.client.loop_start()
 
     def stop(self) -> None:

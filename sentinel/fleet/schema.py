@@ -1,0 +1,206 @@
+"""The centre's PostgreSQL schema: versioned migrations and monthly partitions.
+
+Migration 1: events (range-partitioned by month), devices, managers, daily counts, audit.
+Migration 2: the city hierarchy (``areas``, ``venue_places``), office scopes and the SQL
+functions that enforce them, hourly roll-ups per level, alert kinds and alerts.
+
+Hierarchy levels (index = ``level``; ``venue_places.path[level + 1]`` is the area):
+0 city, 1 district, 2 street, 3 grid, 4 building/community, 5 venue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from datetime import date, timedelta
+from typing import Any
+
+import psycopg
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE events (
+            event_id text NOT NULL,
+            device_id text NOT NULL,
+            venue text NOT NULL,
+            gate text NOT NULL,
+            time timestamptz NOT NULL,
+            decision text NOT NULL,
+            reason text NOT NULL,
+            credential_kind text NOT NULL,
+            bundle_version text NOT NULL,
+            ingested_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            PRIMARY KEY (event_id, time)
+        ) PARTITION BY RANGE (time);
+        CREATE TABLE events_default PARTITION OF events DEFAULT;
+        CREATE INDEX events_venue_time ON events (venue, time);
+        CREATE INDEX events_refused ON events (venue, reason, time) WHERE decision = 'refuse';
+        CREATE TABLE devices (
+            device_id text PRIMARY KEY,
+            venue text NOT NULL,
+            gate text NOT NULL DEFAULT '',
+            last_heartbeat timestamptz NOT NULL,
+            bundle_version text NOT NULL DEFAULT '',
+            bundle_age_s double precision,
+            camera text NOT NULL DEFAULT '',
+            gate_state text NOT NULL DEFAULT '',
+            disk_free_bytes bigint,
+            software text NOT NULL DEFAULT '',
+            outbox_backlog integer NOT NULL DEFAULT 0,
+            faults text NOT NULL DEFAULT ''
+        );
+        CREATE TABLE managers (
+            username text NOT NULL,
+            venue text NOT NULL,
+            PRIMARY KEY (username, venue)
+        );
+        CREATE TABLE daily_counts (
+            day date NOT NULL,
+            venue text NOT NULL,
+            gate text NOT NULL,
+            decision text NOT NULL,
+            reason text NOT NULL,
+            n bigint NOT NULL,
+            PRIMARY KEY (day, venue, gate, decision, reason)
+        );
+        CREATE TABLE central_audit (
+            seq bigserial PRIMARY KEY,
+            time timestamptz NOT NULL DEFAULT now(),
+            kind text NOT NULL,
+            details jsonb NOT NULL,
+            prev_hash text NOT NULL,
+            hash text NOT NULL
+        );
+        """,
+    ),
+    (
+        2,
+        """
+        CREATE TABLE areas (
+            level smallint NOT NULL CHECK (level BETWEEN 0 AND 5),
+            id text NOT NULL,
+            parent text,
+            name text NOT NULL DEFAULT '',
+            PRIMARY KEY (level, id)
+        );
+        CREATE INDEX areas_parent ON areas (level, parent);
+        CREATE TABLE venue_places (
+            venue text PRIMARY KEY,
+            path text[] NOT NULL CHECK (cardinality(path) = 6)
+        );
+        CREATE INDEX venue_places_l0 ON venue_places ((path[1]));
+        CREATE INDEX venue_places_l1 ON venue_places ((path[2]));
+        CREATE INDEX venue_places_l2 ON venue_places ((path[3]));
+        CREATE INDEX venue_places_l3 ON venue_places ((path[4]));
+        CREATE INDEX venue_places_l4 ON venue_places ((path[5]));
+        CREATE TABLE office_scopes (
+            username text NOT NULL,
+            level smallint NOT NULL CHECK (level BETWEEN 0 AND 5),
+            area text NOT NULL,
+            PRIMARY KEY (username, level, area)
+        );
+        -- Scope, enforced in SQL: a user sees a venue when one of their scopes is on the
+        -- venue's path (or the venue is listed for them in managers).
+        CREATE FUNCTION visible_venues(u text) RETURNS SETOF text
+        LANGUAGE sql STABLE AS $$
+            SELECT p.venue FROM venue_places p
+            JOIN office_scopes s ON s.username = u AND p.path[s.level + 1] = s.area
+            UNION
+            SELECT venue FROM managers WHERE username = u
+        $$;
+        -- (lvl, a) is visible when a scope of u at level <= lvl is on a path through it.
+        CREATE FUNCTION area_visible(u text, lvl int, a text) RETURNS boolean
+        LANGUAGE sql STABLE AS $$
+            SELECT EXISTS (
+                SELECT 1 FROM office_scopes s
+                WHERE s.username = u AND s.level <= lvl AND (
+                    (s.level = lvl AND s.area = a)
+                    OR EXISTS (SELECT 1 FROM venue_places p
+                               WHERE p.path[lvl + 1] = a AND p.path[s.level + 1] = s.area))
+            ) OR (lvl = 5 AND EXISTS (
+                SELECT 1 FROM managers m WHERE m.username = u AND m.venue = a))
+        $$;
+        CREATE TABLE rollup_hourly (
+            level smallint NOT NULL,
+            area text NOT NULL,
+            hour timestamptz NOT NULL,
+            decision text NOT NULL,
+            reason text NOT NULL,
+            n bigint NOT NULL,
+            PRIMARY KEY (level, area, hour, decision, reason)
+        );
+        CREATE TABLE alert_kinds (
+            reason text PRIMARY KEY,
+            marked_at timestamptz NOT NULL DEFAULT now()
+        );
+        INSERT INTO alert_kinds (reason) VALUES ('CODE_RED'), ('REVOKED'), ('STATUS_RED');
+        CREATE TABLE alerts (
+            id bigserial PRIMARY KEY,
+            event_id text NOT NULL UNIQUE,
+            venue text NOT NULL,
+            gate text NOT NULL,
+            time timestamptz NOT NULL,
+            reason text NOT NULL,
+            street text NOT NULL DEFAULT '',
+            raised_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            state text NOT NULL DEFAULT 'open'
+                CHECK (state IN ('open', 'acknowledged', 'closed')),
+            ack_by text, ack_at timestamptz, ack_note text,
+            closed_by text, closed_at timestamptz, close_note text
+        );
+        CREATE INDEX alerts_venue_open ON alerts (venue, raised_at) WHERE state <> 'closed';
+        CREATE INDEX alerts_raised ON alerts (raised_at);
+        """,
+    ),
+]
+
+
+def month_start(d: date) -> date:
+    return d.replace(day=1)
+
+
+def next_month(d: date) -> date:
+    return (d.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def migrate(conn: psycopg.Connection[Any]) -> int:
+    """Apply pending migrations; return the schema version."""
+    with conn.transaction():
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY)")
+        conn.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+        current = int(row[0]) if row else 0
+        for version, sql in MIGRATIONS:
+            if version > current:
+                conn.execute(sql)  # type: ignore[arg-type]
+                conn.execute("INSERT INTO schema_migrations VALUES (%s)", (version,))
+                current = version
+    return current
+
+
+def ensure_partitions(conn: psycopg.Connection[Any], around: date, months: int = 2) -> None:
+    """Monthly partitions from ``around``'s month to ``months`` ahead (autocommit; may race)."""
+    m = month_start(around)
+    for _ in range(months + 1):
+        name = f"events_{m:%Y_%m}"
+        # another ingester may create it between the IF NOT EXISTS check and the CREATE
+        with contextlib.suppress(psycopg.errors.DuplicateTable, psycopg.errors.UniqueViolation):
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF events "  # noqa: S608 (dates)
+                f"FOR VALUES FROM ('{m.isoformat()}') TO ('{next_month(m).isoformat()}')"
+            )
+        m = next_month(m)
+
+
+def _audit(conn: psycopg.Connection[Any], kind: str, details: dict[str, Any]) -> None:
+    row = conn.execute("SELECT hash FROM central_audit ORDER BY seq DESC LIMIT 1").fetchone()
+    prev = row[0] if row else "0" * 64
+    body = json.dumps(details, sort_keys=True, separators=(",", ":"))
+    h = hashlib.sha256(json.dumps([kind, body, prev]).encode()).hexdigest()
+    conn.execute(
+        "INSERT INTO central_audit (kind, details, prev_hash, hash) VALUES (%s, %s, %s, %s)",
+        (kind, body, prev, h),
+    )
