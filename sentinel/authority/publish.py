@@ -336,7 +336,7 @@ def _load_status_part(out: Path, ref: Mapping[str, Any]) -> ss.Columns:
 
 def _previous_manifest(out: Path, version: int) -> bm.Manifest:
     raw = (out / "manifests" / f"{version}.json").read_bytes()
-    return bm._parse_payload(json.loads(json.loads(raw)["signed"]), raw)
+    return bm.parse_stored(raw)
 
 
 @dataclass(frozen=True, slots=True)

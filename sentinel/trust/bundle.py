@@ -10,7 +10,9 @@ Security properties checked here:
 - integrity: every part is named by its SHA-256 and size (checked by the caller);
 - freshness: a manifest past ``expires_at`` is refused (freeze attack);
 - no rollback: a version lower than the applied one is refused, and the same version
-  with different content too;
+  with a different signed payload too (the envelope around it may differ: D12);
+- bounded input: at most ``MAX_MANIFEST_BYTES``, JSON nested at most ``MAX_JSON_DEPTH``
+  deep (a deeper document is a BundleFormatError, never a RecursionError: D13);
 - deltas apply only onto the exact base version they were made from.
 """
 
@@ -21,6 +23,7 @@ import binascii
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +43,7 @@ from sentinel.errors import (
 
 FORMAT = "sentinel-bundle/1"
 MAX_MANIFEST_BYTES = 1 << 20
+MAX_JSON_DEPTH = 16  # a manifest is 4 deep; the cap keeps json.loads far from recursion
 ZLIB = "zlib"
 
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
@@ -129,7 +133,7 @@ class Manifest:
     delta_base: int | None  # the delta part "status_delta" applies onto this version only
     next_root_key: bytes | None  # PEM of the announced next root key
     raw: bytes  # the envelope as received
-    digest: str  # SHA-256 of ``raw``
+    digest: str  # SHA-256 of the signed payload (not of the envelope: D12)
     signed_by: str = ""  # key id of the root key whose signature verified
 
 
@@ -215,7 +219,32 @@ def _hex64(v: Any, what: str) -> str:
     return v
 
 
-def _parse_payload(doc: Any, raw: bytes) -> Manifest:
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def json_depth(data: bytes) -> int:
+    """How deep ``data``'s arrays and objects nest (strings skipped; not a validator)."""
+    import numpy as np
+
+    bare = np.frombuffer(_STRING.sub(b'""', data), dtype=np.uint8)
+    step = np.zeros(len(bare), dtype=np.int32)
+    step[(bare == ord("[")) | (bare == ord("{"))] = 1
+    step[(bare == ord("]")) | (bare == ord("}"))] = -1
+    return int(np.cumsum(step).max(initial=0))
+
+
+def loads_bounded(data: bytes | str, what: str) -> Any:
+    """``json.loads`` of untrusted bytes with a depth cap: BundleFormatError when refused."""
+    raw = data.encode() if isinstance(data, str) else data
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise BundleFormatError(f"{what}: JSON nested deeper than {MAX_JSON_DEPTH}")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise BundleFormatError(f"{what} unreadable: {exc}") from None
+
+
+def _parse_payload(doc: Any, raw: bytes, signed: str) -> Manifest:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise BundleFormatError(f"manifest: format is not {FORMAT}")
     parts: dict[str, PartRef] = {}
@@ -284,21 +313,28 @@ def _parse_payload(doc: Any, raw: bytes) -> Manifest:
         delta_base=delta_base,
         next_root_key=nxt.encode() if nxt else None,
         raw=raw,
-        digest=hashlib.sha256(raw).hexdigest(),
+        digest=hashlib.sha256(signed.encode()).hexdigest(),
     )
+
+
+def parse_stored(raw: bytes) -> Manifest:
+    """A manifest envelope that was verified when it was stored (the device's store, the
+    publisher's history): parsed again, not verified again."""
+    signed = loads_bounded(raw, "stored manifest")["signed"]
+    return _parse_payload(loads_bounded(signed, "stored manifest payload"), raw, signed)
 
 
 def verify_manifest(raw: bytes, keys: Sequence[PublicKey], now: datetime) -> Manifest:
     """Parse the envelope and check it is signed by one of ``keys`` and not expired."""
     if len(raw) > MAX_MANIFEST_BYTES:
         raise BundleFormatError(f"manifest larger than {MAX_MANIFEST_BYTES} bytes")
+    env = loads_bounded(raw, "manifest envelope")
     try:
-        env = json.loads(raw)
         signed = env["signed"]
         sigs = env["signatures"]
         if not isinstance(signed, str) or not isinstance(sigs, list):
             raise TypeError("signed must be a string, signatures a list")
-    except (ValueError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError) as exc:
         raise BundleFormatError(f"manifest envelope unreadable: {exc}") from None
     by_id = {key_id(k): k for k in keys}
     ok = ""
@@ -317,11 +353,8 @@ def verify_manifest(raw: bytes, keys: Sequence[PublicKey], now: datetime) -> Man
             break
     if not ok:
         raise BundleSignatureError("manifest is not signed by the pinned authority root key")
-    try:
-        doc = json.loads(signed)
-    except ValueError as exc:
-        raise BundleFormatError(f"manifest payload unreadable: {exc}") from None
-    m = dataclasses.replace(_parse_payload(doc, raw), signed_by=ok)
+    doc = loads_bounded(signed, "manifest payload")
+    m = dataclasses.replace(_parse_payload(doc, raw, signed), signed_by=ok)
     if now > m.expires_at:
         raise BundleExpiredError(f"bundle version {m.version} expired at {_ts(m.expires_at)}")
     return m
@@ -353,7 +386,7 @@ def plan_update(
                 f"bundle version {m.version} is older than the applied version {current_version}"
             )
         if m.version == current_version:
-            if m.digest == current_digest:
+            if m.digest == current_digest:  # the same signed payload, whatever the envelope
                 return Plan(m, True, (), False)
             raise BundleRollbackError(
                 f"bundle version {m.version} is already applied with different content"

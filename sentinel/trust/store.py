@@ -198,7 +198,7 @@ class BundleStore:
         raw = self.meta("manifest")
         if raw is None:
             return None
-        m = bm._parse_payload(json.loads(json.loads(raw)["signed"]), raw.encode())
+        m = bm.parse_stored(raw.encode())
         return Applied(
             version=m.version,
             digest=m.digest,
