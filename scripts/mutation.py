@@ -1,0 +1,397 @@
+#!/usr/bin/env python3
+"""A small, reproducible mutation run over an explicit list of operators.
+
+    scripts/mutation.sh sentinel/policy.py            # one module, its own tests
+    scripts/mutation.sh sentinel/policy.py --list     # the mutants only, no test run
+    scripts/mutation.sh all                           # every module below, in turn
+
+Why not mutmut or cosmic-ray: both mutate every operator and constant (thousands of mutants
+for these modules) and, for mutmut 3, need the whole suite to run under its trampoline; on
+a 2-core machine that is hours per module.  This script applies a fixed, documented set of
+operators (the ones that turn a check off, widen a window by one, or fail open), runs only
+the tests mapped to the module below, and so takes minutes per module.
+
+Operators (each mutant is exactly one change):
+  CMP   a comparison flipped at its boundary or negated: < <=, > >=, == !=, is / is not, in / not in
+  BOOL  ``and`` <-> ``or``
+  NOT   ``not x`` -> ``x``
+  NUM   an integer constant n -> n + 1 (0 -> 1, 1 -> 2, ...), float f -> f * 2 (never in slices
+        of a single index)
+  TRUE  ``True`` <-> ``False``
+  RAISE ``raise ...`` -> ``pass`` (a refusal or error dropped)
+  GUARD ``if cond: <body>`` whose body ends in ``raise``/``return`` -> the whole ``if`` dropped
+  CALL  a call statement (``os.fsync(fd)``, ``conn.execute(...)``, ``self._check(...)``) -> ``pass``
+  SLICE ``x[:n]`` -> ``x[-n:]`` and ``x[n:]`` -> ``x[:n]`` (hash truncation, field offsets)
+  ARITH ``a + b`` <-> ``a - b``
+
+Each mutant is written over the module in place (the original is restored afterwards, also on
+Ctrl-C), the module's byte-code cache is bypassed, and the mapped tests run with ``-x`` and a
+timeout (3 x the unmutated run + 20 s).  A mutant is *killed* when the tests fail or time out.
+Run it in a scratch clone or worktree: it refuses a module with uncommitted changes.
+
+Output: one line per mutant, then ``mutation <module>: <killed>/<total> killed (<pct> %)``;
+``--json FILE`` writes every mutant with its result.  Known equivalent mutants (no behaviour
+change) are listed in ``scripts/mutation-equivalent.txt`` by ``module:line:operator:after``
+and excluded from the score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Module -> the tests that exercise it (generous: every file that reaches the module's code).
+TESTS: dict[str, list[str]] = {
+    "sentinel/policy.py": [
+        "tests/test_policy.py",
+        "tests/test_policy_layers.py",
+        "tests/test_policy_modes.py",
+        "tests/test_pipeline.py",
+        "tests/test_iddoc_decisions.py",
+        "tests/test_scan_pipeline.py",
+        "tests/test_healthcode.py",
+    ],
+    "sentinel/credentials/dcc.py": [
+        "tests/test_dcc_chain.py",
+        "tests/test_oracles.py",
+        "tests/test_verifiers_refuse.py",
+        "tests/test_conformance_dgc.py",
+        "tests/test_check_cli.py",
+        "tests/test_pipeline.py",
+    ],
+    "sentinel/credentials/iddoc.py": [
+        "tests/test_iddoc.py",
+        "tests/test_iddoc_decisions.py",
+        "tests/test_oracles.py",
+        "tests/test_scan_pipeline.py",
+    ],
+    "sentinel/credentials/certlogic.py": ["tests/test_certlogic.py", "tests/test_oracles.py"],
+    "sentinel/credentials/rules.py": [
+        "tests/test_policy_layers.py",
+        "tests/test_policy_modes.py",
+        "tests/test_verifiers_refuse.py",
+    ],
+    "sentinel/credentials/healthcode.py": [
+        "tests/test_healthcode.py",
+        "tests/test_healthcode_pipeline.py",
+        "tests/test_verifiers_refuse.py",
+    ],
+    "sentinel/trust/bundle.py": ["tests/test_bundle.py", "tests/test_trust_store.py"],
+    "sentinel/trust/store.py": [
+        "tests/test_trust_store.py",
+        "tests/test_bundle.py",
+        "tests/test_sync_http.py",
+        "tests/test_trust_snapshot.py",
+    ],
+    "sentinel/trust/sync.py": ["tests/test_sync_http.py", "tests/test_verifiers_refuse.py"],
+    "sentinel/trust/statusset.py": [
+        "tests/test_bundle.py",
+        "tests/test_trust_store.py",
+        "tests/test_oracles.py",
+    ],
+    "sentinel/journal/purge.py": [
+        "tests/test_purge.py",
+        "tests/test_retention_kill.py",
+        "tests/test_retention_service.py",
+    ],
+    "sentinel/journal/audit.py": ["tests/test_audit.py", "tests/test_oracles.py"],
+    "sentinel/journal/keystore.py": [
+        "tests/test_journal.py",
+        "tests/test_purge.py",
+        "tests/test_verifiers_refuse.py",
+    ],
+    "sentinel/web/auth.py": ["tests/test_web_app.py", "tests/test_central_web.py"],
+    "sentinel/gate/door.py": ["tests/test_door_machine.py", "tests/test_gate_door.py"],
+}
+
+_CMP_SWAP: dict[type, type] = {
+    ast.Lt: ast.LtE,
+    ast.LtE: ast.Lt,
+    ast.Gt: ast.GtE,
+    ast.GtE: ast.Gt,
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.Is: ast.IsNot,
+    ast.IsNot: ast.Is,
+    ast.In: ast.NotIn,
+    ast.NotIn: ast.In,
+}
+
+
+@dataclass
+class Mutant:
+    ident: str
+    line: int
+    operator: str
+    before: str
+    after: str
+    result: str = ""
+    seconds: float = 0.0
+
+
+def _src(node: ast.AST) -> str:
+    text = ast.unparse(node).replace("\n", " ")
+    return text if len(text) <= 90 else text[:87] + "..."
+
+
+def _docstring_lines(tree: ast.Module) -> set[int]:
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        first = body[0] if isinstance(body, list) and body else None
+        doc = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+        if doc and isinstance(first.value.value, str):  # type: ignore[union-attr]
+            lines.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))  # type: ignore[union-attr]
+    return lines
+
+
+def _ends_in_exit(body: list[ast.stmt]) -> bool:
+    return bool(body) and isinstance(body[-1], ast.Raise | ast.Return | ast.Continue)
+
+
+def _sites(tree: ast.Module) -> Iterator[tuple[str, ast.AST, str]]:
+    """Every (operator, node, variant) the operators apply to, in source order."""
+    skip = _docstring_lines(tree)
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if line in skip:
+            continue
+        if isinstance(node, ast.Compare):
+            for i, op in enumerate(node.ops):
+                if type(op) in _CMP_SWAP:
+                    yield "CMP", node, str(i)
+        elif isinstance(node, ast.BoolOp):
+            yield "BOOL", node, ""
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            yield "NOT", node, ""
+        elif isinstance(node, ast.Constant):
+            if isinstance(node.value, bool):
+                yield "TRUE", node, ""
+            elif isinstance(node.value, int | float) and not isinstance(node.value, bool):
+                yield "NUM", node, ""
+        elif isinstance(node, ast.Raise):
+            yield "RAISE", node, ""
+        elif isinstance(node, ast.If) and _ends_in_exit(node.body) and not node.orelse:
+            yield "GUARD", node, ""
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call | ast.Await):
+            yield "CALL", node, ""
+        elif isinstance(node, ast.Slice) and node.step is None:
+            if node.lower is None and node.upper is not None:
+                yield "SLICE", node, "head"
+            elif node.upper is None and node.lower is not None:
+                yield "SLICE", node, "tail"
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub):
+            yield "ARITH", node, ""
+
+
+class _Apply(ast.NodeTransformer):
+    """Apply one mutation to the node at ``target`` (its index in ``ast.walk`` order)."""
+
+    def __init__(self, target: ast.AST, operator: str, variant: str) -> None:
+        self.target, self.operator, self.variant = target, operator, variant
+        self.before = self.after = ""
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        node = super().generic_visit(node)
+        if getattr(node, "_mutation_target", False):
+            self.before = _src(node)
+            new = self._mutate(node)
+            self.after = "(deleted)" if isinstance(new, ast.Pass) else _src(new)
+            return new
+        return node
+
+    def _mutate(self, node: ast.AST) -> ast.AST:
+        op = self.operator
+        if op == "CMP":
+            assert isinstance(node, ast.Compare)
+            i = int(self.variant)
+            node.ops[i] = _CMP_SWAP[type(node.ops[i])]()
+            return node
+        if op == "BOOL":
+            assert isinstance(node, ast.BoolOp)
+            node.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+            return node
+        if op == "NOT":
+            assert isinstance(node, ast.UnaryOp)
+            return node.operand
+        if op == "TRUE":
+            assert isinstance(node, ast.Constant)
+            return ast.Constant(not node.value)
+        if op == "NUM":
+            assert isinstance(node, ast.Constant)
+            v = node.value
+            return ast.Constant(v + 1 if isinstance(v, int) else (v * 2 if v else 1.0))
+        if op in ("RAISE", "GUARD", "CALL"):
+            return ast.Pass()
+        if op == "SLICE":
+            assert isinstance(node, ast.Slice)
+            if self.variant == "head":  # x[:n] -> x[-n:]
+                return ast.Slice(lower=ast.UnaryOp(ast.USub(), node.upper), upper=None)
+            return ast.Slice(lower=None, upper=node.lower)  # x[n:] -> x[:n]
+        if op == "ARITH":
+            assert isinstance(node, ast.BinOp)
+            node.op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
+            return node
+        raise ValueError(op)
+
+
+def mutants(path: Path) -> list[tuple[Mutant, str]]:
+    """Every mutant of ``path`` with its full mutated source."""
+    source = path.read_text()
+    tree = ast.parse(source)
+    sites = sorted(_sites(tree), key=lambda s: (getattr(s[1], "lineno", 0), s[0]))
+    out: list[tuple[Mutant, str]] = []
+    seen: set[str] = set()
+    for k, (operator, node, variant) in enumerate(sites):
+        clone = copy.deepcopy(tree)
+        # the same node in the copy: walk order is deterministic
+        original_nodes = list(ast.walk(tree))
+        index = original_nodes.index(node)
+        target = list(ast.walk(clone))[index]
+        target._mutation_target = True  # type: ignore[attr-defined]
+        tool = _Apply(target, operator, variant)
+        mutated = tool.visit(clone)
+        ast.fix_missing_locations(mutated)
+        try:
+            text = ast.unparse(mutated)
+            compile(text, str(path), "exec")
+        except (SyntaxError, ValueError):
+            continue
+        line = getattr(node, "lineno", 0)
+        ident = f"{operator}{k:03d}"
+        key = f"{line}:{operator}:{tool.after}"
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append((Mutant(ident, line, operator, tool.before, tool.after), text))
+    return out
+
+
+def _equivalent(module: str) -> set[str]:
+    f = ROOT / "scripts" / "mutation-equivalent.txt"
+    if not f.exists():
+        return set()
+    keys = set()
+    for raw in f.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith(module + ":"):
+            keys.add(line[len(module) + 1 :].strip())
+    return keys
+
+
+def _run_tests(tests: list[str], timeout_s: float) -> tuple[str, float]:
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=env, capture_output=True, timeout=timeout_s, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return "killed (timeout)", time.monotonic() - start
+    took = time.monotonic() - start
+    if proc.returncode == 0:
+        return "survived", took
+    if proc.returncode in (1, 3):  # tests failed / internal error from the mutant
+        return "killed", took
+    return f"killed (exit {proc.returncode})", took
+
+
+def _drop_pyc(path: Path) -> None:
+    cache = path.parent / "__pycache__"
+    for f in cache.glob(path.stem + ".*.pyc"):
+        f.unlink(missing_ok=True)
+
+
+def run_module(module: str, *, only_list: bool, json_out: Path | None) -> tuple[int, int]:
+    path = ROOT / module
+    tests = [t for t in TESTS.get(module, []) if (ROOT / t).exists()]
+    if not tests:
+        raise SystemExit(f"mutation: no tests mapped to {module} (edit TESTS in {__file__})")
+    found = mutants(path)
+    equivalent = _equivalent(module)
+    if only_list:
+        for m, _ in found:
+            print(f"{m.ident} {module}:{m.line} {m.operator} {m.before!r} -> {m.after!r}")
+        return 0, len(found)
+    dirty = subprocess.run(
+        ["git", "diff", "--quiet", "--", module], cwd=ROOT, check=False
+    ).returncode
+    if dirty:
+        raise SystemExit(f"mutation: {module} has uncommitted changes; commit or stash first")
+    original = path.read_bytes()
+    status, base_s = _run_tests(tests, timeout_s=1800)
+    if status != "survived":
+        raise SystemExit(f"mutation: the tests of {module} fail before any mutation")
+    timeout_s = 3 * base_s + 20
+    print(f"mutation {module}: {len(found)} mutants, tests {' '.join(tests)} ({base_s:.1f} s)")
+    results: list[Mutant] = []
+    killed = scored = 0
+
+    def restore(*_: object) -> None:
+        path.write_bytes(original)
+        _drop_pyc(path)
+
+    previous = signal.signal(signal.SIGTERM, lambda *a: (restore(), sys.exit(143)))
+    try:
+        for m, text in found:
+            path.write_text(text)
+            _drop_pyc(path)
+            m.result, m.seconds = _run_tests(tests, timeout_s)
+            restore()
+            key = f"{m.line}:{m.operator}:{m.after}"
+            if key in equivalent:
+                m.result = "equivalent"
+            else:
+                scored += 1
+                killed += m.result.startswith("killed")
+            results.append(m)
+            mark = {"survived": "SURVIVED"}.get(m.result, m.result)
+            print(
+                f"  {m.ident} l.{m.line} {m.operator}: {m.before} -> {m.after}  [{mark}]",
+                flush=True,
+            )
+    finally:
+        restore()
+        signal.signal(signal.SIGTERM, previous)
+    pct = 100.0 * killed / scored if scored else 100.0
+    print(f"mutation {module}: {killed}/{scored} killed ({pct:.1f} %)")
+    if json_out is not None:
+        json_out.write_text(json.dumps([asdict(m) for m in results], indent=1))
+    return killed, scored
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("module", help="a module path such as sentinel/policy.py, or 'all'")
+    ap.add_argument("--list", action="store_true", help="print the mutants, run nothing")
+    ap.add_argument("--json", type=Path, help="write every mutant and its result here")
+    args = ap.parse_args()
+    modules = list(TESTS) if args.module == "all" else [args.module]
+    total_k = total_s = 0
+    for mod in modules:
+        if mod not in TESTS:
+            raise SystemExit(f"mutation: unknown module {mod}; one of: {', '.join(TESTS)}")
+        k, s = run_module(mod, only_list=args.list, json_out=args.json)
+        total_k, total_s = total_k + k, total_s + s
+    if len(modules) > 1 and not args.list:
+        print(
+            f"mutation all: {total_k}/{total_s} killed ({100.0 * total_k / max(1, total_s):.1f} %)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
