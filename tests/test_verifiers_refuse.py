@@ -1,0 +1,126 @@
+"""Every verifier refuses what it must, for each credential type, through the real chain.
+
+Each case issues a real, signed credential and checks the refusal *and* that the same
+credential without the defect is admitted, so a check that is removed or widened fails here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sentinel.config import PolicyConfig
+from sentinel.credentials import dcc
+from sentinel.credentials import dcc_issue as di
+from sentinel.credentials.rules import RuleSet
+from sentinel.credentials.trustlist import TrustList
+from sentinel.errors import CredentialError
+from sentinel.policy import TrustState, decide
+from sentinel.reasons import ReasonCode
+
+NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def _issue(entry: dict, signer: di.IssuerKey, days: int = 30, **holder: str) -> str:
+    return di.issue(
+        entry,
+        signer,
+        issued_at=NOW - timedelta(days=1),
+        expires_at=NOW + timedelta(days=days),
+        holder=di.person(**holder) if holder else None,
+    )
+
+
+def _decide(text: str, trust: TrustList, now: datetime = NOW) -> ReasonCode:
+    """Chain + venue layer only (no CertLogic), so the reading itself is under test."""
+    try:
+        cred = dcc.verify(text, trust, now)
+    except CredentialError as exc:
+        return exc.reason
+    return decide(cred, PolicyConfig(), TrustState(), now, rule_set=RuleSet()).reason
+
+
+@pytest.mark.parametrize("algorithm", ["ES256", "PS256"])
+def test_positive_test_certificate_is_refused(
+    algorithm: str, signer: di.IssuerKey, rsa_signer: di.IssuerKey, trust: TrustList
+) -> None:
+    key = signer if algorithm == "ES256" else rsa_signer
+    sampled = NOW - timedelta(hours=5)
+    negative = _issue(di.test(sampled), key)
+    positive = _issue(di.test(sampled, negative=False), key)
+    assert _decide(negative, trust) is ReasonCode.ADMIT
+    assert _decide(positive, trust) is ReasonCode.TEST_POSITIVE
+
+
+def test_recovery_window_is_the_signed_one(signer: di.IssuerKey, trust: TrustList) -> None:
+    text = _issue(di.recovery("2022-03-01", "2022-03-12", "2022-06-30"), signer, days=365)
+    assert _decide(text, trust, datetime(2022, 6, 30, 23, tzinfo=UTC)) is ReasonCode.ADMIT
+    assert _decide(text, trust, datetime(2022, 7, 1, 1, tzinfo=UTC)) is (
+        ReasonCode.RECOVERY_NOT_VALID
+    )
+    early = _issue(di.recovery("2022-04-20", "2022-05-02", "2022-10-30"), signer)
+    assert _decide(early, trust) is ReasonCode.RECOVERY_NOT_VALID  # valid from tomorrow
+
+
+def test_signer_certificate_before_its_validity_is_refused() -> None:
+    """A DSC used before its notBefore (a key published in advance) signs nothing yet."""
+    future = di.make_signer(
+        "XX",
+        not_before=NOW + timedelta(days=10),
+        not_after=NOW + timedelta(days=400),
+    )
+    trust = TrustList.from_certificates([future.der], country="XX")
+    text = _issue(di.vaccination(on="2022-01-10"), future)
+    assert _decide(text, trust) is ReasonCode.SIGNER_NOT_VALID
+    assert _decide(text, trust, NOW + timedelta(days=11)) is ReasonCode.ADMIT
+
+
+def test_signer_certificate_after_its_validity_is_refused() -> None:
+    old = di.make_signer(
+        "XX", not_before=NOW - timedelta(days=400), not_after=NOW - timedelta(days=1)
+    )
+    trust = TrustList.from_certificates([old.der], country="XX")
+    text = _issue(di.vaccination(on="2022-01-10"), old)
+    assert _decide(text, trust) is ReasonCode.SIGNER_NOT_VALID
+
+
+@pytest.mark.parametrize("step", ["check_signer_validity", "check_key_usage", "check_times"])
+def test_a_decoder_bug_in_any_step_is_a_refusal(
+    step: str, signer: di.IssuerKey, trust: TrustList, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chain's catch-all turns an unexpected exception (a bug, not a CredentialError)
+    into a MALFORMED refusal: it fails closed, never counts the step as passed."""
+    text = _issue(di.vaccination(on="2022-01-10"), signer)
+    assert _decide(text, trust) is ReasonCode.ADMIT
+
+    def broken(*_args: object, **_kw: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(dcc, step, broken)
+    report = dcc.verify_steps(text, trust, NOW)
+    assert report.credential is None and report.error is not None
+    assert report.error.reason is ReasonCode.MALFORMED
+    failed = [s for s in report.steps if not s.ok]
+    assert len(failed) == 1 and "KeyError" in failed[0].detail
+    assert _decide(text, trust) is ReasonCode.MALFORMED
+
+
+@pytest.mark.parametrize("algorithm", ["ES256", "PS256"])
+def test_forged_signature_under_a_trusted_kid_is_refused(
+    algorithm: str, signer: di.IssuerKey, rsa_signer: di.IssuerKey, trust: TrustList
+) -> None:
+    """A forger's own key of the same algorithm, presenting a trusted signer's kid."""
+    trusted = signer if algorithm == "ES256" else rsa_signer
+    forger = di.make_signer(
+        "XX",
+        rsa_key=algorithm == "PS256",
+        not_before=datetime(2021, 1, 1, tzinfo=UTC),
+        not_after=datetime(2030, 1, 1, tzinfo=UTC),
+    )
+    fake = di.IssuerKey(forger.private_key, trusted.certificate)  # kid of the trusted one
+    genuine = _issue(di.vaccination(on="2022-01-10"), trusted)
+    forged = _issue(di.vaccination(on="2022-01-10"), fake)
+    assert dcc.decode(forged).kid == trusted.kid
+    assert _decide(genuine, trust) is ReasonCode.ADMIT
+    assert _decide(forged, trust) is ReasonCode.BAD_SIGNATURE
