@@ -1,0 +1,198 @@
+"""Edges the suite used to leave open: each case pins one boundary a check must keep.
+
+Health codes (issuing-key validity, replay memory to the end of a code's life, subject
+ids), CertLogic (negative UTC offsets, strict equality, ``in``, ``if`` guards, the reduce
+cap), MRZ fields (countries, fillers, birth centuries, GB 11643 regions and dates) and the
+door state machine (negative grant durations).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import cbor2
+import pytest
+
+from sentinel.config import HealthCodeConfig
+from sentinel.credentials import certlogic as cl
+from sentinel.credentials import dcc, iddoc
+from sentinel.credentials import healthcode as hc
+from sentinel.credentials import healthcode_issue as hci
+from sentinel.credentials.healthcode_keys import HealthCodeKeys
+from sentinel.errors import CredentialError
+from sentinel.reasons import ReasonCode
+
+NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+SKEW = timedelta(seconds=30)
+
+
+def _reason(fn, *args, **kw) -> ReasonCode:  # type: ignore[no-untyped-def]
+    with pytest.raises(CredentialError) as exc:
+        fn(*args, **kw)
+    return exc.value.reason
+
+
+# --- health codes ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def issuer() -> hci.Issuer:
+    return hci.Issuer.generate("EdDSA")
+
+
+def _verifier(keys: HealthCodeKeys) -> hc.HealthCodeVerifier:
+    data = keys.to_json_bytes()
+    return hc.HealthCodeVerifier(HealthCodeConfig(), lambda: data)  # type: ignore[arg-type]
+
+
+def _code(issuer: hci.Issuer, at: datetime = NOW, subject: str = "K7Q2M9X4T1B8") -> str:
+    return hci.issue(issuer, subject, "green", issued_at=at, status_valid_until=at + DAY)
+
+
+def test_issuing_key_is_not_valid_before_its_not_before(issuer: hci.Issuer) -> None:
+    """A key published in advance for a rotation signs nothing before its start."""
+    keys = HealthCodeKeys((issuer.trusted(not_before=NOW + DAY, not_after=NOW + 9 * DAY),))
+    assert _reason(hc.verify_code, _code(issuer), keys, NOW) is ReasonCode.SIGNER_NOT_VALID
+    later = _code(issuer, NOW + 2 * DAY)
+    assert hc.verify_code(later, keys, NOW + 2 * DAY).status == "green"
+
+
+def test_replay_is_refused_until_the_code_is_past_expiry_plus_skew(issuer: hci.Issuer) -> None:
+    """The replay memory lasts as long as the code is accepted: up to exp + skew. A
+    screenshot shown by someone else in the last seconds of the code's life is a replay."""
+    v = _verifier(HealthCodeKeys((issuer.trusted(),)))
+    text = _code(issuer)  # 120 s lifetime, accepted until NOW + 120 s + 30 s skew
+    v.verify(text, NOW, presentation_id=1)
+    last = NOW + timedelta(seconds=120) + SKEW
+    assert _reason(v.verify, text, last, presentation_id=2) is ReasonCode.CODE_REPLAY
+    after = last + timedelta(seconds=1)
+    assert _reason(v.verify, text, after, presentation_id=3) is ReasonCode.CODE_EXPIRED
+
+
+@pytest.mark.parametrize("subject", ["", "x" * (hc.MAX_SUBJECT_CHARS + 1)])
+def test_empty_or_overlong_subject_is_schema_invalid(issuer: hci.Issuer, subject: str) -> None:
+    iat = int(NOW.timestamp())
+    payload = cbor2.dumps({2: subject, 4: iat + 120, 6: iat, -270: [0, iat + 86400]})
+    claims = cbor2.loads(payload)
+    keys = HealthCodeKeys((issuer.trusted(),))
+    fine = hci.issue(
+        issuer, "A" * hc.MAX_SUBJECT_CHARS, "green", issued_at=NOW, status_valid_until=NOW + DAY
+    )
+    assert hc.verify_code(fine, keys, NOW).subject == "A" * hc.MAX_SUBJECT_CHARS
+    prot = cbor2.dumps({dcc.HDR_ALG: issuer.alg, dcc.HDR_KID: issuer.kid})
+    sig = issuer.private_key.sign(cbor2.dumps(["Signature1", prot, b"", payload]))  # type: ignore[call-arg]
+    import base45
+
+    text = hc.PREFIX + base45.b45encode(cbor2.dumps([prot, {}, payload, sig])).decode()
+    assert claims[2] == subject
+    assert _reason(hc.verify_code, text, keys, NOW) is ReasonCode.SCHEMA_INVALID
+
+
+# --- CertLogic (the specification's semantics, not Python's) ------------------------------
+
+
+def test_negative_utc_offsets_are_read_as_negative() -> None:
+    """CertLogic dates are RFC 3339; ``-05:00`` is five hours *behind* UTC."""
+    data = {"a": "2021-06-01T10:00:00-05:00", "b": "2021-06-01T14:00:00Z"}
+    a, b = ({"plusTime": [{"var": k}, 0, "hour"]} for k in "ab")
+    assert cl.evaluate({"after": [a, b]}, data) is True  # 15:00Z is after 14:00Z
+    assert cl.evaluate({"before": [a, b]}, data) is False
+
+
+def test_strict_equality_does_not_mix_booleans_and_integers() -> None:
+    assert cl.evaluate({"===": [True, 1]}, {}) is False
+    assert cl.evaluate({"===": [1, 1]}, {}) is True
+    assert cl.evaluate({"in": [1, [True]]}, {}) is False
+    assert cl.evaluate({"in": [True, [True]]}, {}) is True
+
+
+def test_if_guard_that_is_neither_truthy_nor_falsy_is_an_error() -> None:
+    """CertLogic truthiness is defined for booleans, integers, strings, arrays and objects
+    only; anything else (e.g. a date) as a guard is an error, not the else branch."""
+    with pytest.raises(cl.CertLogicError):
+        cl.evaluate({"if": [{"plusTime": ["2021-01-01", 0, "day"]}, "then", "else"]}, {})
+
+
+def test_reduce_over_a_huge_operand_is_refused() -> None:
+    data = {"xs": list(range(cl.MAX_REDUCE_ITEMS + 1))}
+    logic = {"reduce": [{"var": "xs"}, {"+": [{"var": "accumulator"}, 1]}, 0]}
+    with pytest.raises(cl.CertLogicError):
+        cl.evaluate(logic, data)
+    small = {"xs": [1, 2, 3]}
+    assert cl.evaluate(logic, small) == 3
+
+
+# --- MRZ fields ---------------------------------------------------------------------------
+
+TD3 = "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36UTO7408122F1204159ZE184226B<<<<<10"
+
+
+def _with_line1(country: str) -> str:
+    return "P<" + country + TD3[5:]
+
+
+@pytest.mark.parametrize("country", ["U1O", "<<<", "123"])
+def test_issuing_state_with_digits_or_only_fillers_is_unreadable(country: str) -> None:
+    with pytest.raises(CredentialError) as exc:
+        iddoc.parse_mrz(_with_line1(country), today=date(2011, 1, 1))
+    assert exc.value.reason is ReasonCode.ID_UNREADABLE
+
+
+def test_document_number_with_an_inner_filler_is_unreadable() -> None:
+    """Fillers only pad a number at its end (ICAO 9303-3 §4.2): ``L8989<2C3`` is no number."""
+    line1 = TD3.split("\n")[0]
+    assert iddoc.parse_mrz(
+        line1 + "\n" + _td3_line2("L898902C3", "740812", "120415"), today=date(2011, 1, 1)
+    )
+    with pytest.raises(CredentialError):
+        iddoc.parse_mrz(
+            line1 + "\n" + _td3_line2("L8989<2C3", "740812", "120415"), today=date(2011, 1, 1)
+        )
+
+
+def _td3_line2(number: str, born: str, expiry: str, personal: str = "ZE184226B<<<<<") -> str:
+    """ICAO 9303-4 §4.2.2: number, check, nationality, birth, check, sex, expiry, check,
+    personal number, check, composite check."""
+    cd = iddoc.check_digit
+    line = number + cd(number) + "UTO" + born + cd(born) + "F" + expiry + cd(expiry)
+    line += personal + cd(personal)
+    return line + cd(line[0:10] + line[13:20] + line[21:43])
+
+
+def test_birth_years_after_2000_are_read_as_20xx() -> None:
+    """YYMMDD with no century: a birth year not in the future is 20YY, else 19YY."""
+    line1 = TD3.split("\n")[0]
+    young = iddoc.parse_mrz(
+        line1 + "\n" + _td3_line2("L898902C3", "050312", "300415"), today=date(2020, 1, 1)
+    )
+    old = iddoc.parse_mrz(
+        line1 + "\n" + _td3_line2("L898902C3", "250312", "300415"), today=date(2020, 1, 1)
+    )
+    assert young.birth_date == date(2005, 3, 12)
+    assert old.birth_date == date(1925, 3, 12)
+
+
+def test_gb11643_region_and_future_birth_dates_are_refused() -> None:
+    def number(body17: str) -> str:
+        return body17 + iddoc.cn_check_char(body17)
+
+    today = date(2022, 5, 1)
+    assert iddoc.parse_cn_id(number("11010519491231002"), today=today).number
+    with pytest.raises(CredentialError):  # region 99 is no province (GB/T 2260)
+        iddoc.parse_cn_id(number("99010519491231002"), today=today)
+    with pytest.raises(CredentialError):  # born tomorrow
+        iddoc.parse_cn_id(number("11010520220502002"), today=today)
+
+
+# --- door ----------------------------------------------------------------------------------
+
+
+def test_negative_grant_duration_does_not_unlock_into_the_past() -> None:
+    """A grant of a negative duration (a bad config that slipped through) unlocks for no
+    time at all: the window ends now, never before now."""
+    from sentinel.gate import door
+
+    d, effects = door.step(door.Door(), door.Grant(-5.0), 100.0, 10.0)
+    assert d.unlock_until == 100.0
+    assert door.WakeAt(100.0) in effects
