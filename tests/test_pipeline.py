@@ -96,28 +96,44 @@ def test_daemon_runs_file_source_to_end(
 
 
 def test_sigterm_stops_service_with_relay_locked(tmp_path: Path, signer: di.IssuerKey) -> None:
-    """A real `sentinel run` process over a looping source, stopped by SIGTERM."""
+    """A real `sentinel run` process, stopped by SIGTERM *while the lock is open* (an
+    admitted visitor, a 600 s unlock pulse): the relay is read back off the pin at stop
+    and must be de-energised, the fail-secure lock locked."""
+    now = datetime.now().astimezone()
+    cert = di.issue(
+        di.vaccination(on=(now - timedelta(days=60)).date().isoformat()),
+        signer,
+        issued_at=now - timedelta(days=1),
+        expires_at=now + timedelta(days=30),
+    )
     frames = tmp_path / "frames"
     frames.mkdir()
-    cv2.imwrite(str(frames / "0.png"), blank_frame(320, 240))
+    cv2.imwrite(str(frames / "0.png"), place(render_qr(cert), 640, 480, Degrade()))
     trust_file = tmp_path / "trust.json"
     trust_file.write_bytes(TrustList.from_certificates([signer.der]).to_json_bytes())
     conf = tmp_path / "s.toml"
     conf.write_text(
         f'data_dir = "data"\n[trust]\ntrust_file = "{trust_file}"\n'
-        f'[camera]\nsource = "{frames}"\nloop = true\n',
+        f'[camera]\nsource = "{frames}"\nloop = true\n'
+        '[gate]\npin_factory = "mock"\nlock_type = "fail-secure"\npulse_s = 600\n',
         encoding="utf-8",
     )
+    lines: list[str] = []
     with subprocess.Popen(
-        [sys.executable, "-m", "sentinel", "run", "--config", str(conf)],
+        [sys.executable, "-m", "sentinel", "-v", "run", "--config", str(conf)],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     ) as proc:
         assert proc.stderr is not None
-        for line in proc.stderr:  # wait for the service to say it runs, not a fixed time
-            if "sentinel running" in line:
+        for line in proc.stderr:  # wait for the unlock itself, not a fixed time
+            lines.append(line)
+            if "gate: unlocked (relay energised)" in line:
                 break
         proc.send_signal(signal.SIGTERM)
+        lines += proc.stderr.readlines()
         assert proc.wait(timeout=30) == 0
+    text = "".join(lines)
+    assert "gate: unlocked (relay energised)" in text, text[-2000:]
+    assert "gate stopped: relay de-energised, lock locked" in text, text[-2000:]
     assert (tmp_path / "data" / "journal.db").exists()

@@ -218,7 +218,28 @@ def test_server_down_gives_up_after_the_attempts(world) -> None:
     waits: list[float] = []
     with pytest.raises(SyncError, match="cannot fetch manifest"):
         retrying(dev.sync, attempts=3, base_s=1.0, max_s=8.0, wait=lambda s: bool(waits.append(s)))
-    assert len(waits) == 2 and waits[1] > waits[0] * 0.9 / 2  # doubling (with jitter)
+    assert len(waits) == 2
+    assert 0.5 <= waits[0] <= 1.0 and 1.0 <= waits[1] <= 2.0  # base 1 s, then 2 s, jittered
+
+
+def test_backoff_doubles_up_to_its_cap_with_jitter_below_the_delay() -> None:
+    from random import Random
+
+    from sentinel.trust.sync import backoff_s
+
+    class Top(Random):
+        def uniform(self, a: float, b: float) -> float:
+            return b
+
+    class Bottom(Random):
+        def uniform(self, a: float, b: float) -> float:
+            return a
+
+    assert [backoff_s(k, 1.0, 8.0, Top()) for k in range(1, 7)] == [1, 2, 4, 8, 8, 8]
+    assert [backoff_s(k, 1.0, 8.0, Bottom()) for k in range(1, 5)] == [0.5, 1, 2, 4]
+    rng = Random(7)
+    spread = {round(backoff_s(3, 1.0, 8.0, rng), 3) for _ in range(50)}
+    assert len(spread) > 10 and min(spread) >= 2.0 and max(spread) <= 4.0  # jitter is real
 
 
 def test_delta_for_another_base_falls_back_to_the_full_part(world, tmp_path, dsc) -> None:

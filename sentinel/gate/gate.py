@@ -299,6 +299,10 @@ class Gate:
     def _set_locked(self, locked: bool) -> None:
         energise = self._energised_when_locked if locked else not self._energised_when_locked
         self.relay.value = 1 if energise else 0
+        log.debug("gate: %s (relay %s)", "locked" if locked else "unlocked", self._relay_word())
+
+    def _relay_word(self) -> str:
+        return "energised" if self.relay.value else "de-energised"
 
     def _refresh_background(self) -> None:
         if self.door.alarm:
@@ -331,6 +335,9 @@ class Gate:
                 ch.stop()
             try:
                 self.relay.off()
+                # read back from the pin: what the lock is left in after the service stops
+                state = "released" if self.unlocked else "locked"
+                log.info("gate stopped: relay %s, lock %s", self._relay_word(), state)
             finally:
                 self._close_devices()
                 self._close_factory()
