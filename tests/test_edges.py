@@ -13,11 +13,11 @@ from datetime import UTC, date, datetime, timedelta
 import cbor2
 import pytest
 
+from sentinel.authority import healthcode_issue as hci
 from sentinel.config import HealthCodeConfig
 from sentinel.credentials import certlogic as cl
 from sentinel.credentials import dcc, iddoc
 from sentinel.credentials import healthcode as hc
-from sentinel.credentials import healthcode_issue as hci
 from sentinel.credentials.healthcode_keys import HealthCodeKeys
 from sentinel.errors import CredentialError
 from sentinel.reasons import ReasonCode

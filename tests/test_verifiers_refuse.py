@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sentinel.authority import dcc_issue as di
 from sentinel.config import PolicyConfig
 from sentinel.credentials import dcc
-from sentinel.credentials import dcc_issue as di
 from sentinel.credentials.rules import RuleSet
 from sentinel.credentials.trustlist import TrustList
 from sentinel.errors import CredentialError
