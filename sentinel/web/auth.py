@@ -22,6 +22,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from sentinel.web.users import Session, UserStore
 
 CSRF_REFUSED = "CSRF token missing or wrong"
+MIN_CSRF_CHARS = 32  # token_urlsafe(32) gives 43; anything shorter was not made by us
 
 
 def csrf_ok(expected: str | None, given: Any) -> bool:
@@ -50,10 +51,16 @@ class CookieAuth:
 
     def anon_csrf(self, request: Request) -> tuple[str, bool]:
         """The pre-login CSRF token (cookie), and whether it must be set now."""
-        tok = request.cookies.get(self.csrf_cookie)
-        if tok and len(tok) >= 32:
+        tok = self._anon_token(request)
+        if tok is not None:
             return tok, False
         return secrets.token_urlsafe(32), True
+
+    def _anon_token(self, request: Request) -> str | None:
+        """The pre-login CSRF cookie if it can be ours: a short one was set by someone else
+        (cookie tossing) and is worth nothing, at the form and at the login alike."""
+        tok = request.cookies.get(self.csrf_cookie)
+        return tok if tok and len(tok) >= MIN_CSRF_CHARS else None
 
     def set_anon_csrf(self, resp: Response, tok: str) -> None:
         resp.set_cookie(self.csrf_cookie, tok, httponly=True, samesite="strict", path="/")
@@ -79,7 +86,7 @@ class CookieAuth:
 
     async def login(self, request: Request) -> Response:
         form = await request.form()
-        tok = request.cookies.get(self.csrf_cookie)
+        tok = self._anon_token(request)
         if not csrf_ok(tok, form.get("csrf")):
             return csrf_refused()
         name = str(form.get("name") or "")[:64]
