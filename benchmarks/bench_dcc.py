@@ -55,6 +55,41 @@ def main(n: int = 2000) -> None:
     cred = dcc.verify(text, trust, now)
     only = median_us(lambda: decide(cred, rules, state, now, rule_set=rs), n)
     print(f"policy+CertLogic only: {only:.1f} us")
+    schema_cost(text, trust, now, n)
+
+
+def schema_cost(text: str, trust: TrustList, now: datetime, n: int) -> None:
+    """What the official-schema check adds to one decision, and the two libraries measured."""
+    from sentinel.credentials import dcc_schema
+
+    claims = dcc.decode_claims(dcc.decode(text).payload)
+    dgc = claims[dcc.CWT_HCERT][1]
+    real = dcc_schema.check_schema
+
+    def chain() -> None:
+        dcc.verify(text, trust, now)
+
+    with_schema = median_us(chain, n)
+    dcc_schema.check_schema = lambda d: "skipped"  # type: ignore[assignment]
+    try:
+        without = median_us(chain, n)
+    finally:
+        dcc_schema.check_schema = real  # type: ignore[assignment]
+    fast = median_us(lambda: real(dgc), n)
+    print(f"schema check (fastjsonschema, as used): {fast:.1f} us per payload")
+    try:
+        import jsonschema
+    except ImportError:
+        print("jsonschema not installed: comparison skipped")
+    else:
+        doc = dcc_schema.to_json(dgc)
+        v = jsonschema.Draft202012Validator(dcc_schema._raw_schema(doc["ver"]))
+        slow = median_us(lambda: v.is_valid(dcc_schema.to_json(dgc)), n)
+        print(f"same payload with jsonschema Draft202012Validator: {slow:.1f} us")
+    print(
+        f"schema validation adds {with_schema - without:.1f} us median per decision "
+        f"(budget 100 us; chain {without:.1f} → {with_schema:.1f} us)"
+    )
 
 
 if __name__ == "__main__":

@@ -19,21 +19,27 @@ DGC = conf.repo_default("dgc")
 # (case glob, flag) -> why we deliberately disagree with the published flag
 DELIBERATE: dict[tuple[str, str], str] = {
     ("NL/*", "EXPECTEDSCHEMAVALIDATION"): (
-        "NL's schema flags follow DCC schema 1.0.0 plus NL conventions; upstream lists them "
-        "as a known issue (dgc-testdata tests/known_issues.csv, issue 107). They call valid "
-        "certificates with an empty test result 'tr', and invalid ones over fields no "
-        "decision reads (emoji given names, a future dob). We check the decision fields."
+        "NL's schema flags follow NL conventions, not any released schema (they call a dose "
+        "number 0, an empty country and a 1963-00 birth date valid, a 2023 birth date and "
+        "emoji given names invalid). Upstream marks the NL schema test as a known issue: "
+        "dgc-testdata tests/known_issues.csv 'test_cose_schema,NL' -> issue #107 (open; "
+        "'100+ tests are failing' even with per-version schemas). Checked: no released "
+        "schema agrees with more than 202 of the 288 NL flags."
     ),
     ("FR/test_pcr_ok.json", "EXPECTEDDECODE"): (
         "the published JSON gives sc/dr two hours earlier than the signed CBOR (a timezone "
-        "slip in the vector; upstream known issue 141). We trust the signed bytes."
+        "slip in the vector; upstream known issue #141). We trust the signed bytes."
     ),
-    ("FR/test_pcr_ok.json", "EXPECTEDVALIDJSON"): "same timezone slip as EXPECTEDDECODE",
-    ("RO/2.json", "EXPECTEDSCHEMAVALIDATION"): (
-        "two vaccination entries in one certificate: the EU DCC holds exactly one event per "
-        "certificate (Vol. 3, schema 1.3 'v' maxItems 1); a venue cannot decide on two."
+    ("FR/test_pcr_ok.json", "EXPECTEDVALIDJSON"): "same timezone slip as EXPECTEDDECODE (#141)",
+    ("HU/3.json", "EXPECTEDSCHEMAVALIDATION"): (
+        "its testing centre 'tc' holds 101 characters; every released schema caps it "
+        "(50 in 1.0.0, 80 from 1.3.0). Upstream issue dgc-testdata #340 (open, 'member "
+        "state data issue') reports exactly this ValidationError."
     ),
 }
+
+# cases whose only disagreements are the upstream known issues above
+KNOWN_ISSUE_CASES = ("NL/*", "FR/test_pcr_ok.json", "HU/3.json")
 
 
 def _deliberate(case: str, flag: str) -> str | None:
@@ -84,6 +90,9 @@ def test_core_flags_fully_agree(results: list[conf.CaseResult]) -> None:
     ):
         assert t.disagree[flag] == 0, flag
         assert t.agree[flag] > 300, flag
+    # every flag, schema included, agrees outside the upstream known issues
+    outside = [r for r in results if not any(fnmatch.fnmatch(r.name, g) for g in KNOWN_ISSUE_CASES)]
+    assert sum(r.passed for r in outside) == len(outside) and len(outside) > 120
     # negative vectors are really exercised, not only the happy path
     negatives = sum(1 for r in results for f in r.flags if f.expected is False and f.agrees)
     assert negatives > 100

@@ -21,7 +21,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ import base45
 import cbor2
 
 from sentinel.credentials import dcc
+from sentinel.credentials.dcc_schema import check_schema, to_json
+from sentinel.credentials.folders import walk
 from sentinel.credentials.trustlist import Signer, TrustList, kid_of
 from sentinel.errors import CredentialError
 
@@ -121,19 +123,6 @@ def _certificate(case: Mapping[str, Any]) -> Signer | None:
         return None
 
 
-def _jsonable(obj: Any) -> Any:
-    """CBOR values as JSON would hold them (dates as ISO strings, maps with str keys)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, datetime):
-        return obj.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(obj, date):
-        return obj.isoformat()
-    return obj
-
-
 def _same_json(a: Any, b: Any) -> bool:
     """Equal as JSON, tolerating the two timestamp spellings (``...Z`` / ``...+00:00``)."""
     if isinstance(a, Mapping) and isinstance(b, Mapping):
@@ -153,7 +142,7 @@ def _hcert_json(payload: bytes) -> Any:
     h = claims.get(dcc.CWT_HCERT)
     if not isinstance(h, Mapping) or not isinstance(h.get(1), Mapping):
         raise ValueError("no hcert claim")
-    return _jsonable(h[1])
+    return to_json(h[1])
 
 
 def _step(fn: Callable[[], bool]) -> tuple[bool, str]:
@@ -274,10 +263,18 @@ def evaluate_case(case: Mapping[str, Any], *, picture: bool = True) -> list[Flag
         return _type_of(cose) in dcc.certificate_types(signer.certificate)
 
     def schema() -> bool | None:
-        cose = _cose_of(case)
-        if cose is None:
+        # the payload as signed (COSE), else as encoded in the QR text, else the bare CBOR
+        if cose_raw is not None:
+            payload = dcc.decode_cose(cose_raw).payload
+        elif isinstance(prefix, str) and expected.get("EXPECTEDUNPREFIX", True):
+            payload = dcc.decode(prefix).payload
+        elif _hex(case, "CBOR") is not None:
+            payload = _hex(case, "CBOR") or b""
+        else:
             return None
-        dcc.validate_payload(dcc.decode_claims(cose.payload))
+        obj = dcc.decode_claims(payload)
+        h = obj.get(dcc.CWT_HCERT)
+        check_schema(h.get(1) if isinstance(h, Mapping) else obj)
         return True
 
     def valid_json() -> bool | None:
@@ -323,12 +320,12 @@ def _hcert_json_or_plain(cbor: bytes) -> Any:
     obj = cbor2.loads(cbor)
     if isinstance(obj, Mapping) and dcc.CWT_HCERT in obj:
         obj = obj[dcc.CWT_HCERT][1]
-    return _jsonable(obj)
+    return to_json(obj)
 
 
 def dgc_case_files(directory: Path) -> list[Path]:
-    """Every case file below ``directory`` (any nesting), sorted, README/LICENSE excluded."""
-    return sorted(p for p in directory.rglob("*.json") if p.is_file())
+    """Every ``*.json`` below ``directory`` (any nesting, symlinks followed once), sorted."""
+    return sorted(walk(directory, frozenset({".json"})).files)
 
 
 def run_dgc(
@@ -338,7 +335,10 @@ def run_dgc(
     wanted = set(only) if only is not None else None
     results = []
     for path in dgc_case_files(directory):
-        name = path.relative_to(directory).as_posix()
+        try:
+            name = path.relative_to(directory).as_posix()
+        except ValueError:
+            name = path.as_posix()
         if wanted is not None and name not in wanted:
             continue
         try:
