@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from sentinel.authority import dcc_issue as di
 from sentinel.credentials import conformance as conf
 from sentinel.credentials import dcc, dcc_schema
-from sentinel.credentials import dcc_issue as di
 from sentinel.errors import MalformedCredential
 
 DGC = conf.repo_default("dgc")
