@@ -147,6 +147,11 @@ class WebConfig:
     status_interval_s: float = 10.0
     # Host names the pages answer to besides ``host`` (guards against DNS rebinding).
     allowed_hosts: list[str] = field(default_factory=lambda: ["127.0.0.1", "localhost"])
+    # Kiosk sound (sentinel/web/cues.py): a tone per result, admit / refuse / staff needed;
+    # volume 0..1; spoken zh/en prompts when install made them (scripts/make_prompts.py).
+    sound: bool = True
+    volume: float = 0.8
+    spoken_prompts: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -191,7 +191,7 @@ def test_kiosk_switches_to_result_within_a_second_and_back(page: Page, make_site
         expect(body).to_have_attribute("data-state", "admit" if admit else "refuse", timeout=1000)
         latencies.append(time.perf_counter() - t0)
         expect(page.locator("#result-name")).to_have_text(f"M*** E**** {i}", timeout=1000)
-        expect(page.locator("#result-symbol")).to_have_text("✓" if admit else "✗")
+        expect(page.locator("#result-symbol")).to_have_text("✓" if admit else "×")
         expect(page.locator("#reason-zh")).to_have_text(d.message_zh)
         expect(page.locator("#reason-en")).to_have_text(d.message_en)
         # The countdown (0.5 s) brings the idle screen back.

@@ -38,6 +38,7 @@ from sentinel.policy import TrustState
 from sentinel.reasons import MESSAGES, ReasonCode, is_admit
 from sentinel.web import charts
 from sentinel.web.auth import CookieAuth, csrf_ok, csrf_refused
+from sentinel.web.cues import prompts_installed
 from sentinel.web.data import Filter, ReportData, counts
 from sentinel.web.hub import EventHub
 from sentinel.web.users import Session, UserStore
@@ -244,6 +245,8 @@ def create_app(ctx: WebContext) -> Starlette:
             csrf=tok,
             status=kiosk_status(ctx),
             result_s=cfg.web.kiosk_result_s,
+            web=cfg.web,
+            prompts=cfg.web.spoken_prompts and prompts_installed(),
             override=has_pin and ctx.override is not None,
             reasons=OVERRIDE_REASONS,
         )

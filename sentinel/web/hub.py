@@ -18,6 +18,7 @@ from typing import Any
 from sentinel.journal import Event
 from sentinel.policy import Decision
 from sentinel.reasons import MESSAGES, ReasonCode
+from sentinel.web.cues import cue_for
 
 Message = tuple[str, dict[str, Any]]  # (SSE event name, JSON-able data)
 
@@ -38,6 +39,7 @@ def decision_message(event: Event, decision: Decision | None) -> dict[str, Any]:
     except ValueError:
         en, zh = event.reason, event.reason
     admit = decision.admit if decision is not None else event.decision in ("admit", "override")
+    cue, prompt = cue_for(event.reason) if not admit else ("admit", "welcome")
     return {
         "verdict": "admit" if admit else "refuse",
         "kind": event.decision,
@@ -47,6 +49,8 @@ def decision_message(event: Event, decision: Decision | None) -> dict[str, Any]:
         "name": decision.display_name if decision is not None else "",
         "warnings": list(decision.warnings) if decision is not None else [],
         "time": event.time.isoformat(),
+        "cue": cue,  # admit / refuse / staff: the tone and the screen (sentinel.web.cues)
+        "prompt": prompt,  # the spoken prompt family
     }
 
 

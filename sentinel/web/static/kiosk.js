@@ -10,12 +10,90 @@
 
   function setText(id, text) { const el = $(id); if (el) el.textContent = text || ""; }
 
+  // --- sound: Web Audio tones (no files, no network), optional spoken prompts --------
+  // Three cues told apart by ear alone: admit = two rising notes, refuse = two low
+  // falling notes, staff = three quick mid notes.  The kiosk unit starts Chromium with
+  // --autoplay-policy=no-user-gesture-required; elsewhere the first touch or key
+  // unlocks the context (browsers keep it suspended until a gesture).
+  const CUES = {
+    admit: [[880, 0, 0.12, "sine"], [1320, 0.14, 0.22, "sine"]],
+    refuse: [[330, 0, 0.22, "triangle"], [220, 0.26, 0.34, "triangle"]],
+    staff: [[660, 0, 0.1, "square"], [660, 0.16, 0.1, "square"], [660, 0.32, 0.1, "square"]],
+  };
+  const sound = {
+    on: body.dataset.sound === "1",
+    volume: Math.min(1, Math.max(0, parseFloat(body.dataset.volume) || 0)),
+    prompts: body.dataset.prompts === "1",
+    log: [],  // {cue, prompt, state, at}: what was played (read by the browser tests)
+    ctx: null,
+    buffers: {},
+  };
+  window.sentinelSound = sound;
+
+  function audio() {
+    if (!sound.ctx) {
+      const AC = window.AudioContext || window.webkitAudioContext;
+      if (!AC) return null;
+      sound.ctx = new AC();
+    }
+    return sound.ctx;
+  }
+  function unlock() { const c = audio(); if (c && c.state === "suspended") c.resume(); }
+  ["pointerdown", "keydown", "touchstart"].forEach((ev) =>
+    document.addEventListener(ev, unlock, { passive: true }));
+
+  async function prompt(name) {
+    if (name in sound.buffers) return sound.buffers[name];
+    sound.buffers[name] = null;
+    try {
+      const res = await fetch(`/static/sounds/${name}.wav`);
+      if (res.ok) sound.buffers[name] = await audio().decodeAudioData(await res.arrayBuffer());
+    } catch (_e) { /* no prompt: the tone is enough */ }
+    return sound.buffers[name];
+  }
+
+  async function play(cue, family) {
+    const c = sound.on && sound.volume > 0 ? audio() : null;
+    if (!c) return;
+    const out = c.createGain();
+    out.gain.value = sound.volume;
+    out.connect(c.destination);
+    const t0 = c.currentTime + 0.02;
+    let end = t0;
+    for (const [freq, at, dur, type] of CUES[cue] || CUES.staff) {
+      const osc = c.createOscillator();
+      const env = c.createGain();
+      osc.type = type;
+      osc.frequency.value = freq;
+      env.gain.setValueAtTime(0, t0 + at);
+      env.gain.linearRampToValueAtTime(type === "sine" ? 0.6 : 0.35, t0 + at + 0.01);
+      env.gain.exponentialRampToValueAtTime(0.001, t0 + at + dur);
+      osc.connect(env).connect(out);
+      osc.start(t0 + at);
+      osc.stop(t0 + at + dur + 0.02);
+      end = Math.max(end, t0 + at + dur);
+    }
+    sound.log.push({ cue, prompt: family, state: c.state, at: Date.now() });
+    if (!sound.prompts || !family) return;
+    let at = end + 0.15;
+    for (const lang of ["zh", "en"]) {
+      const buf = await prompt(`${family}-${lang}`);
+      if (!buf) return;
+      const src = c.createBufferSource();
+      src.buffer = buf;
+      src.connect(out);
+      at = Math.max(at, c.currentTime);
+      src.start(at);
+      at += buf.duration + 0.2;
+    }
+  }
+
   function toIdle() {
     if (ticker) { clearInterval(ticker); ticker = null; }
     $("result").hidden = true;
     $("idle").hidden = false;
     body.dataset.state = "idle";
-    body.classList.remove("admit", "refuse");
+    body.classList.remove("admit", "refuse", "staff");
   }
 
   function tick() {
@@ -27,11 +105,15 @@
 
   function showDecision(d) {
     const admit = d.verdict === "admit";
-    body.classList.remove("admit", "refuse");
+    const staff = !admit && d.cue === "staff";
+    body.classList.remove("admit", "refuse", "staff");
     body.classList.add(admit ? "admit" : "refuse");
+    if (staff) body.classList.add("staff");
     body.dataset.state = admit ? "admit" : "refuse";
+    body.dataset.cue = admit ? "admit" : (staff ? "staff" : "refuse");
     $("result").dataset.reason = d.reason;
-    setText("result-symbol", admit ? "✓" : "✗");
+    $("staff-note").hidden = !staff;
+    setText("result-symbol", admit ? "✓" : (staff ? "!" : "×"));
     setText("verdict-zh", admit ? "请进" : "禁止入场");
     setText("verdict-en", admit ? "ADMIT" : "REFUSED");
     setText("reason-zh", d.zh);
@@ -44,6 +126,7 @@
     if (ticker) clearInterval(ticker);
     ticker = setInterval(tick, 100);
     tick();
+    play(body.dataset.cue, d.prompt);
   }
 
   function showStatus(s) {
