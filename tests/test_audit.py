@@ -211,3 +211,34 @@ def test_concurrent_appenders_keep_one_chain(tmp_path: Path) -> None:
     finally:
         for log in logs:
             log.close()
+
+
+def test_exactly_one_entry_cut_off_the_end_is_caught(data: Path) -> None:
+    with db(data) as c:
+        c.execute("DELETE FROM audit WHERE seq = ?", (N,))
+    err = verify_error(data)
+    assert err.index == N and "cut off the end" in str(err)
+
+
+def test_rewritten_last_entry_with_the_device_key_is_caught_by_the_head(data: Path) -> None:
+    """Whoever holds the device key can re-sign a rewritten last entry so that the chain
+    itself verifies; the signed head still names the original hash."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key((data / "device_key.pem").read_bytes(), None)
+    with db(data) as c:
+        seq, t, kind, _d, prev = c.execute(
+            "SELECT seq, time, kind, details, prev_hash FROM audit WHERE seq = ?", (N,)
+        ).fetchone()
+        details = '{"n":99}'
+        body = json.dumps([seq, t, kind, details, prev], separators=(",", ":"))
+        h = hashlib.sha256(body.encode()).hexdigest()
+        sig = key.sign(bytes.fromhex(h)).hex()  # type: ignore[call-arg,union-attr]
+        c.execute(
+            "UPDATE audit SET details = ?, hash = ?, signature = ? WHERE seq = ?",
+            (details, h, sig, N),
+        )
+    err = verify_error(data)
+    assert err.index == N and "head hash" in str(err)

@@ -72,8 +72,8 @@ def test_key_store_is_separate_and_private(tmp_path: Path) -> None:
         mode = stat.S_IMODE((tmp_path / "j-keys.db").stat().st_mode)
         assert mode == 0o600
         wal = tmp_path / "j-keys.db-wal"
-        if wal.exists():
-            assert stat.S_IMODE(wal.stat().st_mode) == 0o600
+        assert wal.exists()  # WAL mode: the key store's write-ahead log is private too
+        assert stat.S_IMODE(wal.stat().st_mode) == 0o600
         # the key is not in the journal file
         assert key not in (tmp_path / "j.db").read_bytes()
         # the pseudonym key is stable across opens and differs from day keys
@@ -212,3 +212,15 @@ def test_failed_record_rolls_back_whole_event(tmp_path: Path) -> None:
         }
     with pytest.raises(JournalError, match="closed"):
         j.record(e)
+
+
+def test_a_world_readable_key_store_is_made_private_on_open(tmp_path: Path) -> None:
+    """A key store left 0644 (a restore from backup, a careless copy) is 0600 again as
+    soon as the journal opens it, before any key is read."""
+    with Journal(tmp_path / "j.db", clock=Clock(T0)) as j:
+        j.record(ev(T0), personal={"display_name": "X* Y*"})
+    keys = tmp_path / "j-keys.db"
+    keys.chmod(0o644)
+    with Journal(tmp_path / "j.db", clock=Clock(T0)) as j:
+        assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+        assert j.keys.key_for(T0.date()) is not None

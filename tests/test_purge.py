@@ -197,3 +197,55 @@ def test_cli_purge_verify_export(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["audit", "verify", "--file", str(export)]) == 0
     out = capsys.readouterr().out
     assert "3 entries, whole" in out and "promise kept" in out
+
+
+class _AuditDown:
+    """An audit log that fails on append (disk trouble, a crash between the two writes)."""
+
+    def __init__(self, real) -> None:  # type: ignore[no-untyped-def]
+        self.real = real
+
+    def has_purge(self, purge_id: str) -> bool:
+        return self.real.has_purge(purge_id)
+
+    def append(self, *a: object, **kw: object) -> int:
+        from sentinel.errors import JournalError
+
+        raise JournalError("audit.db: disk I/O error")
+
+
+def test_retention_state_names_leftover_events_and_unaudited_purges(tmp_path: Path) -> None:
+    clock = Clock(T0 - 5 * DAY)
+    with Journal(tmp_path / "journal.db", clock=clock, retention_days=3) as j:
+        j.record(ev(T0 - 5 * DAY))  # an event row without personal fields: no day key
+        clock.t = T0
+        j.record(ev(T0))
+        before = retention_state(j, 3, T0)
+        assert any("event rows older than the window" in p for p in before.problems)
+        with open_audit(tmp_path) as audit, pytest.raises(Exception, match="disk I/O"):
+            purge(j, _AuditDown(audit), retention_days=3, aggregate_days=400, now=T0)  # type: ignore[arg-type]
+        half = retention_state(j, 3, T0)
+        assert [p for p in half.problems if "not yet audited" in p], half.problems
+        assert not any("event rows older" in p for p in half.problems)  # the rows are gone
+        _purge(j, tmp_path, T0)
+        assert retention_state(j, 3, T0).problems == ()
+
+
+def test_audit_says_key_destroyed_only_for_days_that_had_a_key(tmp_path: Path) -> None:
+    clock = Clock(T0 - 6 * DAY)
+    with Journal(tmp_path / "journal.db", clock=clock, retention_days=3) as j:
+        j.record(ev(T0 - 6 * DAY))  # no personal fields: no key for that day
+        clock.t = T0 - 5 * DAY
+        j.record(ev(T0 - 5 * DAY), personal={"display_name": "A***"})
+        clock.t = T0
+        _purge(j, tmp_path, T0)
+    with open_audit(tmp_path) as audit:
+        days = {
+            d["day"]: d["key_destroyed"]
+            for d in (json.loads(e["details"]) for e in audit.entries() if e["kind"] == "purge")
+            if d.get("scope") == "day"
+        }
+    assert days == {
+        (T0 - 6 * DAY).date().isoformat(): False,
+        (T0 - 5 * DAY).date().isoformat(): True,
+    }
