@@ -26,7 +26,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 from sentinel.credentials.dcc_schema import (
     dose,
@@ -52,6 +55,8 @@ MAX_TEXT_CHARS = 8192  # a version-40 QR holds 4296 alphanumerics; twice that is
 MAX_INFLATED_BYTES = 64 * 1024  # a real DCC inflates to well under 2 KiB
 
 ALG_ES256 = -7
+ALG_ES384 = -35
+ALG_ES512 = -36
 ALG_PS256 = -37
 HDR_ALG = 1
 HDR_KID = 4
@@ -183,26 +188,68 @@ def sig_structure(cose: CoseSign1) -> bytes:
     return cbor2.dumps(["Signature1", cose.protected_bytes, b"", cose.payload])
 
 
+# COSE algorithm → hash (RFC 9053 §2.1).  DCC Vol. 3 §3.3.2 names ES256 and PS256; ES384/512
+# appear with P-384/P-521 signers (hcert-kotlin CryptoAdapter signs ECDSA_384 with P-384).
+_ECDSA_HASH = {ALG_ES256: hashes.SHA256, ALG_ES384: hashes.SHA384, ALG_ES512: hashes.SHA512}
+_PSS_HASH = {ALG_PS256: hashes.SHA256}
+
+
+def _ecdsa_der(sig: bytes, key: ec.EllipticCurvePublicKey) -> bytes:
+    """The DER Ecdsa-Sig-Value for ``sig``, which is raw ``r || s`` or already DER.
+
+    RFC 9053 §2.1: the COSE signature is ``r || s``, each the curve's field size — the
+    *signer key's* curve, so a P-384 key under an ES256 header signs 96 bytes (the DGCA
+    verifier splits any length in half: dgca-app-core-android ``convertToDer``).  Some
+    issuers' JCA signers put the DER ``SEQUENCE {r, s}`` (RFC 3279 §2.2.3) into the COSE
+    instead; that is accepted only as strict DER (re-encoding gives the same bytes), so no
+    second encoding of one signature exists.  Either way the key decides.
+    """
+    n = (key.curve.key_size + 7) // 8
+    if len(sig) == 2 * n:
+        return encode_dss_signature(int.from_bytes(sig[:n], "big"), int.from_bytes(sig[n:], "big"))
+    try:
+        r, s = decode_dss_signature(sig)
+    except ValueError:
+        raise InvalidSignature from None
+    if encode_dss_signature(r, s) != sig:
+        raise InvalidSignature
+    return sig
+
+
+def _ecdsa_r(sig: bytes) -> bytes:
+    """The ``r`` half of an ECDSA signature as the revocation hash takes it (raw: the first
+    half; strict DER: ``r`` left-padded to the field size of P-256, P-384 or P-521)."""
+    if len(sig) in (64, 96, 132):
+        return sig[: len(sig) // 2]
+    try:
+        r, s = decode_dss_signature(sig)
+        if encode_dss_signature(r, s) == sig:
+            size = (r.bit_length() + 7) // 8
+            return r.to_bytes(next(n for n in (32, 48, 66, size) if n >= size), "big")
+    except ValueError:
+        pass
+    return sig[: len(sig) // 2]
+
+
 def _verify_with(cose: CoseSign1, cert: x509.Certificate) -> None:
+    """Verify ``cose`` with ``cert``'s key: the key's type and curve decide, the header's
+    algorithm gives the hash.  A key of the other family (RSA under ES256) is refused."""
     key = cert.public_key()
     data = sig_structure(cose)
     alg = cose.alg
     try:
-        if alg == ALG_ES256 and isinstance(key, ec.EllipticCurvePublicKey):
-            if len(cose.signature) != 64:
-                raise InvalidSignature
-            r = int.from_bytes(cose.signature[:32], "big")
-            s = int.from_bytes(cose.signature[32:], "big")
-            key.verify(encode_dss_signature(r, s), data, ec.ECDSA(hashes.SHA256()))
-        elif alg == ALG_PS256 and isinstance(key, rsa.RSAPublicKey):
-            key.verify(
-                cose.signature,
-                data,
-                padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
-                hashes.SHA256(),
-            )
+        if alg in _ECDSA_HASH and isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(_ecdsa_der(cose.signature, key), data, ec.ECDSA(_ECDSA_HASH[alg]()))
+        elif alg in _PSS_HASH and isinstance(key, rsa.RSAPublicKey):
+            # RFC 8230 §2 says salt = hash length; issuers used others, and OpenSSL-based
+            # verifiers recover it from the signature (RSA_PSS_SALTLEN_AUTO, the default
+            # for verification).  The salt length does not change whose key signed.
+            h = _PSS_HASH[alg]()
+            key.verify(cose.signature, data, padding.PSS(padding.MGF1(h), padding.PSS.AUTO), h)
         else:
-            raise SignatureError(ReasonCode.BAD_SIGNATURE, f"algorithm {alg} not allowed")
+            kind = "RSA" if isinstance(key, rsa.RSAPublicKey) else type(key).__name__
+            kind = "EC" if isinstance(key, ec.EllipticCurvePublicKey) else kind
+            raise SignatureError(ReasonCode.BAD_SIGNATURE, f"algorithm {alg} with an {kind} key")
     except InvalidSignature:
         raise SignatureError(ReasonCode.BAD_SIGNATURE, "signature does not verify") from None
 
@@ -345,7 +392,7 @@ def revocation_keys(entry: Mapping[str, Any], cose: CoseSign1, issuer: str = "")
     """
     uci = str(entry.get("ci", ""))
     country = issuer or str(entry.get("co", ""))
-    sig = cose.signature[:32] if cose.alg == ALG_ES256 else cose.signature
+    sig = _ecdsa_r(cose.signature) if cose.alg in _ECDSA_HASH else cose.signature
 
     def h(b: bytes) -> str:
         return hashlib.sha256(b).digest()[:16].hex()
