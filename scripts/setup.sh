@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # Runtime system libraries.
 APT_RUNTIME=(libzbar0 fonts-ocr-b python3-venv)
 # Test-only system packages (the browser, broker, database and OCR the tests really run).
-APT_TEST=(chromium cage tesseract-ocr shellcheck systemd mosquitto postgresql)
+APT_TEST=(chromium cage tesseract-ocr shellcheck systemd mosquitto postgresql iso-codes)
 
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1

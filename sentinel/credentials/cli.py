@@ -12,10 +12,9 @@ from typing import Any
 
 def _inputs(items: list[str]) -> tuple[list[tuple[str, str | None]], list[str]]:
     """(label, QR text or None when an image held no code) per input, and error lines."""
-    import cv2
-
     from sentinel.credentials.folders import classify
     from sentinel.scan import Scanner
+    from sentinel.scan.images import ImageRefused, load_image
 
     scanner: Scanner | None = None
     out: list[tuple[str, str | None]] = []
@@ -32,7 +31,10 @@ def _inputs(items: list[str]) -> tuple[list[tuple[str, str | None]], list[str]]:
             continue
         scanner = scanner or Scanner("zxing", "pyzbar")
         for q in arg.paths:
-            img = cv2.imread(str(q), cv2.IMREAD_GRAYSCALE)
+            try:  # bounded: regular files, header size checked before decoding (D9)
+                img = load_image(q, grayscale=True)
+            except ImageRefused:
+                img = None
             syms = scanner.decode(img) if img is not None else []
             out.append((str(q), syms[0].text if syms else None))
     return out, errors

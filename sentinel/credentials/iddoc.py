@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING
 
+from sentinel.credentials import icao_codes
 from sentinel.credentials.identity import identity_pseudonym
 from sentinel.credentials.model import Credential, CredentialKind
 from sentinel.errors import CredentialError
@@ -127,9 +128,13 @@ def _expiry(s: str) -> date:
     return _real_date(2000 + yy, mm, dd, "expiry date")
 
 
-def _country(s: str, what: str) -> str:
-    # letters, right-padded with fillers ("D<<"); never digits
+def _country(s: str, what: str, specimens: bool = False) -> str:
+    # letters, right-padded with fillers ("D<<"); never digits; and one of the closed
+    # list of ICAO 9303-3 (no check digit covers it: a misread "XUT" must not pass).
+    # "UTO", the fictional state of 9303's specimens, only when asked for (tests).
     if not re.fullmatch(r"[A-Z]{1,3}<{0,2}", s):
+        raise _unreadable(f"MRZ {what} is not a country code")
+    if not (icao_codes.state_ok(s) or (specimens and s == icao_codes.SPECIMEN_STATE)):
         raise _unreadable(f"MRZ {what} is not a country code")
     return s.rstrip("<")
 
@@ -161,9 +166,10 @@ def _doc_number(field9: str, digit: str, optional: str) -> tuple[str, str]:
     return number, field9
 
 
-def _doc_code(s: str) -> str:
-    if not re.fullmatch(r"[A-Z][A-Z<]", s):
-        raise _unreadable("MRZ document code is malformed")
+def _doc_code(s: str, fmt: str) -> str:
+    # ICAO 9303-4/5/6 §4.2.2: P for passports (TD3), A/C/I for TD1 and TD2 documents
+    if not re.fullmatch(r"[A-Z][A-Z<]", s) or not icao_codes.document_code_ok(fmt, s):
+        raise _unreadable("MRZ document code is not one of ICAO 9303")
     return s.rstrip("<")
 
 
@@ -187,10 +193,12 @@ def mrz_format(lines: list[str]) -> str | None:
     return None
 
 
-def parse_mrz(text: str, *, today: date | None = None) -> IdDocument:
-    """Parse and verify an ICAO 9303 MRZ (TD1, TD2 or TD3); every check digit must match.
+def parse_mrz(text: str, *, today: date | None = None, specimens: bool = False) -> IdDocument:
+    """Parse and verify an ICAO 9303 MRZ (TD1, TD2 or TD3); every check digit must match,
+    and the document code, issuing state and nationality must be on 9303's lists.
 
-    ``today`` resolves the century of the birth date (default: the local date).
+    ``today`` resolves the century of the birth date (default: the local date);
+    ``specimens`` also accepts 9303's specimen state "UTO" (tests against the specimens).
     """
     today = today or date.today()
     lines = normalize_mrz(text)
@@ -201,20 +209,20 @@ def parse_mrz(text: str, *, today: date | None = None) -> IdDocument:
         raise _unreadable("MRZ holds characters outside A-Z 0-9 <")
     if fmt == "TD1":
         l1, l2, l3 = lines
-        code, country = _doc_code(l1[0:2]), _country(l1[2:5], "issuing state")
+        code, country = _doc_code(l1[0:2], fmt), _country(l1[2:5], "issuing state", specimens)
         number, _ = _doc_number(l1[5:14], l1[14], l1[15:30])
         born_s, expiry_s = l2[0:6], l2[8:14]
         _check(born_s, l2[6], "birth date")
         _sex(l2[7])
         _check(expiry_s, l2[14], "expiry date")
-        nationality = _country(l2[15:18], "nationality")
+        nationality = _country(l2[15:18], "nationality", specimens)
         # ICAO 9303-5 §4.2.2: composite over upper line 6-30, middle 1-7, 9-15, 19-29
         _check(l1[5:30] + l2[0:7] + l2[8:15] + l2[18:29], l2[29], "composite")
         surname, given = _names(l3)
     else:
         l1, l2 = lines
         width = len(l1)
-        code, country = _doc_code(l1[0:2]), _country(l1[2:5], "issuing state")
+        code, country = _doc_code(l1[0:2], fmt), _country(l1[2:5], "issuing state", specimens)
         surname, given = _names(l1[5:])
         optional = l2[28 : width - 1] if fmt == "TD2" else l2[28:42]
         if fmt == "TD3":
@@ -226,7 +234,7 @@ def parse_mrz(text: str, *, today: date | None = None) -> IdDocument:
         _check(born_s, l2[19], "birth date")
         _sex(l2[20])
         _check(expiry_s, l2[27], "expiry date")
-        nationality = _country(l2[10:13], "nationality")
+        nationality = _country(l2[10:13], "nationality", specimens)
         # ICAO 9303-4 §4.2.2.2 (TD3) and 9303-6 (TD2): composite over number, birth, expiry
         # and the optional data, each with its check digit
         _check(l2[0:10] + l2[13:20] + l2[21 : width - 1], l2[width - 1], "composite")

@@ -43,12 +43,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _frames(path: Path) -> Iterator[tuple[str, int | None, Any]]:
+    """(file, frame index or None, frame or the HardwareError that file gave): one
+    unreadable image in a folder is reported and the rest are still read."""
+    from sentinel.errors import HardwareError
+    from sentinel.scan.images import load_image
     from sentinel.scan.sources import IMAGE_SUFFIXES, CaptureSource, ImageSource
 
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
-        src = ImageSource.from_path(path)
-        for p in src.paths:
-            yield str(p), None, next(ImageSource([p]).frames())
+        for p in ImageSource.from_path(path).paths:
+            try:
+                yield str(p), None, load_image(p)
+            except HardwareError as exc:
+                yield str(p), None, exc
         return
     with CaptureSource(str(path)) as cap:
         for i, frame in enumerate(cap.frames()):
@@ -111,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
             continue
         try:
             for name, index, frame in _frames(path):
+                if isinstance(frame, HardwareError):
+                    print(json.dumps({"file": name, "error": str(frame)}, ensure_ascii=False))
+                    failures += 1
+                    continue
                 t = time.perf_counter()
                 symbols = scanner.decode(frame)
                 if not symbols and scanner.id_reader is not None:

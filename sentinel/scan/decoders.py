@@ -75,12 +75,14 @@ class ZxingDecoder:
 
     name = "zxing"
 
-    def __init__(self, formats: tuple[str, ...] = ("QRCode",), *, try_harder: bool = False) -> None:
+    def __init__(self, formats: tuple[str, ...] = ("QRCode",), *, try_invert: bool = True) -> None:
         import zxingcpp
 
         self._z = zxingcpp
         self._formats = [getattr(zxingcpp.BarcodeFormat, f) for f in formats]
-        self._harder = try_harder
+        # light-on-dark codes (dark-mode phones, watches, green health-code screens):
+        # zxing-cpp reads them itself for ~0.1 ms per empty 640×480 frame (docs/scanner.md)
+        self._invert = try_invert
         # whether the last decode found a symbol it could not read (a finder pattern, a
         # checksum error): the Scanner retries only then, keeping empty frames cheap
         self.saw_candidate = False
@@ -92,7 +94,7 @@ class ZxingDecoder:
             formats=self._formats,
             try_rotate=True,
             try_downscale=True,
-            try_invert=self._harder,
+            try_invert=self._invert,
             return_errors=True,
         )
         self.saw_candidate = bool(results)
@@ -117,14 +119,17 @@ class OpenCVDecoder:
         self._det = cv2.QRCodeDetector()
 
     def decode(self, frame: np.ndarray) -> list[Symbol]:
+        # the payload as bytes: a QR code's content need not be UTF-8 (the str variant
+        # raises UnicodeDecodeError on such a code)
         try:
-            text, pts, _ = self._det.detectAndDecode(gray(frame))
-        except cv2.error:
+            raw, pts, _ = self._det.detectAndDecodeBytes(gray(frame))
+        except (cv2.error, UnicodeDecodeError, ValueError):
             return []
-        if not text:
+        if not raw:
             return []
+        data = bytes(raw)
         poly = tuple((int(x), int(y)) for x, y in pts[0]) if pts is not None else ()
-        return [Symbol("QRCODE", text, text.encode("utf-8"), poly)]
+        return [Symbol("QRCODE", _text(data), data, poly)]
 
 
 BACKENDS = {"pyzbar": PyzbarDecoder, "zxing": ZxingDecoder, "opencv": OpenCVDecoder}

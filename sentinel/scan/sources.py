@@ -45,10 +45,19 @@ class ImageSource:
         return cls([path])
 
     def frames(self) -> Iterator[np.ndarray]:
+        """Each readable image in turn (``images.load_image``: regular files, bounded
+        size).  In a directory an unreadable file is logged and skipped; a single file
+        that cannot be read raises ``HardwareError``."""
+        from sentinel.scan.images import ImageRefused, load_image
+
         for p in self.paths:
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is None:
-                raise HardwareError(f"{p}: not a readable image")
+            try:
+                img = load_image(p)
+            except ImageRefused as exc:
+                if len(self.paths) == 1:
+                    raise
+                log.warning("skipping %s", exc)
+                continue
             yield img
 
     def close(self) -> None:

@@ -173,9 +173,10 @@ def _yymmdd(rng: np.random.Generator, y0: int, y1: int) -> str:
 
 def make_mrz(fmt: str, rng: np.random.Generator) -> str:
     """A random but valid MRZ ("TD1", "TD2" or "TD3"), check digits from the project."""
+    from sentinel.credentials.icao_codes import ISO_3166_ALPHA3
     from sentinel.credentials.iddoc import check_digit as cd
 
-    country = "".join(rng.choice(list(_LETTERS), 3))
+    country = str(rng.choice(sorted(ISO_3166_ALPHA3)))
     number = "".join(rng.choice(list(_ALNUM), int(rng.integers(6, 10))))
     num9 = _field(number, 9)
     born = _yymmdd(rng, 40, 99)
