@@ -196,3 +196,32 @@ def test_negative_grant_duration_does_not_unlock_into_the_past() -> None:
     d, effects = door.step(door.Door(), door.Grant(-5.0), 100.0, 10.0)
     assert d.unlock_until == 100.0
     assert door.WakeAt(100.0) in effects
+
+
+@pytest.mark.parametrize(("field", "pos"), [("document number", 9), ("birth date", 19)])
+def test_each_check_digit_is_checked_on_its_own(field: str, pos: int) -> None:
+    """A wrong field check digit with a composite recomputed over it (a forger's MRZ, or
+    an OCR slip the composite happens to absorb) is refused: the composite alone is not
+    enough (ICAO 9303-3 §4.9: every check digit must verify)."""
+    line1 = TD3.split("\n")[0]
+    good = _td3_line2("L898902C3", "740812", "300415")
+    wrong = str((int(good[pos]) + 1) % 10)
+    body = good[:pos] + wrong + good[pos + 1 : 43]
+    forged = body + iddoc.check_digit(body[0:10] + body[13:20] + body[21:43])
+    assert iddoc.parse_mrz(line1 + "\n" + good, today=date(2011, 1, 1))
+    with pytest.raises(CredentialError):
+        iddoc.parse_mrz(line1 + "\n" + forged, today=date(2011, 1, 1))
+
+
+def test_filler_check_digit_only_over_empty_optional_data() -> None:
+    """``<`` may stand for the optional-data check digit only when that field is empty."""
+    line1 = TD3.split("\n")[0]
+    empty = _td3_line2("L898902C3", "740812", "300415", personal="<" * 14)
+    body = empty[:42] + "<"
+    ok = body + iddoc.check_digit(body[0:10] + body[13:20] + body[21:43])
+    assert iddoc.parse_mrz(line1 + "\n" + ok, today=date(2011, 1, 1))
+    filled = _td3_line2("L898902C3", "740812", "300415")
+    body = filled[:42] + "<"
+    bad = body + iddoc.check_digit(body[0:10] + body[13:20] + body[21:43])
+    with pytest.raises(CredentialError):
+        iddoc.parse_mrz(line1 + "\n" + bad, today=date(2011, 1, 1))
