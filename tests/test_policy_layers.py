@@ -87,6 +87,8 @@ VENUE_CASES = [
         "ADMIT",
     ),
     ("positive test", tst(result=POS), VENUE, ReasonCode.TEST_POSITIVE),
+    ("sampled 300 s ahead (the skew)", tst(-300 * S), VENUE, ReasonCode.ADMIT),
+    ("sampled 301 s ahead", tst(-301 * S), VENUE, ReasonCode.NOT_YET_VALID),
     ("first of two doses", vac(dn=1), VENUE, ReasonCode.VACCINATION_INCOMPLETE),
     ("14 days after the dose", vac(days_ago=14), VENUE, ReasonCode.ADMIT),
     ("13 days after the dose", vac(days_ago=13), VENUE, ReasonCode.VACCINATION_TOO_RECENT),
