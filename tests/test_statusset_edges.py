@@ -1,0 +1,81 @@
+"""The status-set file and its deltas at their edges (pure functions, real files).
+
+A delta must carry a change of valid-until alone; a file longer than its entry count is
+refused like a short one; times after 2106 clamp instead of wrapping; the inflate cap holds
+inside the loop (a bomb is stopped before it is written out), and the raw digest is checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sentinel.errors import BundleFormatError, BundleHashError
+from sentinel.trust import statusset as ss
+
+KID = b"k" * 8
+
+
+def _cols(entries: dict[bytes, tuple[int, int]]) -> ss.Columns:
+    return ss.Columns.build(
+        entries.keys(), (v[0] for v in entries.values()), (v[1] for v in entries.values())
+    )
+
+
+def _key(i: int) -> bytes:
+    return hashlib.sha256(str(i).encode()).digest()[: ss.KEY_BYTES]
+
+
+def test_a_change_of_valid_until_alone_reaches_the_delta() -> None:
+    old = _cols({_key(i): (1, 1000 + i) for i in range(50)})
+    new = _cols({**{_key(i): (1, 1000 + i) for i in range(50)}, _key(7): (1, 5000)})
+    delta = ss.diff(old, new)
+    assert len(delta) == 1 and bytes(delta.keys[0]) == _key(7) and int(delta.until[0]) == 5000
+    merged = ss.merge(old, delta)
+    assert np.array_equal(merged.until, new.until) and np.array_equal(merged.keys, new.keys)
+
+
+def test_unchanged_sets_give_an_empty_delta_and_deletions_are_tombstones() -> None:
+    old = _cols({_key(i): (2, 10) for i in range(5)})
+    assert len(ss.diff(old, old)) == 0
+    fewer = _cols({_key(i): (2, 10) for i in range(4)})
+    d = ss.diff(old, fewer)
+    assert len(d) == 1 and int(d.status[0]) == 0 and bytes(d.keys[0]) == _key(4)
+
+
+def test_a_status_file_longer_than_its_count_is_refused(tmp_path: Path) -> None:
+    data = _cols({_key(i): (1, 10) for i in range(3)}).to_bytes(KID)
+    ss.parse_header(data, len(data))
+    with pytest.raises(BundleFormatError):
+        ss.parse_header(data + b"\0" * ss.ENTRY_BYTES, len(data) + ss.ENTRY_BYTES)
+    with pytest.raises(BundleFormatError):
+        ss.parse_header(data[:-1], len(data) - 1)
+
+
+def test_valid_until_after_2106_clamps_and_before_1970_is_zero() -> None:
+    assert ss.to_epoch(datetime(2200, 1, 1, tzinfo=UTC)) == 0xFFFFFFFF
+    assert ss.to_epoch(datetime(1960, 1, 1, tzinfo=UTC)) == 0
+    assert ss.to_epoch(datetime(2030, 1, 1, tzinfo=UTC)) == 1893456000
+
+
+def test_inflate_cap_stops_a_bomb_before_it_is_written(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.z"
+    bomb.write_bytes(zlib.compress(b"\0" * (64 << 20), 9))  # 64 MiB of zeros, ~64 KiB
+    out = tmp_path / "out"
+    with pytest.raises(BundleFormatError, match="beyond its declared size"):
+        ss.decompress_to(bomb, out, raw_size=1 << 20, raw_sha256="0" * 64)
+    assert out.stat().st_size <= (1 << 20) + (1 << 20)  # at most the cap plus one chunk
+
+
+def test_raw_digest_of_the_inflated_part_is_checked(tmp_path: Path) -> None:
+    raw = _cols({_key(i): (1, 10) for i in range(9)}).to_bytes(KID)
+    part = tmp_path / "part.z"
+    part.write_bytes(zlib.compress(raw))
+    ss.decompress_to(part, tmp_path / "ok", len(raw), hashlib.sha256(raw).hexdigest())
+    with pytest.raises(BundleHashError):
+        ss.decompress_to(part, tmp_path / "bad", len(raw), hashlib.sha256(b"x").hexdigest())
