@@ -125,7 +125,8 @@ def test_reduce_over_a_huge_operand_is_refused() -> None:
 
 # --- MRZ fields ---------------------------------------------------------------------------
 
-TD3 = "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36UTO7408122F1204159ZE184226B<<<<<10"
+# the ICAO 9303-4 specimen with a real issuing state instead of the fictional "UTO"
+TD3 = "P<NLDERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36NLD7408122F1204159ZE184226B<<<<<10"
 
 
 def _with_line1(country: str) -> str:
@@ -155,7 +156,7 @@ def _td3_line2(number: str, born: str, expiry: str, personal: str = "ZE184226B<<
     """ICAO 9303-4 §4.2.2: number, check, nationality, birth, check, sex, expiry, check,
     personal number, check, composite check."""
     cd = iddoc.check_digit
-    line = number + cd(number) + "UTO" + born + cd(born) + "F" + expiry + cd(expiry)
+    line = number + cd(number) + "NLD" + born + cd(born) + "F" + expiry + cd(expiry)
     line += personal + cd(personal)
     return line + cd(line[0:10] + line[13:20] + line[21:43])
 
