@@ -288,6 +288,9 @@ else
   done
   if [ "${#missing[@]}" -eq 0 ]; then say "ok" "packages ${apt_runtime[*]}"
   else
+    # A fresh image may have no package lists yet (mmdebstrap, a minimal Debian): refresh
+    # them first; only when something is missing, so a second run does not touch them.
+    run env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
     [ "$DRY_RUN" = 1 ] || changed "installed ${missing[*]}"
   fi
@@ -569,10 +572,15 @@ for u in "${enable[@]}"; do
   fi
 done
 
-# 11. One sync, so the device starts with current data.
+# 11. One sync, so the device starts with current data -- only the first time: once a
+# bundle is applied the service and the timer keep it current, and a re-run must not
+# rewrite trust/store.db (a sync records its attempt there even when nothing is new).
 step "sync"
 if [ "$DRY_RUN" = 1 ]; then say "would" "run: sentinel sync (when the command exists)"
 elif ! have_command sync; then say "skipped" "this sentinel has no 'sync' command yet"
+elif "$VPY" -c 'import sys; from sentinel.trust.store import BundleStore as B
+sys.exit(0 if B.exists(sys.argv[1]) else 1)' "$R$DATA" 2>/dev/null; then
+  say "ok" "a bundle is applied already (sentinel status shows it; the service keeps it current)"
 elif [ -n "$PUBLISHER_URL" ]; then
   as_service_user "$VPY" -m sentinel sync --config "$WORK/local.toml" || say "warning" "sync failed (see above); the timer retries hourly"
 elif [ -d "$R$DEMO_PUB/site" ]; then

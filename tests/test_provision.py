@@ -42,19 +42,15 @@ def provision(*args: str, check: bool = True) -> subprocess.CompletedProcess[str
 def manifest(root: Path) -> dict[str, tuple[str, ...]]:
     """Every path in the tree with its type, mode, owner and content hash (or link target).
 
-    Runtime state the service itself writes (journal, audit log, applied bundles) is left
-    out; the device key and the enrollment request, which provisioning writes, are in.
+    The whole tree, the state directory included: no service runs under --root, so
+    everything there (device key, enrollment request, the applied bundle's trust/store.db,
+    the audit log) was written by provisioning and a second run must leave it byte-equal.
     """
     out: dict[str, tuple[str, ...]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             p = Path(dirpath) / name
             rel = p.relative_to(root).as_posix()
-            if rel.startswith("var/lib/sentinel/") and rel not in (
-                "var/lib/sentinel/device_key.pem",
-                "var/lib/sentinel/enrollment.json",
-            ):
-                continue
             st = p.lstat()
             owner = f"{st.st_uid}:{st.st_gid}"
             if stat.S_ISLNK(st.st_mode):
