@@ -142,9 +142,9 @@ boot_checks() {
     t="$(inside date +%s)"
     inside systemctl stop sentinel.service
     after="$(inside journalctl -u sentinel.service --since "@$t" --no-pager -o cat 2>/dev/null)"
-    if grep -q "signal 15: stopping" <<<"$after" && grep -q "de-energised (fail-secure): locked" <<<"$after" \
+    if grep -q "signal 15: stopping" <<<"$after" && grep -q "relay de-energised, lock locked" <<<"$after" \
       && [ "$(prop sentinel.service Result)" = success ]; then
-      ok "SIGTERM: clean stop, \"$(grep -o 'relay GPIO.*' <<<"$after" | tail -1)\""
+      ok "SIGTERM: clean stop, \"$(grep -o 'gate stopped: .*' <<<"$after" | tail -1)\""
     else
       fail "SIGTERM: result $(prop sentinel.service Result); journal: $(tail -3 <<<"$after" | tr '\n' ' ')"
     fi
