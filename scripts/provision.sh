@@ -294,7 +294,7 @@ step "venue $VENUE, gate $GATE, into ${ROOT}, pins $PIN_FACTORY, lock $LOCK_TYPE
 # 1. System packages (the running system only).
 step "system packages"
 read -r -a apt_runtime <<<"$(sed -n 's/^APT_RUNTIME=(\(.*\))$/\1/p' "$SRC_DIR/scripts/setup.sh")"
-[ "$KIOSK" = yes ] && apt_runtime+=(cage chromium)   # systemd/sentinel-kiosk.service
+[ "$KIOSK" = yes ] && apt_runtime+=(cage chromium espeak-ng)   # kiosk unit; spoken prompts
 if [ "$ON_HOST" = 0 ]; then
   say "skipped" "packages (--root: the host's packages are not touched): ${apt_runtime[*]}"
 else
@@ -332,12 +332,12 @@ else
     done
   fi
   if [ "$KIOSK" = yes ]; then  # the kiosk browser's own account (systemd/sentinel-kiosk.service)
-    for g in video render input; do
+    for g in video render input audio; do
       getent group "$g" >/dev/null || { run groupadd --system "$g"; [ "$DRY_RUN" = 1 ] || changed "group $g"; }
     done
     if ! id -u sentinel-kiosk >/dev/null 2>&1; then
       run useradd --system --user-group --no-create-home --home-dir /run/sentinel-kiosk \
-        --shell /usr/sbin/nologin --groups video,render,input --comment "Sentinel kiosk" sentinel-kiosk
+        --shell /usr/sbin/nologin --groups video,render,input,audio --comment "Sentinel kiosk" sentinel-kiosk
       [ "$DRY_RUN" = 1 ] || changed "user sentinel-kiosk"
     fi
   fi
@@ -359,6 +359,8 @@ else
     run python3 -m venv "$R$VENV"
     [ "$DRY_RUN" = 1 ] || changed "create virtualenv $VENV"
   fi
+  # The kiosk's spoken prompts (espeak-ng, offline), packaged from the source tree.
+  [ "$KIOSK" = yes ] && [ "$DRY_RUN" = 0 ] && python3 "$SRC_DIR/scripts/make_prompts.py"
   src_hash="$(cd "$SRC_DIR" && find pyproject.toml sentinel -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 \
     | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64)"
   extra=""

@@ -8,13 +8,16 @@ cd "$(dirname "$0")/.."
 
 # Runtime system libraries.
 APT_RUNTIME=(libzbar0 fonts-ocr-b python3-venv)
+# The kiosk's spoken prompts are made with espeak-ng here, offline (scripts/make_prompts.py);
+# the kiosk font ships with the package (sentinel/web/static/fonts), so no CJK font package.
+APT_SOUND=(espeak-ng)
 # Test-only system packages (the browser, broker, database and OCR the tests really run).
 APT_TEST=(chromium cage tesseract-ocr shellcheck systemd mosquitto postgresql iso-codes)
 
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
-pkgs=("${APT_RUNTIME[@]}")
+pkgs=("${APT_RUNTIME[@]}" "${APT_SOUND[@]}")
 [ "$want_test" = 1 ] && pkgs+=("${APT_TEST[@]}")
 
 missing=()
@@ -45,5 +48,6 @@ if ! .venv/bin/python -m pip install -q -e ".${extra}" >"$log" 2>&1; then
   echo "setup: pip install failed (log above, also in $log)" >&2
   exit 1
 fi
+.venv/bin/python scripts/make_prompts.py
 .venv/bin/python -c "import sentinel, pyzbar.pyzbar, cv2" \
   || { echo "setup: the virtualenv is incomplete" >&2; exit 1; }

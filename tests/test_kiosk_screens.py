@@ -27,7 +27,7 @@ from sentinel.journal import Event
 from sentinel.policy import Decision, TrustState
 from sentinel.reasons import MESSAGES, ReasonCode, is_admit
 from sentinel.web.app import WebContext, create_app
-from sentinel.web.cues import cue_for
+from sentinel.web.cues import cue_for, prompts_installed
 from sentinel.web.server import BackgroundServer
 from tests.test_web_browser import ARGS, CHROMIUM
 
@@ -231,3 +231,22 @@ def test_muted_kiosk_plays_nothing(browser: Browser, tmp_path: Path) -> None:
         context.close()
         ctx.hub.close()
         server.stop()
+
+
+def test_spoken_prompts_follow_the_tone(browser: Browser, site: tuple[WebContext, str]) -> None:
+    if not prompts_installed():
+        if os.environ.get("CI") == "true":
+            pytest.fail("no spoken prompts: scripts/setup.sh runs scripts/make_prompts.py")
+        pytest.skip("spoken prompts not made (espeak-ng missing; scripts/make_prompts.py)")
+    ctx, url = site
+    context = browser.new_context(viewport={"width": 800, "height": 480})
+    page = context.new_page()
+    try:
+        page.goto(f"{url}/kiosk")
+        expect(page.locator("body")).to_have_attribute("data-prompts", "1", timeout=5000)
+        expect(page.locator("body")).to_have_attribute("data-status", "ok", timeout=5000)
+        _push(ctx, ReasonCode.CODE_EXPIRED)
+        page.wait_for_function("() => window.sentinelSound.spoken.length >= 2", timeout=5000)
+        assert page.evaluate("window.sentinelSound.spoken") == ["refresh-zh", "refresh-en"]
+    finally:
+        context.close()

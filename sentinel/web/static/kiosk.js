@@ -25,6 +25,7 @@
     volume: Math.min(1, Math.max(0, parseFloat(body.dataset.volume) || 0)),
     prompts: body.dataset.prompts === "1",
     log: [],  // {cue, prompt, state, at}: what was played (read by the browser tests)
+    spoken: [],  // prompt files started, e.g. "staff-zh"
     ctx: null,
     buffers: {},
   };
@@ -84,6 +85,7 @@
       src.connect(out);
       at = Math.max(at, c.currentTime);
       src.start(at);
+      sound.spoken.push(`${family}-${lang}`);
       at += buf.duration + 0.2;
     }
   }
