@@ -352,3 +352,28 @@ def test_fleet_page_screenshot(site: Site, tmp_path: Path) -> None:
         assert bg not in ("rgba(0, 0, 0, 0)", "transparent")
         page.screenshot(path=out / "central-fleet.png")
         browser.close()
+
+
+def test_d1_parallel_wrong_passwords_do_not_pass_the_lockout(site: Site) -> None:
+    """Security review #41: 40 parallel wrong passwords were all evaluated and the account
+    was left unlocked.  Now at most max_failures are evaluated, the rest answer 429."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    site.users.add("eve", "auditor", PASSWORD)
+    limits = httpx.Limits(max_connections=48, max_keepalive_connections=48)
+    with httpx.Client(base_url=site.url, timeout=60, limits=limits) as c:
+        token = _csrf(c.get("/login").text)
+        barrier = threading.Barrier(40)
+
+        def guess(i: int) -> int:
+            barrier.wait()
+            data = {"csrf": token, "name": "eve", "password": f"wrong-{i}"}
+            return c.post("/login", data=data).status_code
+
+        with ThreadPoolExecutor(40) as pool:
+            codes = list(pool.map(guess, range(40)))
+        assert set(codes) <= {401, 429}, codes  # never a 500
+        assert codes.count(401) <= CentralSettings().max_failures
+        right = c.post("/login", data={"csrf": token, "name": "eve", "password": PASSWORD})
+        assert right.status_code == 429  # the clock stands still: still waiting

@@ -118,10 +118,15 @@ def test_login_wrong_password_then_lockout_then_unlock(site) -> None:
     ctx, client, clock, _ = site
     r = _login(client, "mia", "wrong password")
     assert r.status_code == 401 and "Wrong user name or password" in r.text
-    for _ in range(ctx.config.web.max_failures - 1):
-        _login(client, "mia", "wrong password")
+    assert _login(client, "mia", "wrong password").status_code == 401  # no delay after one
+    r = _login(client, "mia")  # right password, but within the 1 s delay after two failures
+    assert r.status_code == 429 and r.headers["retry-after"] == "1"
+    for k in range(2, ctx.config.web.max_failures):
+        clock.t += timedelta(seconds=2 ** (k - 2))  # the delay doubles after each failure
+        assert _login(client, "mia", "wrong password").status_code == 401
+    clock.t += timedelta(minutes=ctx.config.web.lockout_minutes - 1)
     r = _login(client, "mia")  # right password, but locked now
-    assert r.status_code == 401 and "Too many failed attempts" in r.text
+    assert r.status_code == 429 and "Too many failed attempts" in r.text
     clock.t += timedelta(minutes=ctx.config.web.lockout_minutes + 1)
     r = _login(client, "mia")
     assert r.status_code == 200 and r.url.path == "/reports"
@@ -208,7 +213,7 @@ def test_report_filter_counts_and_escaping(site) -> None:
     )
     assert 'id="total">1<' in r.text
     r = client.get("/reports", params={"start": "not-a-date"})
-    assert r.status_code == 200 and "YYYY-MM-DD" in r.text
+    assert r.status_code == 400 and "YYYY-MM-DD" in r.text
 
 
 def test_personal_fields_only_inside_retention_window(site) -> None:
@@ -288,21 +293,30 @@ def test_report_data_reads_journal_read_only(tmp_path: Path) -> None:
 
 
 def test_kiosk_override_pin_lockout_and_audit(site) -> None:
-    ctx, client, _, opened = site
+    ctx, client, clock, opened = site
     page = client.get("/kiosk")
     assert "staff-open" not in page.text  # no PIN set yet: no override button
-    ctx.users.set_pin("4321")
+    with pytest.raises(UserError, match="6 to 12 digits"):
+        ctx.users.set_pin("4321")
+    ctx.users.set_pin("864213")
     token = _csrf(client.get("/kiosk").text)
-    r = client.post("/kiosk/override", data={"csrf": token, "pin": "1111", "reason": "paper"})
+
+    def post(pin: str, reason: str = "paper") -> httpx.Response:
+        return client.post("/kiosk/override", data={"csrf": token, "pin": pin, "reason": reason})
+
+    r = post("111111")
     assert r.status_code == 403 and r.json()["error"] == "bad"
-    r = client.post("/kiosk/override", data={"csrf": token, "pin": "4321", "reason": "nope"})
-    assert r.status_code == 400
-    r = client.post("/kiosk/override", data={"csrf": token, "pin": "4321", "reason": "paper"})
-    assert r.json() == {"ok": True} and opened == ["paper"]
-    for _ in range(ctx.config.web.max_failures):
-        client.post("/kiosk/override", data={"csrf": token, "pin": "0000", "reason": "paper"})
-    r = client.post("/kiosk/override", data={"csrf": token, "pin": "4321", "reason": "paper"})
-    assert r.status_code == 429 and opened == ["paper"]
+    assert post("864213", "nope").status_code == 400
+    assert post("222222").status_code == 403
+    assert post("864213").status_code == 429  # the 1 s delay after two failures
+    clock.t += timedelta(seconds=1)
+    assert post("864213").json() == {"ok": True} and opened == ["paper"]
+    for k in range(1, ctx.config.web.max_failures + 1):
+        assert post("000000").status_code == 403
+        clock.t += timedelta(seconds=2 ** max(0, k - 2))
+    r = post("864213")
+    assert r.status_code == 429 and r.json()["error"] == "locked" and opened == ["paper"]
+    assert int(r.headers["retry-after"]) > 60
 
 
 def test_kiosk_status_stale_and_device_state(tmp_path: Path) -> None:
@@ -378,8 +392,9 @@ def test_user_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> No
     assert sentinel("list") == 0
     assert capsys.readouterr().out.strip() == "alice\tmanager"
     assert sentinel("pin", "--stdin", stdin="12a4\n") == 1
-    assert sentinel("pin", "--stdin", stdin="2468\n") == 0
-    assert store.check_pin("2468") == "ok"
+    assert sentinel("pin", "--stdin", stdin="2468\n") == 1  # too short
+    assert sentinel("pin", "--stdin", stdin="246813\n") == 0
+    assert store.check_pin("246813") == "ok"
     assert sentinel("remove", "alice") == 0
     assert store.users() == []
     with pytest.raises(SystemExit):

@@ -36,7 +36,7 @@ def test_daemon_serves_kiosk_stream_and_override(
     tmp_path: Path, signer: di.IssuerKey, trust: TrustList, now: datetime
 ) -> None:
     cfg = replace(Config(), data_dir=str(tmp_path), web=WebConfig(enabled=True, port=0))
-    UserStore(tmp_path / "users.db").set_pin("2468")
+    UserStore(tmp_path / "users.db").set_pin("246813")
     good = di.issue(
         di.vaccination(on="2022-01-10"), signer, issued_at=now - DAY, expires_at=now + DAY
     )
@@ -49,7 +49,7 @@ def test_daemon_serves_kiosk_stream_and_override(
             token = page.text.split('name="csrf" value="')[1].split('"')[0]
             assert d.gate.pulses == 0
             r = client.post(
-                "/kiosk/override", data={"csrf": token, "pin": "2468", "reason": "device"}
+                "/kiosk/override", data={"csrf": token, "pin": "246813", "reason": "device"}
             )
             assert r.json() == {"ok": True}
             assert d.gate.pulses == 1

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from sentinel.errors import AuditError, JournalError
+from sentinel.safefs import private_file
 
 GENESIS = "0" * 64
 EXPORT_FORMAT = "sentinel-audit-export/1"
@@ -48,7 +49,7 @@ MAX_EXPORT_BYTES = 256 * 1024 * 1024
 def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Temp file in the same directory, fsync, os.replace, fsync the directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -79,7 +80,16 @@ def load_or_create_device_key(path: Path) -> Ed25519PrivateKey:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_atomic(path, pem, 0o600)
+    # First use can be several threads at once (parallel first logins): link the new key
+    # into place only if none is there yet, so every thread ends with the same key.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+    _write_atomic(tmp, pem, 0o600)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return load_or_create_device_key(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return key
 
 
@@ -194,7 +204,7 @@ class AuditLog:
 
     def __init__(self, db_path: str | Path, key_path: str | Path) -> None:
         self.db_path = Path(db_path)
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.db_path)  # 0600 in a 0700 directory, whatever the umask
         self.head_path = self.db_path.with_suffix(".head")
         self.lock_path = self.db_path.with_suffix(".lock")
         self.key = load_or_create_device_key(Path(key_path))

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sentinel.errors import JournalError
 from sentinel.journal.keystore import KeyStore, connect
+from sentinel.safefs import private_file
 
 NONCE_BYTES = 12  # NIST SP 800-38D: 96-bit nonces, random per message
 _PAD = 64  # plaintexts are padded to a multiple of this, so lengths do not leak names
@@ -153,7 +154,7 @@ class Journal:
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise JournalError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # 0600 in a 0700 directory, whatever the umask
         self.key_path = (
             Path(key_path) if key_path else self.path.with_name(self.path.stem + "-keys.db")
         )

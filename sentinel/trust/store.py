@@ -34,6 +34,7 @@ from sentinel.config import TrustConfig
 from sentinel.credentials.trustlist import TrustList
 from sentinel.errors import BundleError, BundleFormatError, BundleHashError, ConfigError
 from sentinel.policy import TrustState
+from sentinel.safefs import private_dir, private_file
 from sentinel.trust import bundle as bm
 from sentinel.trust import statusset as ss
 from sentinel.trust.provider import (
@@ -117,9 +118,9 @@ class BundleStore:
     def __init__(self, data_dir: str | Path) -> None:
         self.data_dir = Path(data_dir)
         self.root = self.data_dir / "trust"
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "status").mkdir(exist_ok=True)
-        self.db_path = self.root / "store.db"
+        private_dir(self.data_dir)
+        private_dir(self.root / "status")
+        self.db_path = private_file(self.root / "store.db")  # 0600 in 0700 dirs, any umask
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

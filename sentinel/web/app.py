@@ -23,6 +23,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import (
     JSONResponse,
+    PlainTextResponse,
     RedirectResponse,
     Response,
     StreamingResponse,
@@ -37,11 +38,11 @@ from sentinel.journal.audit import AuditLog, open_audit
 from sentinel.policy import TrustState
 from sentinel.reasons import MESSAGES, ReasonCode, is_admit
 from sentinel.web import charts
-from sentinel.web.auth import CookieAuth, csrf_ok, csrf_refused
+from sentinel.web.auth import CookieAuth, busy_handler, csrf_ok, csrf_refused
 from sentinel.web.cues import prompts_installed
 from sentinel.web.data import Filter, ReportData, counts
 from sentinel.web.hub import EventHub
-from sentinel.web.users import Session, UserStore
+from sentinel.web.users import Session, UserBusy, UserStore
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "sentinel_session"
@@ -131,10 +132,23 @@ def kiosk_status(ctx: WebContext) -> dict[str, Any]:
     return out
 
 
+# Report dates outside this range are refused (year 9999 + 1 day overflowed into a 500).
+MIN_DATE, MAX_DATE = date(2000, 1, 1), date(2100, 12, 31)
+BAD_DATES = f"Dates must be YYYY-MM-DD between {MIN_DATE} and {MAX_DATE}."
+
+
 def _parse_date(value: str | None, default: date) -> date:
     if not value:
         return default
-    return date.fromisoformat(value)
+    d = date.fromisoformat(value)
+    if not MIN_DATE <= d <= MAX_DATE:
+        raise ValueError("date out of range")
+    return d
+
+
+def filter_status(error: str) -> int:
+    """HTTP status of a page whose filter gave ``error``: 400 for dates it could not use."""
+    return 400 if error == BAD_DATES else 200
 
 
 def parse_filter(params: Any, today: date) -> tuple[Filter, dict[str, str], str]:
@@ -143,8 +157,8 @@ def parse_filter(params: Any, today: date) -> tuple[Filter, dict[str, str], str]
     try:
         start_d = _parse_date(params.get("start"), today - timedelta(days=6))
         end_d = _parse_date(params.get("end"), today)
-    except ValueError:
-        start_d, end_d, error = today - timedelta(days=6), today, "Dates must be YYYY-MM-DD."
+    except (ValueError, TypeError):
+        start_d, end_d, error = today - timedelta(days=6), today, BAD_DATES
     if end_d < start_d:
         start_d, end_d, error = end_d, start_d, "Start was after end; swapped."
     if (end_d - start_d).days > 400:
@@ -169,7 +183,8 @@ def parse_filter(params: Any, today: date) -> tuple[Filter, dict[str, str], str]
 
 
 class SecurityHeaders:
-    """CSP without inline script or style, no framing, no referrer, no sniffing."""
+    """CSP without inline script or style, no framing, no referrer, no sniffing, and
+    ``Cache-Control: no-store`` on everything but static assets."""
 
     CSP = (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -184,6 +199,8 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        path = str(scope.get("path", ""))
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
@@ -193,6 +210,12 @@ class SecurityHeaders:
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"no-referrer"),
                 ]
+                # Pages and exports can hold personal data: never kept by a browser or
+                # proxy past the retention promise (static assets may be cached).
+                if not path.startswith("/static/") and not any(
+                    k.lower() == b"cache-control" for k, _ in headers
+                ):
+                    headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -276,10 +299,17 @@ def create_app(ctx: WebContext) -> Starlette:
         if reason not in OVERRIDE_REASONS:
             return JSONResponse({"ok": False, "error": "reason"}, status_code=400)
         pin = form.get("pin")
-        result = await run_in_threadpool(ctx.users.check_pin, pin if isinstance(pin, str) else "")
+        result, wait_s = await run_in_threadpool(
+            ctx.users.check_pin_detail, pin if isinstance(pin, str) else ""
+        )
+        if result == "locked":  # lock-out or the growing delay between attempts (D1)
+            return JSONResponse(
+                {"ok": False, "error": result, "retry_after_s": wait_s},
+                status_code=429,
+                headers={"Retry-After": str(max(1, wait_s))},
+            )
         if result != "ok":
-            status = 429 if result == "locked" else 403
-            return JSONResponse({"ok": False, "error": result}, status_code=status)
+            return JSONResponse({"ok": False, "error": result}, status_code=403)
 
         await run_in_threadpool(ctx.override, reason)
         return JSONResponse({"ok": True})
@@ -315,6 +345,7 @@ def create_app(ctx: WebContext) -> Starlette:
         return render(
             request,
             "reports.html",
+            filter_status(error),
             session=s,
             filter=echo,
             error=error,
@@ -336,7 +367,9 @@ def create_app(ctx: WebContext) -> Starlette:
         form = await request.form()
         if not csrf_ok(s.csrf, form.get("csrf")):
             return csrf_refused()
-        f, echo, _ = parse_filter(form, ctx.clock().date())
+        f, echo, error = parse_filter(form, ctx.clock().date())
+        if filter_status(error) != 200:
+            return PlainTextResponse(error, status_code=400)
 
         def build() -> str:
             rows = ctx.data.refused(f)
@@ -386,6 +419,7 @@ def create_app(ctx: WebContext) -> Starlette:
             Middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False),
             Middleware(SecurityHeaders),
         ],
+        exception_handlers={UserBusy: busy_handler},
     )
 
 

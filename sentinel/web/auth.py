@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
-from sentinel.web.users import Session, UserStore
+from sentinel.web.users import Session, UserBusy, UserStore
 
 CSRF_REFUSED = "CSRF token missing or wrong"
 MIN_CSRF_CHARS = 32  # token_urlsafe(32) gives 43; anything shorter was not made by us
@@ -32,6 +32,22 @@ def csrf_ok(expected: str | None, given: Any) -> bool:
 
 def csrf_refused() -> Response:
     return PlainTextResponse(CSRF_REFUSED, status_code=403)
+
+
+def busy_response() -> Response:
+    """users.db contention: 429 with Retry-After (never a 500)."""
+    return PlainTextResponse("Busy; try again.", status_code=429, headers={"Retry-After": "1"})
+
+
+async def busy_handler(_request: Request, _exc: Exception) -> Response:
+    """Starlette exception handler for ``UserBusy`` raised anywhere in a page."""
+    return busy_response()
+
+
+def _wait_text(seconds: int) -> str:
+    if seconds < 120:
+        return f"{max(1, seconds)} s"
+    return f"{-(-seconds // 60)} min"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +107,10 @@ class CookieAuth:
             return csrf_refused()
         name = str(form.get("name") or "")[:64]
         password = str(form.get("password") or "")[:1024]
-        res = await run_in_threadpool(self.users.login, name, password, self.session_minutes)
+        try:
+            res = await run_in_threadpool(self.users.login, name, password, self.session_minutes)
+        except UserBusy:  # users.db held by another writer past the busy timeout
+            return busy_response()
         refused_role = (
             self.roles is not None and res.token is not None and res.role not in self.roles
         )
@@ -105,12 +124,13 @@ class CookieAuth:
         if refused_role:
             msg = self.role_refused.format(role=res.role)
             return self.render(request, "login.html", 403, csrf=tok, error=msg, name=name)
+        if res.token is None and res.reason == "locked":
+            msg = f"Too many failed attempts; try again in {_wait_text(res.retry_after_s)}."
+            resp = self.render(request, "login.html", 429, csrf=tok, error=msg, name=name)
+            resp.headers["Retry-After"] = str(max(1, res.retry_after_s))
+            return resp
         if res.token is None:
-            msg = (
-                "Too many failed attempts; try again later."
-                if res.reason == "locked"
-                else "Wrong user name or password."
-            )
+            msg = "Wrong user name or password."
             return self.render(request, "login.html", 401, csrf=tok, error=msg, name=name)
         resp = RedirectResponse(self.landing(res.role), status_code=303)
         resp.set_cookie(

@@ -40,10 +40,17 @@ from starlette.templating import Jinja2Templates
 from sentinel.fleet import central
 from sentinel.reasons import MESSAGES, ReasonCode
 from sentinel.web import charts
-from sentinel.web.app import REFUSAL_CODES, TABLE_ROWS, SecurityHeaders, _age_text, parse_filter
-from sentinel.web.auth import CookieAuth, csrf_ok, csrf_refused
+from sentinel.web.app import (
+    REFUSAL_CODES,
+    TABLE_ROWS,
+    SecurityHeaders,
+    _age_text,
+    filter_status,
+    parse_filter,
+)
+from sentinel.web.auth import CookieAuth, busy_handler, csrf_ok, csrf_refused
 from sentinel.web.data import MAX_ROWS
-from sentinel.web.users import Session, UserStore
+from sentinel.web.users import Session, UserBusy, UserStore
 
 HERE = Path(__file__).parent
 # Own cookie names: a device app on the same host (another port) shares the cookie jar.
@@ -222,9 +229,11 @@ def create_central_app(
             }
 
         d = await run_in_threadpool(load)
+        code = filter_status(parse_filter(request.query_params, clock().date())[2])
         return render(
             request,
             "central_reports.html",
+            code,
             session=s,
             reasons=REFUSAL_CODES,
             messages=MESSAGE_TABLE,
@@ -241,6 +250,8 @@ def create_central_app(
         form = await request.form()
         if not csrf_ok(s.csrf, form.get("csrf")):
             return csrf_refused()
+        if filter_status(bad := parse_filter(form, clock().date())[2]) != 200:
+            return PlainTextResponse(bad, status_code=400)
 
         def build() -> tuple[str, dict[str, str]]:
             with db() as conn:
@@ -369,7 +380,7 @@ def create_central_app(
             Middleware(TrustedHostMiddleware, allowed_hosts=st.allowed_hosts, www_redirect=False),
             Middleware(SecurityHeaders),
         ],
-        exception_handlers={psycopg.OperationalError: db_down},
+        exception_handlers={psycopg.OperationalError: db_down, UserBusy: busy_handler},
     )
 
 
