@@ -118,6 +118,8 @@ def make_site(tmp_path: Path, users_template: Path) -> Iterator[Callable[..., Si
         data = tmp_path / f"site{len(servers)}"
         data.mkdir()
         shutil.copyfile(users_template, data / "users.db")
+        # the PIN is keyed by this file beside users.db (docs/security.md, D15)
+        shutil.copyfile(f"{users_template}.pinkey", data / "users.db.pinkey")
         _seed(data / "journal.db")
         cfg = replace(
             Config(),
