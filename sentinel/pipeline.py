@@ -117,7 +117,7 @@ class Pipeline:
             return Decision.of(d.reason, bundle_version=state.bundle_version), exc.detail, None
         wait_s, held = self.config.policy.second_credential_s, self.pending
         held = held if held and 0 <= (now - held[1]).total_seconds() <= wait_s else None
-        rules = rule_set_from_part(snap.part("rules"))
+        rules = rule_set_from_part(snap.part("rules"), snap.part("valuesets"))
         policy = self.config.policy
         companion = held[0] if held else None
         return decide(cred, policy, state, now, rule_set=rules, companion=companion), "", cred

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -89,3 +90,83 @@ def test_cli(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["conformance", "certlogic", "--dir", str(SUITE)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].endswith(" passed, 0 failed")
+
+
+# --- null-safety: "operating on a null value evaluates to null in most, but not all, cases" --
+
+NULL = {"var": "missing"}
+DT = {"plusTime": ["2021-06-01", 0, "day"]}
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ({"in": ["a", NULL]}, None),  # the issue's example: no error, null
+        ({"in": [NULL, {"var": "arr"}]}, True),  # a null *item* is a value to look for
+        ({"in": [NULL, ["a"]]}, False),
+        ({"+": [NULL, 1]}, None),
+        ({"+": [1, NULL]}, None),
+        ({"<": [NULL, 1]}, None),
+        ({">=": [1, NULL]}, None),
+        ({"<=": [0, NULL, 2]}, None),  # ternary form
+        ({"after": [NULL, DT]}, None),
+        ({"not-before": [DT, NULL]}, None),
+        ({"before": [DT, NULL, DT]}, None),
+        ({"plusTime": [NULL, 1, "day"]}, None),
+        ({"dccDateOfBirth": [NULL]}, None),
+        ({"extractFromUVCI": [NULL, 1]}, None),
+        ({"var": "a.b.c"}, None),
+        ({"var": "list.7"}, None),
+        # the exceptions: null is falsy, comparable by ===, and reduce starts from its initial
+        ({"if": [NULL, "then", "else"]}, "else"),
+        ({"and": [True, NULL, False]}, None),
+        ({"!": [NULL]}, True),
+        ({"===": [NULL, NULL]}, True),
+        ({"===": [NULL, 0]}, False),
+        ({"reduce": [NULL, {"+": [{"var": "accumulator"}, 1]}, 5]}, 5),
+        # null flows through nested operations without an error
+        ({"!": [{"in": ["a", NULL]}]}, True),
+        ({"after": [{"plusTime": [NULL, 1, "day"]}, DT]}, None),
+        ({"<": [{"+": [NULL, 1]}, 3]}, None),
+    ],
+)
+def test_null_operands(expr: object, expected: object) -> None:
+    assert cl.same_value(cl.evaluate(expr, {"list": [1], "arr": ["a", None]}), expected)
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        {"in": ["a", "abc"]},  # a non-null non-array is still an error
+        {"+": ["x", 1]},
+        {"after": [DT, "2021-06-01"]},  # a string is not a date-time
+        {"plusTime": [NULL, NULL, "day"]},  # the amount is a literal integer, always
+        {"dccDateOfBirth": [5]},
+    ],
+)
+def test_null_safety_is_not_type_laxity(expr: object) -> None:
+    with pytest.raises(cl.CertLogicError):
+        cl.evaluate(expr, {})
+
+
+def test_a_rule_evaluating_to_null_fails(now: datetime) -> None:
+    """A rule counts as passed only when it evaluates to true: null (no value set) fails."""
+    from sentinel.authority import dcc_issue as di
+    from sentinel.credentials import dcc, rules
+    from sentinel.credentials.trustlist import TrustList
+
+    doc = {
+        "rules": [
+            {
+                "Identifier": "VR-XX-0001",
+                "CertificateType": "Vaccination",
+                "Logic": {"in": [{"var": "payload.v.0.mp"}, {"var": "external.valueSets.nope"}]},
+            }
+        ]
+    }
+    rs = rules.parse_rule_set(json.dumps(doc).encode())
+    key = di.make_signer(not_before=now - timedelta(days=9), not_after=now + timedelta(days=9))
+    text = di.issue(di.vaccination(), key, issued_at=now, expires_at=now + timedelta(days=1))
+    cred = dcc.verify(text, TrustList.from_certificates([key.der]), now)
+    failed = rules.rule_failure(cred, rs, "3G", now)
+    assert failed is not None and failed.identifier == "VR-XX-0001"

@@ -4,7 +4,19 @@
 ``../shared/testdata/certlogic``): literals, ``var``, ``if``, ``===``, ``in``, ``+``,
 ``and``, ``!``, the integer comparisons (binary and ternary), the date-time comparisons
 ``after``/``before``/``not-after``/``not-before``, ``plusTime``, ``reduce``,
-``extractFromUVCI`` and ``dccDateOfBirth``.  An invalid expression or a type mismatch
+``extractFromUVCI`` and ``dccDateOfBirth``.
+
+Null-safety, as the specification states it ("Operating on a ``null`` value evaluates to
+``null`` in most, but not all, cases"): ``var`` of a missing or null value is null; an
+operation whose operand evaluates to null yields null (``in`` with a null right operand,
+``+``, every comparison and date-time comparison, ``plusTime``, ``dccDateOfBirth``,
+``extractFromUVCI``).  The exceptions are where null is a value the operation is defined
+on: ``if``/``and``/``!`` take null as falsy, ``===`` compares it (null === null),
+``in`` looks for a null *item* in its array, and ``reduce`` over null gives its initial
+value (certlogic-js, the spec's reference implementation; the shared suite's patched
+reduce).  A rule that evaluates to null has not evaluated to ``true``: it fails.
+
+An invalid expression or a type mismatch
 raises ``CertLogicError`` (the spec's "throws"); callers evaluating a rule treat that as
 the rule failing.  ``validate(expr)`` lists the structural issues of an expression
 without evaluating it.
@@ -272,12 +284,16 @@ def _eval(expr: Any, data: Any, depth: int) -> Any:
     if op == "in":
         _arity(op, values, 2)
         item, seq = ev(values[0]), ev(values[1])
+        if seq is None:  # null-safety: operating on null gives null (a null item is a value)
+            return None
         if not isinstance(seq, list):
             raise CertLogicError("in: right operand must be an array")
         return any(same_value(item, x) for x in seq)
     if op == "+":
         _arity(op, values, 2)
         a, b = ev(values[0]), ev(values[1])
+        if a is None or b is None:
+            return None
         if not (_is_int(a) and _is_int(b)):
             raise CertLogicError("+: operands must be integers")
         return a + b
@@ -302,16 +318,19 @@ def _eval(expr: Any, data: Any, depth: int) -> Any:
         raise CertLogicError(f"!: operand neither truthy nor falsy: {v!r}")
     if op in COMPARISONS or op in DATE_COMPARISONS:
         _arity(op, values, 2, 3)
-        return _compare(op, [ev(v) for v in values])
+        operands = [ev(v) for v in values]
+        return None if any(v is None for v in operands) else _compare(op, operands)
     if op == "plusTime":
         _arity(op, values, 3)
         amount, unit = values[1], values[2]
         if not _is_int(amount) or unit not in TIME_UNITS:
             raise CertLogicError("plusTime: [<date-time>, <integer>, <year|month|day|hour>]")
-        return plus_time(parse_date_time(ev(values[0])), amount, unit)
+        when = ev(values[0])
+        return None if when is None else plus_time(parse_date_time(when), amount, unit)
     if op == "dccDateOfBirth":
         _arity(op, values, 1)
-        return dcc_date_of_birth(ev(values[0]))
+        dob = ev(values[0])
+        return None if dob is None else dcc_date_of_birth(dob)
     if op == "extractFromUVCI":
         _arity(op, values, 2)
         return _uvci(ev(values[0]), values[1])

@@ -40,6 +40,20 @@ def _inputs(items: list[str]) -> tuple[list[tuple[str, str | None]], list[str]]:
     return out, errors
 
 
+def product_name(c: Any) -> str:
+    """What the certificate is for, by name from the EU value sets (a venue shows it)."""
+    from sentinel.credentials.valuesets import default_valuesets
+
+    vs = default_valuesets()
+    if c.vaccination is not None:
+        return vs.display("vaccines-covid-19-names", c.vaccination.product)
+    if c.test is not None:
+        return vs.display("covid-19-lab-test-type", c.test.test_type)
+    if c.recovery is not None:
+        return "recovery: " + vs.display("disease-agent-targeted", c.recovery.disease)
+    return ""
+
+
 def _check_one(label: str, text: str | None, trust: Any, now: datetime, args: Any) -> dict:
     from sentinel import config as cfgmod
     from sentinel.credentials import dcc
@@ -70,6 +84,7 @@ def _check_one(label: str, text: str | None, trust: Any, now: datetime, args: An
                 "issuer_country": c.issuer_country,
                 "issuer_kid": c.issuer_kid,
                 "expires_at": c.expires_at.isoformat() if c.expires_at else None,
+                "product": product_name(c),
             }
             d = decide(c, cfg.policy, TrustState(), now, rule_set=rule_set_from_part(None))
     result["decision"] = {
@@ -105,6 +120,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         if "credential" in r:
             c = r["credential"]
             print(f"  credential: {c['kind']}  {c['display_name']}  ({c['issuer_country']})")
+            print(f"  product: {c['product']}")
         d = r["decision"]
         verdict = "ADMIT " if d["admit"] else "REFUSE"
         print(f"  decision: {verdict} {d['reason']}  {d['message_en']} / {d['message_zh']}")

@@ -15,8 +15,10 @@ that mode; every other rule always applies.  A mode's ``accept`` lists the alter
 each is the set of certificate types ("v", "t", "r") that together admit, so ``2G+`` needs
 two certificates in one presentation.
 
-Rules see only the minimized credential (``payload``: v/t/r with the decision fields) and
-``external.validationClock``/``validationDay``; a rule that errors counts as failed (spec).
+Rules see only the minimized credential (``payload``: v/t/r with the decision fields),
+``external.validationClock``/``validationDay`` and ``external.valueSets`` (``{id: [codes]}``:
+the package's EU value sets, or the bundle's ``valuesets`` part over them, see
+``valuesets.py``); a rule that errors, or evaluates to anything but ``true``, fails (spec).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 
 from sentinel.credentials import certlogic
 from sentinel.credentials.model import Credential, CredentialKind
+from sentinel.credentials.valuesets import ValueSets, default_valuesets, valuesets_from_part
 from sentinel.errors import BundleFormatError
 from sentinel.reasons import ReasonCode
 
@@ -72,6 +75,7 @@ class RuleSet:
     version: str = ""
     rules: tuple[Rule, ...] = ()
     modes: Mapping[str, Mode] = field(default_factory=dict)
+    value_sets: ValueSets = field(default_factory=default_valuesets)
 
     def applicable(self, letter: str, mode: str) -> list[Rule]:
         """Rules for a certificate of type ``letter`` in venue mode ``mode``."""
@@ -134,8 +138,14 @@ def _cached(digest: str, data: bytes) -> RuleSet:
     return parse_rule_set(data, f"bundle rules {digest[:12]}")
 
 
-def rule_set_from_part(part: bytes | None) -> RuleSet:
-    """The bundle's ``rules`` part, parsed once per content; the defaults when absent."""
+@lru_cache(maxsize=4)
+def _with_valuesets(rules_digest: str, vs_digest: str, part: bytes | None, vs: bytes) -> RuleSet:
+    from dataclasses import replace
+
+    return replace(_rules_only(part), value_sets=valuesets_from_part(vs))
+
+
+def _rules_only(part: bytes | None) -> RuleSet:
     if not part:
         return default_rule_set()
     try:
@@ -145,6 +155,15 @@ def rule_set_from_part(part: bytes | None) -> RuleSet:
         # deciding with the package's rules rather than stopping the gate
         log.error("%s; using the default rule set", exc)
         return default_rule_set()
+
+
+def rule_set_from_part(part: bytes | None, valuesets: bytes | None = None) -> RuleSet:
+    """The bundle's ``rules`` part (defaults when absent), with the bundle's ``valuesets``
+    part over the package value sets; each parsed once per content."""
+    if not valuesets:
+        return _rules_only(part)
+    rd = hashlib.sha256(part).hexdigest() if part else ""
+    return _with_valuesets(rd, hashlib.sha256(valuesets).hexdigest(), part, valuesets)
 
 
 def rule_payload(cred: Credential) -> dict[str, Any]:
@@ -184,7 +203,11 @@ def rule_failure(cred: Credential, rule_set: RuleSet, mode: str, now: datetime) 
     clock = certlogic.iso(now if now.tzinfo else now.replace(tzinfo=UTC))
     data = {
         "payload": rule_payload(cred),
-        "external": {"validationClock": clock, "validationDay": clock[:10]},
+        "external": {
+            "validationClock": clock,
+            "validationDay": clock[:10],
+            "valueSets": rule_set.value_sets.for_rules(),
+        },
     }
     for rule in rule_set.applicable(letter, mode):
         try:
