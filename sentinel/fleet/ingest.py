@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -258,6 +259,8 @@ class Ingester:
         self.rejected = 0
         self.alerts = 0
         self.batches = 0
+        # test hook (tests/test_city.py): exit right after the first committed batch
+        self._die_after_commit = os.environ.get("SENTINEL_TEST_INGEST_DIE_AFTER_COMMIT") == "1"
         self.conn = Connection(
             broker,
             client_id=client_id,
@@ -340,6 +343,8 @@ class Ingester:
                     self.db = self._connect()
                 except psycopg.OperationalError:
                     continue
+        if self._die_after_commit and b.events:
+            os._exit(137)  # test hook: a crash between the commit and the acknowledgements
         for mid, qos in b.acks:  # committed: now, and only now, acknowledge
             self.conn.client.ack(mid, qos)
         self.rejected += b.rejected

@@ -1,0 +1,318 @@
+"""City view with real parts: hierarchy and scopes in SQL, roll-ups against a full recount,
+shared-subscription ingesters (one killed between commit and ack, one SIGKILLed mid-stream),
+and alerts to the street office.  Tens of devices: the big numbers are bench_fleet.py's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+
+from sentinel.errors import FleetError
+from sentinel.fleet import alerts, central, city, loadgen
+from sentinel.fleet.ingest import Batch, Ingester, parse_event, parse_topic
+from sentinel.fleet.mqtt import BrokerSettings
+from tests.servers import Mosquitto, postgres
+from tests.test_fleet import until
+
+FAST = "set_tcp_nodelay true\n"
+CSV = """city,district,street,grid,community,venue,street_name
+sh,huangpu,nanjing-rd,g1,c1,v0000,Nanjing Road
+sh,huangpu,nanjing-rd,g1,c2,v0001,Nanjing Road
+sh,huangpu,bund-st,g2,c3,v0002,The Bund
+sh,xuhui,hengshan-rd,g3,c4,v0003,Hengshan Road
+sh,xuhui,hengshan-rd,g3,c4,v0004,Hengshan Road
+"""
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture(scope="module")
+def pg_dsn() -> Iterator[str]:
+    with postgres() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def db(pg_dsn: str) -> Iterator[psycopg.Connection]:
+    conn = psycopg.connect(pg_dsn, autocommit=True)
+    central.migrate(conn)
+    conn.execute(
+        "TRUNCATE events, devices, managers, central_audit, rollup_hourly, alerts, areas, "
+        "venue_places, office_scopes"
+    )
+    city.import_hierarchy(conn, CSV)
+    city.add_scope(conn, "office-nanjing", "street", "nanjing-rd")
+    city.add_scope(conn, "office-hengshan", "street", "hengshan-rd")
+    city.add_scope(conn, "office-huangpu", "district", "huangpu")
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    b = Mosquitto(tmp_path / "mqtt", extra=FAST)
+    b.start()
+    yield b
+    b.stop()
+
+
+def event(venue: str, k: int, reason: str = "EXPIRED", t: datetime | None = None) -> tuple:
+    doc = loadgen.event_payload("t", k, k, venue, f"{venue}-d", t or NOW, reason)
+    return parse_event(doc, parse_topic(f"sentinel/{venue}/{venue}-d/events"))
+
+
+def write(pg_dsn: str, rows: list[tuple]) -> None:
+    """Through the ingester's own batch statement (no broker needed here)."""
+    ing = Ingester(pg_dsn, BrokerSettings(port=1))
+    ing._commit(Batch(events=rows))
+    ing.db.close()
+
+
+def test_hierarchy_import_refuses_inconsistency(db: psycopg.Connection) -> None:
+    for bad in (
+        CSV + "sh,xuhui,nanjing-rd,g9,c9,v0009\n",  # a street under two districts
+        "city,district,street,grid,venue\nsh,h,s,g,v\n",  # no community column
+        CSV + "sh,huangpu,bund-st,g2,c3,v 9\n",  # a space in an id
+    ):
+        with pytest.raises(FleetError):
+            city.import_hierarchy(db, bad)
+    assert db.execute("SELECT count(*) FROM venue_places").fetchone()[0] == 5  # unchanged
+    assert city.parent_chain(db, 5, "v0002") == [
+        (0, "sh"),
+        (1, "huangpu"),
+        (2, "bund-st"),
+        (3, "g2"),
+        (4, "c3"),
+        (5, "v0002"),
+    ]
+
+
+def test_office_sees_only_its_subtree_in_sql(db: psycopg.Connection, pg_dsn: str) -> None:
+    write(pg_dsn, [event(f"v000{i % 5}", i, "REVOKED" if i % 2 else "ADMIT") for i in range(50)])
+    start, end = NOW - timedelta(hours=2), NOW + timedelta(hours=1)
+    assert central.manager_venues(db, "office-nanjing") == ["v0000", "v0001"]
+    assert central.manager_venues(db, "office-huangpu") == ["v0000", "v0001", "v0002"]
+    assert central.manager_venues(db, "stranger") == []
+    # the street office sees its street and below, never the district or city above it
+    assert city.area_counts(db, "office-nanjing", 0, "sh", start, end) is None
+    assert city.area_counts(db, "office-nanjing", 1, "huangpu", start, end) is None
+    assert city.area_counts(db, "office-nanjing", 2, "bund-st", start, end) is None
+    assert city.drill_down(db, "office-nanjing", 1, "huangpu", start, end, NOW) == []
+    own = city.area_counts(db, "office-nanjing", 2, "nanjing-rd", start, end)
+    assert own is not None and own.total == 20 and own.name == "Nanjing Road"
+    kids = city.drill_down(db, "office-nanjing", 2, "nanjing-rd", start, end, NOW)
+    assert [(k.area, k.total) for k in kids] == [("g1", 20)]
+    venue = city.area_counts(db, "office-nanjing", 5, "v0001", start, end)
+    assert venue is not None and venue.refused == 5 and venue.by_reason == [("REVOKED", 5)]
+    assert city.area_counts(db, "office-nanjing", 5, "v0003", start, end) is None
+    # the district office drills into both its streets; the auditor (None) sees the city
+    d = city.drill_down(db, "office-huangpu", 1, "huangpu", start, end, NOW)
+    assert [(k.area, k.total) for k in d] == [("bund-st", 10), ("nanjing-rd", 20)]
+    top = city.drill_down(db, None, 0, "sh", start, end, NOW)
+    assert [(k.area, k.total) for k in top] == [("huangpu", 30), ("xuhui", 20)]
+    # the same rule straight in SQL
+    assert db.execute("SELECT area_visible('office-nanjing', 0, 'sh')").fetchone() == (False,)
+    assert db.execute("SELECT area_visible('office-huangpu', 4, 'c3')").fetchone() == (True,)
+
+
+def test_rollups_match_a_full_recount_even_with_redelivery(
+    db: psycopg.Connection, pg_dsn: str
+) -> None:
+    rows = [event(f"v000{i % 6}", i, t=NOW - timedelta(minutes=37 * i)) for i in range(300)]
+    write(pg_dsn, rows[:200])
+    write(pg_dsn, rows[100:])  # 100 redelivered: must change nothing
+    assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 300
+    assert city.stored_rollups(db) == city.recount(db)
+    # v0005 is outside the hierarchy: counted at venue level only
+    got = db.execute(
+        "SELECT level, sum(n) FROM rollup_hourly WHERE area IN ('v0005', 'sh') GROUP BY 1"
+    ).fetchall()
+    assert sorted((int(a), int(b)) for a, b in got) == [(0, 250), (5, 50)]
+
+
+def run_devices(port: int, n: int, seconds: float, **kw) -> dict:
+    spec = loadgen.Spec(port=port, devices=loadgen.device_list(n, 5), seconds=seconds, **kw)
+    return asyncio.run(loadgen.Generator(spec).run())
+
+
+def lost(db: psycopg.Connection, run: str, acked: list[int]) -> int:
+    """Acknowledged events (ids run-<i>-<seq>, seq < acked[i]) missing from events."""
+    have = db.execute(
+        "SELECT split_part(event_id, '-', 2)::int, count(*) FROM events "
+        "WHERE event_id LIKE %s AND split_part(event_id, '-', 3)::int < "
+        "(%s::int[])[split_part(event_id, '-', 2)::int + 1] GROUP BY 1",
+        (f"{run}-%", acked),
+    ).fetchall()
+    return sum(acked) - sum(int(c) for _i, c in have)
+
+
+def test_two_ingesters_share_the_stream_and_roll_up_exactly(
+    db: psycopg.Connection, pg_dsn: str, broker: Mosquitto
+) -> None:
+    ings = [Ingester(pg_dsn, BrokerSettings(port=broker.port), client_id=f"c{k}") for k in (1, 2)]
+    for ing in ings:
+        ing.start()
+        assert ing.conn.connected.wait(20)
+    try:
+        out = run_devices(broker.port, 20, 1.5, backlog=15, run="s", window=5)
+        assert out["connected"] == 20 and out["events"] >= 300
+        assert until(lambda: sum(i.ingested for i in ings) >= out["events"], 30)
+        assert all(i.ingested > 0 for i in ings), [i.ingested for i in ings]  # split
+        assert lost(db, "s", out["acked"]) == 0
+        assert db.execute("SELECT count(*) FROM devices").fetchone()[0] == 20
+        assert city.stored_rollups(db) == city.recount(db)
+    finally:
+        for ing in ings:
+            ing.stop()
+
+
+def cli_ingester(dsn: str, port: int, cid: str, env: dict | None = None) -> subprocess.Popen:
+    p = subprocess.Popen(
+        [sys.executable, "-m", "sentinel", "central", "ingest", "--dsn", dsn]
+        + ["--broker", f"127.0.0.1:{port}", "--client-id", cid],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert p.stdout is not None and p.stdout.readline().startswith("ingesting")
+    return p
+
+
+def publish(port: int, rows: list[bytes], venue: str) -> None:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub")
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    infos = [c.publish(f"sentinel/{venue}/{venue}-d/events", r, qos=1) for r in rows]
+    for info in infos:
+        info.wait_for_publish(10)
+    c.disconnect()
+    c.loop_stop()
+
+
+def test_crash_between_commit_and_ack_duplicates_nothing(
+    db: psycopg.Connection, pg_dsn: str, broker: Mosquitto
+) -> None:
+    crash = cli_ingester(pg_dsn, broker.port, "c1", {"SENTINEL_TEST_INGEST_DIE_AFTER_COMMIT": "1"})
+    payloads = [
+        loadgen.event_payload("k", 0, i, "v0000", "v0000-d", NOW, "REVOKED") for i in range(400)
+    ]
+    publish(broker.port, payloads, "v0000")
+    assert crash.wait(30) == 137  # died right after its first commit, before any PUBACK
+    crash.communicate()
+    committed = db.execute("SELECT count(*) FROM events").fetchone()[0]
+    assert 0 < committed < 400
+    again = cli_ingester(pg_dsn, broker.port, "c1")  # same id: the broker redelivers
+    try:
+        assert until(lambda: db.execute("SELECT count(*) FROM events").fetchone()[0] == 400)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        summary = again.communicate(timeout=30)[0]
+    assert f"redelivered {committed}" in summary  # every committed one came again: skipped
+    assert city.stored_rollups(db) == city.recount(db)
+    n_alerts = db.execute("SELECT count(*), count(DISTINCT event_id) FROM alerts").fetchone()
+    assert n_alerts == (400, 400)
+
+
+def test_sigkill_mid_stream_loses_nothing(
+    db: psycopg.Connection, pg_dsn: str, broker: Mosquitto
+) -> None:
+    procs = {cid: cli_ingester(pg_dsn, broker.port, cid) for cid in ("c1", "c2")}
+    result: dict = {}
+    gen = threading.Thread(
+        target=lambda: result.update(run_devices(broker.port, 20, 3.0, rate=400, run="x", window=5))
+    )
+    gen.start()
+    try:
+        assert until(lambda: db.execute("SELECT count(*) FROM events").fetchone()[0] > 100)
+        procs["c1"].kill()  # SIGKILL while batches are flowing
+        procs["c1"].communicate()
+        procs["c1"] = cli_ingester(pg_dsn, broker.port, "c1")
+        gen.join(60)
+        total = sum(result["acked"])
+        assert total > 300
+        assert until(lambda: lost(db, "x", result["acked"]) == 0, 30)
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.communicate()
+    dup = db.execute("SELECT count(*) - count(DISTINCT event_id) FROM events").fetchone()[0]
+    assert dup == 0
+    assert city.stored_rollups(db) == city.recount(db)
+
+
+def test_alert_reaches_the_street_office_within_2_s_and_is_audited(
+    db: psycopg.Connection, pg_dsn: str, broker: Mosquitto
+) -> None:
+    ing = Ingester(pg_dsn, BrokerSettings(port=broker.port), client_id="c-alert")
+    ing.start()
+    assert ing.conn.connected.wait(20)
+    try:
+        t = datetime.now(UTC)
+        publish(
+            broker.port,
+            [
+                loadgen.event_payload("a", 0, 0, "v0001", "v0001-d", t, "CODE_RED"),
+                loadgen.event_payload("a", 0, 1, "v0001", "v0001-d", t, "EXPIRED"),
+                loadgen.event_payload("a", 0, 2, "v0001", "v0001-d", t, "ADMIT"),
+            ],
+            "v0001",
+        )
+        assert until(lambda: alerts.list_alerts(db, "office-nanjing") != [], 5)
+        assert until(lambda: ing.ingested == 3)
+    finally:
+        ing.stop()
+    (a,) = alerts.list_alerts(db, "office-nanjing")
+    assert (a.raised_at - t).total_seconds() < 2.0
+    assert (a.venue, a.gate, a.reason, a.street, a.state) == (
+        "v0001",
+        "g1",
+        "CODE_RED",
+        "nanjing-rd",
+        "open",
+    )
+    assert alerts.list_alerts(db, "office-hengshan") == []
+    assert alerts.list_alerts(db, "office-huangpu") == [a]  # the district above sees it too
+    # another street's office cannot touch it; the responsible one acknowledges and closes
+    assert not alerts.act(db, "office-hengshan", a.id, "acknowledge", "not mine")
+    assert alerts.act(db, "office-nanjing", a.id, "acknowledge", "  on our way\n")
+    assert not alerts.act(db, "office-nanjing", a.id, "acknowledge", "twice")
+    with pytest.raises(FleetError):
+        alerts.act(db, "office-nanjing", a.id, "close", "   ")  # a note is required
+    assert alerts.act(db, "office-nanjing", a.id, "close", "visitor sent home; gate fine")
+    assert alerts.list_alerts(db, "office-nanjing") == []
+    (done,) = alerts.list_alerts(db, "office-nanjing", states=("closed",))
+    assert (done.ack_by, done.ack_note, done.closed_by) == (
+        "office-nanjing",
+        "on our way",
+        "office-nanjing",
+    )
+    kinds = [e["kind"] for e in central.audit_entries(db)][::-1]
+    assert kinds == ["alert_raised", "alert_acknowledged", "alert_closed"]
+    assert central.verify_audit(db) == (3, None)
+    cols = [
+        r[0]
+        for r in db.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'alerts'"
+        )
+    ]
+    assert not {"name", "display_name", "document_number", "device_id"} & set(cols)
+
+
+def test_mark_kind_refuses_unknown_reasons(db: psycopg.Connection) -> None:
+    with pytest.raises(FleetError):
+        alerts.mark_kind(db, "<script>")
+    alerts.mark_kind(db, "TEST_POSITIVE")
+    assert "TEST_POSITIVE" in alerts.marked_kinds(db)
+    alerts.mark_kind(db, "TEST_POSITIVE", on=False)
+    assert "TEST_POSITIVE" not in alerts.marked_kinds(db)
