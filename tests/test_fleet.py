@@ -101,7 +101,7 @@ class Device:
 def ingester(dsn: str, port: int) -> central.Ingester:
     ing = central.Ingester(dsn, BrokerSettings(port=port), client_id="central-test")
     ing.start()
-    assert ing.conn.connected.wait(20)
+    assert ing.conn.subscribed.wait(20)
     return ing
 
 

@@ -55,7 +55,7 @@ def site(
         client_id=INGESTER,
     )
     ing.start()
-    assert ing.conn.connected.wait(20)
+    assert ing.conn.subscribed.wait(20)
     yield broker, passwords, ing
     ing.stop()
     broker.stop()

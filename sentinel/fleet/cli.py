@@ -67,6 +67,8 @@ def _cmd(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         ing.start()
+        if not ing.conn.subscribed.wait(30):
+            print(f"broker {args.broker} not reachable yet; paho keeps retrying", flush=True)
         print(f"ingesting from {args.broker}; Ctrl-C to stop", flush=True)
         stop.wait()
         ing.stop()

@@ -63,6 +63,8 @@ class Connection:
         """
         self.settings = settings
         self.connected = threading.Event()
+        self.subscribed = threading.Event()  # every subscription acknowledged (SUBACK)
+        self._suback_waiting: set[int] = set()
         self.subscriptions = subscriptions
         self.v5 = v5
         self.clean = clean
@@ -103,15 +105,25 @@ class Connection:
         if settings.tls:
             self.client.tls_set(ca_certs=settings.ca_file, cert_reqs=ssl.CERT_REQUIRED)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         if on_message is not None:
             self.client.on_message = on_message
 
     def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, rc: Any, _p: Any) -> None:
         if not rc.is_failure:
+            self.subscribed.clear()
             for t in self.subscriptions:
-                client.subscribe(t, qos=1)
+                _rc, mid = client.subscribe(t, qos=1)
+                self._suback_waiting.add(mid)
+            if not self.subscriptions:
+                self.subscribed.set()
             self.connected.set()
+
+    def _on_subscribe(self, _c: mqtt.Client, _ud: Any, mid: int, _rcs: Any, _p: Any) -> None:
+        self._suback_waiting.discard(mid)
+        if not self._suback_waiting:
+            self.subscribed.set()
 
     def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _f: Any, _rc: Any, _p: Any) -> None:
         self.connected.clear()
