@@ -128,3 +128,26 @@ def test_cli_prints_table_and_summary(capsys: pytest.CaptureFixture[str]) -> Non
     assert out[0].startswith("flag")
     assert any(line.startswith("EXPECTEDVERIFY") for line in out)
     assert out[-1].endswith("passed, 0 failed") and rc == 0
+
+
+def test_cli_walks_upstream_layout_with_symlinks_and_refuses_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """COUNTRY/VERSION/2DCode/raw/*.json and a symlinked country folder, loops cut once."""
+    from sentinel.cli import main
+
+    raw = tmp_path / "repo" / "XX" / "1.3.0" / "2DCode" / "raw"
+    raw.mkdir(parents=True)
+    src = sorted((DGC / "common").glob("CO1*.json"))[:3]
+    for p in src:
+        (raw / p.name).write_bytes(p.read_bytes())
+    (raw.parents[1] / "1.png").write_bytes(b"not a case")
+    (tmp_path / "repo" / "YY").symlink_to(raw.parents[2], target_is_directory=True)
+    (raw / "up").symlink_to(tmp_path / "repo", target_is_directory=True)
+    rc = main(["conformance", "dgc", str(tmp_path / "repo"), "--no-picture"])
+    out = capsys.readouterr().out
+    assert rc == 0 and out.strip().endswith(f"{len(src)} passed, 0 failed")  # each case once
+    empty = tmp_path / "empty"
+    (empty / "a" / "b").mkdir(parents=True)
+    assert main(["conformance", "dgc", str(empty)]) == 2
+    assert "no test cases" in capsys.readouterr().err

@@ -70,7 +70,6 @@ def _cmd_build(args: argparse.Namespace) -> int:
         Inputs,
         load_private_key,
         load_revocations,
-        load_signers,
         publish,
         read_status_csv,
     )
@@ -96,8 +95,16 @@ def _cmd_build(args: argparse.Namespace) -> int:
     next_key = None
     if args.next_root_key:
         next_key = bm.load_public_key(Path(args.next_root_key).read_bytes(), args.next_root_key)
+    signers = None
+    if args.signers:  # DGCG trust lists, PEM/DER files and folders, each certificate checked
+        from sentinel.authority.trustimport import import_signers
+
+        imported = import_signers(args.signers)
+        for note in imported.notes:
+            print(f"sentinel: signers: {note}", file=sys.stderr)
+        signers = imported.trust_list()
     inputs = Inputs(
-        signers=load_signers(args.signers) if args.signers else None,
+        signers=signers,
         revocations=load_revocations(args.revocations) if args.revocations else None,
         rules=rules,
         extra_parts=extra,
@@ -269,7 +276,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--key", action="append", required=True, metavar="PEM", help="root key(s)")
     b.add_argument("--out", required=True, metavar="DIR", help="publisher directory")
     b.add_argument("--status", metavar="CSV", help="status records")
-    b.add_argument("--signers", action="append", metavar="FILE", help="trust-list JSON/PEM/DER")
+    b.add_argument(
+        "--signers",
+        action="append",
+        metavar="SRC",
+        help="signer certificates: DGCG trust-list JSON, Sentinel trust list, PEM/DER, or a folder",
+    )
     b.add_argument("--revocations", metavar="FILE")
     b.add_argument("--rules", metavar="JSON")
     b.add_argument("--part", action="append", metavar="NAME=FILE", help="extra named part")

@@ -136,6 +136,10 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
             print(f"sentinel: no test data directory {directory}", file=sys.stderr)
             return 2
         results = conf.run_dgc(directory, picture=not args.no_picture)
+        if not results:
+            print(f"sentinel: no test cases (*.json with EXPECTEDRESULTS) below {directory}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
         t = conf.tally(results)
         print(f"{'flag':<28}{'agree':>7}{'disagree':>10}{'no data':>9}")
         for f in conf.FLAGS:
@@ -150,7 +154,10 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
                     f"{f.flag}={f.actual} (expected {f.expected})" for f in r.flags if not f.agrees
                 ]
                 print(f"  {r.name}: {r.error or ', '.join(bad)}")
-        print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+        ok = len(results) - len(failed)
+        pct = 100 * ok / len(results)
+        print(f"per case: {ok} of {len(results)} agree on every flag ({pct:.1f} %)")
+        print(f"{ok} passed, {len(failed)} failed")
         return 0 if not failed else 1
     directory = Path(args.dir) if args.dir else conf.repo_default("certlogic")
     if not directory.is_dir():
