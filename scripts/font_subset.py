@@ -28,7 +28,7 @@ SOURCES = {
     "bold": Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc"),
 }
 BASE = "".join(chr(c) for c in range(0x20, 0x7F)) + "".join(chr(c) for c in range(0xA0, 0x100))
-EXTRA = "✓×▣⚠·—–…“”‘’←→"  # symbols the kiosk draws
+EXTRA = "✓×▣⚠●·—–…“”‘’←→"  # symbols the kiosk draws
 
 
 def kiosk_text() -> str:

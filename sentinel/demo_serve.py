@@ -143,12 +143,41 @@ def _accounts(data_dir: Path) -> tuple[list[tuple[str, str, str]], str]:
     return out, pin
 
 
-def _pins(gate: Any) -> str:
-    def on(dev: Any) -> str:
-        return "on " if dev is not None and dev.value else "off"
+def pin_state(gate: Any) -> dict[str, bool]:
+    """The mock pins as the demo shows them: lock released, LEDs and buzzer on."""
 
-    lock = "OPEN  " if gate.unlocked else "locked"
-    return f"lock {lock} green {on(gate.green_led)} red {on(gate.red_led)}"
+    def on(dev: Any) -> bool:
+        return dev is not None and bool(dev.value)
+
+    return {
+        "unlocked": bool(gate.unlocked),
+        "green": on(gate.green_led),
+        "red": on(gate.red_led),
+        "buzzer": on(gate.buzzer),
+    }
+
+
+def _pins(gate: Any) -> str:
+    p = pin_state(gate)
+    lock = "OPEN  " if p["unlocked"] else "locked"
+    return f"lock {lock} green {'on ' if p['green'] else 'off'} red {'on ' if p['red'] else 'off'}"
+
+
+class PinFeed:
+    """Shows the mock pins on the kiosk: a "pins" message when they change, and every
+    ``every`` ticks for a page that just connected."""
+
+    def __init__(self, gate: Any, hub: Any, every: int = 10) -> None:
+        self.gate, self.hub, self.every = gate, hub, every
+        self.last: dict[str, bool] | None = None
+        self.ticks = 0
+
+    def __call__(self) -> None:
+        now = pin_state(self.gate)
+        self.ticks += 1
+        if now != self.last or self.ticks % self.every == 0:
+            self.last = now
+            self.hub.publish("pins", now)
 
 
 def serve_demo(
@@ -209,6 +238,10 @@ def serve_demo(
                 holder.append(daemon)
                 daemon.pipeline.listeners.append(show)
                 daemon.install_signal_handlers()
+                from sentinel.daemon import Periodic
+
+                feed = PinFeed(daemon.gate, daemon.web.context.hub)
+                daemon.add_periodic(Periodic("demo-pins", 0.2, feed))
                 base = f"http://{host}:{daemon.web.server.port}"
                 say("Sentinel demo service (the real service on a demo authority)")
                 say(f"  kiosk      {base}/kiosk")

@@ -104,6 +104,12 @@ def test_demo_service_end_to_end(browser: Browser) -> None:
             assert (cue["cue"] == "admit") == (state == "admit"), cue
         refused = seen["refuse"]
         assert refused and refused != "ADMIT"
+        # The mock pins are shown: the lock opens for an admit and locks again.
+        expect(body).to_have_attribute("data-lock", "open", timeout=6000)
+        expect(page.locator("#pin-lock")).to_contain_text("OPEN")
+        if shots := os.environ.get("SENTINEL_SCREENSHOTS"):
+            page.screenshot(path=Path(shots) / "kiosk-demo-serve.png")
+        expect(body).to_have_attribute("data-lock", "locked", timeout=6000)
 
         # The printed one-time password opens the reports, which list that refusal.
         page.goto(f"{kiosk}/login")

@@ -142,10 +142,20 @@
     body.dataset.status = "ok";
   }
 
+  // The demo service's mock pins (sentinel demo --serve); a real device sends none.
+  function showPins(p) {
+    $("demo-pins").hidden = false;
+    setText("pin-lock", p.unlocked ? "开 OPEN" : "锁 locked");
+    $("pin-green").classList.toggle("on", !!p.green);
+    $("pin-red").classList.toggle("on", !!p.red);
+    body.dataset.lock = p.unlocked ? "open" : "locked";
+  }
+
   function connect() {
     const es = new EventSource("/kiosk/events");
     es.addEventListener("status", (e) => showStatus(JSON.parse(e.data)));
     es.addEventListener("decision", (e) => showDecision(JSON.parse(e.data)));
+    es.addEventListener("pins", (e) => showPins(JSON.parse(e.data)));
     es.onopen = () => { $("banner-offline").hidden = true; body.dataset.live = "1"; };
     es.onerror = () => { $("banner-offline").hidden = false; body.dataset.live = "0"; };
   }
