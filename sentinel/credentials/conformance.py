@@ -253,6 +253,15 @@ def evaluate_case(case: Mapping[str, Any], *, picture: bool = True) -> list[Flag
         dcc.check_times(claims, clock, dcc.NO_SKEW, require=True)
         if signer is not None:
             dcc.check_signer_validity(signer, clock)
+            # the flag as dgc-testdata's test_expiration_check defines it: the signer's
+            # validity also covers the certificate's [iat, exp] (hcert spec: a DSC "MUST
+            # cover the Validity Time of all EHC periods signed by that key")
+            c = signer.certificate
+            iat, exp = claims[dcc.CWT_IAT], claims[dcc.CWT_EXP]
+            if not c.not_valid_before_utc.timestamp() <= iat <= exp:
+                return False
+            if exp > c.not_valid_after_utc.timestamp():
+                return False
         return True
 
     def key_usage() -> bool | None:

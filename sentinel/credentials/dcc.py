@@ -255,7 +255,12 @@ def _verify_with(cose: CoseSign1, cert: x509.Certificate) -> None:
 
 
 def certificate_types(cert: x509.Certificate) -> frozenset[str]:
-    """Certificate types ("v", "t", "r") the signer may sign; all three if unrestricted."""
+    """Certificate types ("v", "t", "r") the signer may sign; all three if unrestricted.
+
+    hcert spec, "Key Usage Policy Identifiers": "If none of these OIDs are present the
+    document shall be considered valid for all three" — also when the EKU holds only other
+    purposes (the DGCA verifier's ``X509.isSuitable`` does the same).
+    """
     try:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:

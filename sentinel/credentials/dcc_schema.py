@@ -96,10 +96,20 @@ def schema_version_for(ver: Any) -> str:
     return same_major[-1]
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def to_json(obj: Any, depth: int = 0) -> Any:
     """CBOR values as the JSON the schemas describe (tag-0 dates as RFC 3339 text)."""
+    t = type(obj)
+    if t in _PLAIN:
+        return obj
     if depth > 32:
         raise MalformedCredential(ReasonCode.MALFORMED, "payload nested too deeply")
+    if t is dict:
+        return {k if type(k) is str else str(k): to_json(v, depth + 1) for k, v in obj.items()}
+    if t is list:
+        return [to_json(v, depth + 1) for v in obj]
     if isinstance(obj, Mapping):
         return {str(k): to_json(v, depth + 1) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -132,7 +142,7 @@ def check_schema(dgc: Any) -> str:
     if err and declared != newest and not _errors(newest, doc):
         used, err = newest, ""  # rule 2: declared older, valid under the newest
     schema(not err, f"schema {declared}: {err}")
-    schema(sum(k in doc for k in ("v", "t", "r")) == 1, "exactly one of v, t, r expected")
+    schema(("v" in doc) + ("t" in doc) + ("r" in doc) == 1, "exactly one of v, t, r expected")
     return used
 
 
