@@ -50,6 +50,7 @@ from sentinel.demo_camera import (
     qr_scene,
     td3,
 )
+from sentinel.errors import ConfigError
 from sentinel.journal import Event, Journal
 from sentinel.reasons import ReasonCode, is_admit
 
@@ -234,7 +235,13 @@ def serve_demo(
                 cams[:] = [DemoCamera(scenes, holder[0].stop)]
                 return cams[0]
 
-            with Daemon(cfg, opener=opener) as daemon:
+            try:
+                daemon = Daemon(cfg, opener=opener)
+            except ConfigError as exc:  # the port is taken, most likely
+                raise ConfigError(
+                    f"{exc}; choose another: sentinel demo --serve --port N"
+                ) from None
+            with daemon:
                 holder.append(daemon)
                 daemon.pipeline.listeners.append(show)
                 daemon.install_signal_handlers()
@@ -255,8 +262,8 @@ def serve_demo(
                 say(f"  camera     {len(scenes)} presentations in a loop, admits and refusals")
                 say("Ctrl-C stops the demo.")
                 rc = daemon.run()
-            say("demo stopped: service, web server and publisher closed")
-            return rc
+        say("demo stopped: service, web server and publisher closed")
+        return rc
     finally:
         if tmp:
             shutil.rmtree(out, ignore_errors=True)

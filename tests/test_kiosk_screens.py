@@ -248,5 +248,10 @@ def test_spoken_prompts_follow_the_tone(browser: Browser, site: tuple[WebContext
         _push(ctx, ReasonCode.CODE_EXPIRED)
         page.wait_for_function("() => window.sentinelSound.spoken.length >= 2", timeout=5000)
         assert page.evaluate("window.sentinelSound.spoken") == ["refresh-zh", "refresh-en"]
+        # A newer result cuts the older prompt off instead of talking over it.
+        _push(ctx, ReasonCode.BAD_SIGNATURE)
+        page.wait_for_function("() => window.sentinelSound.spoken.length >= 4", timeout=5000)
+        assert page.evaluate("window.sentinelSound.spoken")[2:] == ["staff-zh", "staff-en"]
+        assert page.evaluate("window.sentinelSound.cut") >= 1
     finally:
         context.close()

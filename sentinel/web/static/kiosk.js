@@ -28,6 +28,9 @@
     spoken: [],  // prompt files started, e.g. "staff-zh"
     ctx: null,
     buffers: {},
+    sources: [],  // prompts playing or scheduled: a newer result cuts them off
+    cut: 0,
+    gen: 0,
   };
   window.sentinelSound = sound;
 
@@ -56,6 +59,10 @@
   async function play(cue, family) {
     const c = sound.on && sound.volume > 0 ? audio() : null;
     if (!c) return;
+    const gen = ++sound.gen;
+    for (const old of sound.sources.splice(0)) {
+      try { old.stop(); sound.cut += 1; } catch (_e) { /* already ended */ }
+    }
     const out = c.createGain();
     out.gain.value = sound.volume;
     out.connect(c.destination);
@@ -79,12 +86,13 @@
     let at = end + 0.15;
     for (const lang of ["zh", "en"]) {
       const buf = await prompt(`${family}-${lang}`);
-      if (!buf) return;
+      if (!buf || gen !== sound.gen) return;  // no file, or a newer result meanwhile
       const src = c.createBufferSource();
       src.buffer = buf;
       src.connect(out);
       at = Math.max(at, c.currentTime);
       src.start(at);
+      sound.sources.push(src);
       sound.spoken.push(`${family}-${lang}`);
       at += buf.duration + 0.2;
     }
