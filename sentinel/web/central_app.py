@@ -39,7 +39,7 @@ from starlette.templating import Jinja2Templates
 
 from sentinel.fleet import central
 from sentinel.reasons import MESSAGES, ReasonCode
-from sentinel.web import charts
+from sentinel.web import central_city, charts
 from sentinel.web.app import (
     REFUSAL_CODES,
     TABLE_ROWS,
@@ -373,6 +373,9 @@ def create_central_app(
             Route("/reports/export", export, methods=["POST"]),
             Route("/fleet", fleet),
             Route("/audit", audit_view),
+            *central_city.routes(
+                central_city.Deps(require, render, db, clock, st.offline_after_s, MESSAGE_TABLE)
+            ),
             Route("/healthz", healthz),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
