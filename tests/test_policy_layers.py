@@ -271,3 +271,25 @@ def test_mode_types_apply_before_the_venue_rules() -> None:
     """In 2G a test is not accepted, whatever its age: TYPE_NOT_ACCEPTED, not TEST_TOO_OLD."""
     mode = replace(VENUE, mode="2G")
     assert decide(tst(80 * H), mode, TrustState(), NOW).reason is ReasonCode.TYPE_NOT_ACCEPTED
+
+
+@pytest.mark.parametrize("kind", [CredentialKind.ID_DOCUMENT, CredentialKind.HEALTH_CODE])
+def test_status_entry_valid_until_is_inclusive(kind: CredentialKind) -> None:
+    def at(until: datetime) -> ReasonCode:
+        return venue(Credential(kind, status="green", status_valid_until=until))
+
+    assert at(NOW) is ReasonCode.ADMIT
+    assert at(NOW - S) is ReasonCode.STATUS_EXPIRED
+    assert venue(Credential(kind, status="green")) is ReasonCode.ADMIT  # no end: valid
+
+
+def test_trust_data_is_stale_only_past_its_maximum_age() -> None:
+    def at(age: timedelta, action: str = "refuse") -> ReasonCode:
+        trust = TrustState(updated_at=NOW - age, max_age=48 * H, stale_action=action)
+        return decide(vac(), VENUE, trust, NOW, rule_set=NO_RULES).reason
+
+    assert at(48 * H) is ReasonCode.ADMIT
+    assert at(48 * H + S) is ReasonCode.DATA_STALE
+    assert at(48 * H + S, "warn") is ReasonCode.ADMIT_STALE_DATA
+    never = TrustState(updated_at=None)  # a local trust file: never stale
+    assert decide(vac(), VENUE, never, NOW + 1000 * H, rule_set=NO_RULES).admit
