@@ -76,6 +76,7 @@ TESTS: dict[str, list[str]] = {
     ],
     "sentinel/credentials/certlogic.py": ["tests/test_certlogic.py", "tests/test_oracles.py"],
     "sentinel/credentials/rules.py": [
+        "tests/test_rules_part.py",
         "tests/test_policy_layers.py",
         "tests/test_policy_modes.py",
         "tests/test_verifiers_refuse.py",
