@@ -147,3 +147,38 @@ def test_chained_deltas_match_a_fresh_full_apply(tmp_path, monkeypatch, compact)
         assert len(a.status()) == len(v3)
         if compact:
             assert a.store.status_path().read_bytes() == b.store.status_path().read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "junk"),
+    [
+        ("trust_list", b'{"not": "a trust list"}'),
+        ("trust_list", b"\xff\xfe"),
+        ("revocations", b"[1]"),
+    ],
+)
+def test_a_signed_part_that_does_not_parse_is_never_committed(tmp_path, name, junk) -> None:
+    """Correctly hashed and signed, but not what its name says: refused before the commit,
+    so a snapshot never has to parse it (the gate would stop deciding)."""
+    root = generate_root_key()
+    b = build_test_bundle(tmp_path / "site", root_key=root, now=NOW)
+    data = tmp_path / "data"
+    sync_dir(data, b.site, b.root_public, now=NOW)
+    site2 = tmp_path / "site2"
+    (site2 / "parts").mkdir(parents=True)
+    sha = hashlib.sha256(junk).hexdigest()
+    (site2 / "parts" / sha).write_bytes(junk)
+    payload = bm.make_payload(
+        version=2,
+        issued_at=NOW,
+        expires_at=NOW + timedelta(days=1),
+        authority_key_id=bm.key_id(root),
+        parts=[bm.PartRef(name, sha, len(junk))],
+        status=None,
+    )
+    (site2 / "manifest.json").write_bytes(bm.sign_manifest(payload, [root]))
+    with pytest.raises(BundleFormatError):
+        sync_dir(data, site2, b.root_public, now=NOW)
+    with StoreTrust(data) as t:
+        assert t.state().bundle_version == "1"
+        assert t.snapshot().trust_list is not None  # still readable, still deciding
