@@ -121,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
                     print(json.dumps({"file": name, "error": str(frame)}, ensure_ascii=False))
                     failures += 1
                     continue
+                votes = getattr(scanner.id_reader, "votes", None)
+                if index is None and votes is not None:
+                    votes.reset()  # separate images: no fusion across them
                 t = time.perf_counter()
                 symbols = scanner.decode(frame)
                 if not symbols and scanner.id_reader is not None:

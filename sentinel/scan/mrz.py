@@ -108,11 +108,39 @@ def crop_block(gray: np.ndarray, block: TextLine, *, max_px: int = 4_000_000) ->
     )
 
 
-def split_lines(crop: np.ndarray) -> list[np.ndarray]:
-    """Horizontal text strips of an upright block, cut on the ink's row profile."""
-    _, ink = cv2.threshold(crop, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+def _binarize(crop: np.ndarray) -> np.ndarray:
+    """Ink (1) vs paper (0) of an upright crop: Otsu, tightened by a local threshold so a
+    glare patch or a tint gradient does not turn a whole region into ink."""
+    _, glob = cv2.threshold(crop, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    block = max(15, (min(crop.shape[:2]) // 4) | 1)
+    lo, hi = np.percentile(crop, (5, 95))
+    c = max(3.0, 0.12 * float(hi - lo))  # dim or faded: a smaller margin
+    loc = cv2.adaptiveThreshold(
+        crop, 1, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, c
+    )
+    return (glob & loc).astype(np.uint8)
+
+
+def _ink_extent(ink: np.ndarray) -> tuple[int, int] | None:
+    """The columns of the longest run of text in a strip: inked columns, joined across
+    gaps shorter than about a character (the strip's height), guilloche flecks aside."""
+    h = ink.shape[0]
+    cols = np.flatnonzero(ink.sum(axis=0) >= max(2, 0.12 * h))
+    if len(cols) < 10:
+        return None
+    breaks = np.flatnonzero(np.diff(cols) > 1.3 * h)
+    starts = np.concatenate(([0], breaks + 1))
+    ends = np.concatenate((breaks, [len(cols) - 1]))
+    best = int(np.argmax(cols[ends] - cols[starts]))
+    return int(cols[starts[best]]), int(cols[ends[best]]) + 1
+
+
+def line_spans(crop: np.ndarray, ink: np.ndarray, expect_h: float = 0.0) -> list[tuple[int, ...]]:
+    """(top, bottom, left, right) of each text strip of an upright block, cut on the
+    ink's row profile; with ``expect_h`` (a line's height from the locator), strips far
+    from it are dropped."""
     rows = ink.sum(axis=1)
-    on = rows > max(2, 0.04 * crop.shape[1])
+    on = rows > max(2, 0.04 * crop.shape[1], 0.2 * float(np.percentile(rows, 95)))
     strips = []
     y = 0
     n = len(on)
@@ -127,16 +155,40 @@ def split_lines(crop: np.ndarray) -> list[np.ndarray]:
             strips.append((y0, y))
     if not strips:
         return []
-    tallest = max(b - a for a, b in strips)
+    if expect_h:
+        lo, hi = 0.5 * expect_h, 1.9 * expect_h
+    else:
+        tallest = max(b - a for a, b in strips)
+        lo, hi = 0.5 * tallest, tallest
     out = []
     for a, b in strips:
-        if b - a < 0.5 * tallest:  # specks, underlines, guilloche
+        if not lo <= b - a <= hi:  # specks, underlines, guilloche, photos
             continue
-        cols = np.flatnonzero(ink[a:b].sum(axis=0) >= 2)
-        if len(cols) < 10:
-            continue
-        out.append(_level(crop, ink, a, b, int(cols[0]), int(cols[-1]) + 1))
+        ext = _ink_extent(ink[a:b])
+        if ext is not None:
+            out.append((a, b, ext[0], ext[1]))
     return out
+
+
+def split_lines(crop: np.ndarray, expect_h: float = 0.0) -> list[np.ndarray]:
+    """The levelled text strips of an upright block (see ``line_spans``)."""
+    ink = _binarize(crop)
+    return [_level(crop, ink, *span) for span in line_spans(crop, ink, expect_h)]
+
+
+def harmonize(spans: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """An MRZ's lines all run the full width (fillers are ink) from the same left edge
+    (ICAO 9303-3 §4.3): a line whose extent reaches past the others' took in a fleck of
+    guilloche or the card's edge, and is cut back to the innermost edges."""
+    if len(spans) < 2:
+        return spans
+    x0 = max(s[2] for s in spans)
+    x1 = min(s[3] for s in spans)
+    tol = max(3, int(0.02 * (x1 - x0)))
+    return [
+        (a, b, x0 if x0 - left > tol else left, x1 if r - x1 > tol else r)
+        for a, b, left, r in spans
+    ]
 
 
 def _level(crop: np.ndarray, ink: np.ndarray, a: int, b: int, x0: int, x1: int) -> np.ndarray:
@@ -214,6 +266,8 @@ class TemplateOCR:
     def prepare(self, strip: np.ndarray) -> tuple[np.ndarray, float]:
         """Match every glyph along one strip: (responses per glyph and x, strip scale)."""
         h, w = strip.shape[:2]
+        if h < 2 or w < 2:  # nothing left of the strip after levelling
+            return np.full((len(self.glyphs), 1), -1.0, np.float32), 0.0
         scale = self.height / h
         new_w = max(int(w * scale), self.cell_w + 1)
         line = cv2.resize(strip, (new_w, self.height), interpolation=cv2.INTER_AREA)
@@ -315,55 +369,118 @@ class IdReader:
     about a hundred times faster here, see docs/scanner.md) or "tesseract".
     """
 
-    def __init__(self, engine: str = "template", *, max_blocks: int = 4) -> None:
+    def __init__(self, engine: str = "template", *, max_blocks: int = 3, fuse: bool = True) -> None:
+        from sentinel.scan.fusion import MrzVotes
+
         self.engine = engine
         self.max_blocks = max_blocks
+        # votes across frames (a presentation is a second of video); stateless without
+        self.votes: MrzVotes | None = MrzVotes() if fuse else None
         self._template = TemplateOCR() if engine == "template" else None
         self._tesseract = TesseractOCR() if engine == "tesseract" else None
 
-    def _texts(self, crop: np.ndarray) -> list[str]:
+    def _texts(self, crop: np.ndarray, expect_h: float = 0.0) -> list[tuple[str, float]]:
+        """Candidate readings of the block, each with its mean match score."""
         if self._tesseract is not None:
-            return [self._tesseract.read(cv2.resize(crop, None, fx=2, fy=2))]
+            return [(self._tesseract.read(cv2.resize(crop, None, fx=2, fy=2)), 0.0)]
         assert self._template is not None
-        strips = split_lines(crop)[-3:]
-        prepared = [self._template.prepare(st) for st in strips]
+        ink = _binarize(crop)
+        spans = line_spans(crop, ink, expect_h)[-5:]
+        cache: dict[tuple[int, ...], tuple[np.ndarray, float]] = {}
+
+        def prepared(span: tuple[int, ...]) -> tuple[np.ndarray, float]:
+            if span not in cache:
+                assert self._template is not None
+                cache[span] = self._template.prepare(_level(crop, ink, *span))
+            return cache[span]
+
         out = []
-        # the MRZ is the bottom of a card: try the last lines of the block first
+        # every run of 3, 2 or 1 consecutive lines, the bottom ones first (the MRZ is
+        # the bottom of a card; the grown crop may hold other print above it)
         for count in (3, 2, 1):
-            if len(strips) < count:
-                continue
-            for layout in _LAYOUTS[count]:
-                lines = prepared[len(strips) - count :]
-                texts = [
-                    self._template.read_line(p, cl)[0] for p, cl in zip(lines, layout, strict=True)
-                ]
-                out.append("\n".join(texts))
+            for start in range(len(spans) - count, -1, -1):
+                run = harmonize(spans[start : start + count])
+                if count > 1 and not _same_width(run):
+                    continue
+                lines = [prepared(sp) for sp in run]
+                for layout in _LAYOUTS[count]:
+                    if count > 1 and not _fits(run, len(layout[0])):
+                        continue
+                    reads = [
+                        self._template.read_line(p, cl) for p, cl in zip(lines, layout, strict=True)
+                    ]
+                    text = "\n".join(t for t, _ in reads)
+                    out.append((text, float(np.mean([sc for _, sc in reads]))))
         return out
 
     def read(self, frame: np.ndarray) -> list[Symbol]:
-        from sentinel.credentials import iddoc
+        """The first verified MRZ or identity number in ``frame`` (any orientation).
+
+        With ``fuse`` the best unverified zone read of each frame also votes
+        (``fusion.MrzVotes``), and a fused zone that passes every check is returned."""
+        from sentinel.scan.mrz_locate import find_blocks
 
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        blocks = find_text_lines(gray)
-        for block in blocks[: self.max_blocks]:
+        best: tuple[float, str, object] | None = None
+        # line-by-line candidates first, then the merged-block ones (clean, large cards)
+        blocks = find_blocks(gray)[: self.max_blocks] + find_text_lines(gray)[:1]
+        for block in blocks:
             crop = crop_block(gray, block)
             if crop.size == 0:
                 continue
-            for text in self._texts(crop):
-                for kind, candidate in _candidates(text):
-                    try:
-                        if kind == "MRZ":
-                            iddoc.parse_mrz(candidate)
-                        else:
-                            iddoc.parse_cn_id(candidate)
-                    except CredentialError:
-                        continue
-                    poly = tuple(
-                        (int(x), int(y))
-                        for x, y in cv2.boxPoints((block.center, block.size, block.angle_deg))
-                    )
-                    return [Symbol(kind, candidate, candidate.encode("ascii"), poly)]
+            for upright in (crop, cv2.rotate(crop, cv2.ROTATE_180)):
+                texts = self._texts(upright, getattr(block, "line_h", 0.0))
+                found = self._verified(texts, block)
+                if found:
+                    if self.votes is not None:
+                        self.votes.reset()
+                    return found
+                for text, score in texts:
+                    if "\n" in text and (best is None or score > best[0]):
+                        best = (score, text, block)
+        if self.votes is None:
+            return []
+        if best is None:
+            self.votes.idle()
+            return []
+        fused = self.votes.add(best[1], best[0])
+        if fused is None:
+            return []
+        self.votes.reset()
+        return [Symbol("MRZ", fused, fused.encode("ascii"), _poly(best[2]))]
+
+    def _verified(self, texts: list[tuple[str, float]], block: object) -> list[Symbol]:
+        from sentinel.credentials import iddoc
+
+        for text, _ in texts:
+            for kind, candidate in _candidates(text):
+                try:
+                    if kind == "MRZ":
+                        iddoc.parse_mrz(candidate)
+                    else:
+                        iddoc.parse_cn_id(candidate)
+                except CredentialError:
+                    continue
+                return [Symbol(kind, candidate, candidate.encode("ascii"), _poly(block))]
         return []
+
+
+def _poly(b: object) -> tuple[tuple[int, int], ...]:
+    box = cv2.boxPoints((b.center, b.size, b.angle_deg))  # type: ignore[attr-defined]
+    return tuple((int(x), int(y)) for x, y in box)
+
+
+def _same_width(run: list[tuple[int, ...]]) -> bool:
+    widths = [r - left for _, _, left, r in run]
+    return max(widths) <= 1.08 * min(widths)
+
+
+def _fits(run: list[tuple[int, ...]], chars: int) -> bool:
+    """Whether lines of ``chars`` characters at this height are plausible: OCR-B's
+    pitch is ~0.7 of its line height here (0.45–1.1 allowed: blur and strip margins)."""
+    width = float(np.median([r - left for _, _, left, r in run]))
+    height = float(np.median([b - a for a, b, _, _ in run]))
+    return 0.45 * height <= width / chars <= 1.1 * height
 
 
 def _candidates(text: str) -> list[tuple[str, str]]:
