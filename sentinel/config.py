@@ -12,6 +12,7 @@ and ``list[...]``/``tuple[...]`` of those.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sentinel.errors import ConfigError
+from sentinel.safefs import read_bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,10 @@ class GateConfig:
     door_contact: str = "nc"
     # Debounce for the door contact and exit button; 0 turns it off.
     input_bounce_s: float = 0.05
+
+    def __post_init__(self) -> None:  # also when built in code: an endless unlock is impossible
+        for key in ("pulse_s", "held_open_s", "input_bounce_s"):
+            check_range(f"gate.{key}", getattr(self, key), "gate", key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +220,59 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
+# Numeric ranges beyond "finite": (section, key) -> (min, max), both inclusive.  An admit
+# pulse of inf left the lock released for good; huge ages or retention overflowed dates.
+_DAY_S, _YEAR_H, _TEN_YEARS_D = 86400, 366 * 24, 3660
+_RANGES: dict[tuple[str, str], tuple[float, float]] = {
+    ("gate", "pulse_s"): (0.01, 60),
+    ("gate", "held_open_s"): (0.01, 3600),
+    ("gate", "input_bounce_s"): (0, 1),
+    ("camera", "width"): (16, 10000),
+    ("camera", "height"): (16, 10000),
+    ("camera", "fps"): (1, 240),
+    ("scan", "cooldown_s"): (0, 3600),
+    ("scan", "identity_window_s"): (0, 3600),
+    ("trust", "sync_interval_s"): (10, 7 * _DAY_S),
+    ("trust", "max_data_age_hours"): (0, _YEAR_H),
+    ("trust", "sync_timeout_s"): (1, 3600),
+    ("trust", "retry_min_s"): (1, _DAY_S),
+    ("trust", "retry_max_s"): (1, 7 * _DAY_S),
+    ("policy", "max_test_age_hours"): (0, _YEAR_H),
+    ("policy", "min_days_after_vaccination"): (0, _TEN_YEARS_D),
+    ("policy", "max_days_after_vaccination"): (0, _TEN_YEARS_D),
+    ("policy", "clock_skew_s"): (0, _DAY_S),
+    ("policy", "second_credential_s"): (0, 3600),
+    ("retention", "retention_days"): (1, _TEN_YEARS_D),
+    ("retention", "aggregate_days"): (1, _TEN_YEARS_D),
+    ("retention", "purge_interval_s"): (1, _DAY_S),
+    ("web", "port"): (0, 65535),
+    ("web", "session_minutes"): (1, 7 * 24 * 60),
+    ("web", "kiosk_result_s"): (0, 600),
+    ("web", "max_failures"): (1, 100),
+    ("web", "lockout_minutes"): (1, 7 * 24 * 60),
+    ("web", "status_interval_s"): (0.1, 3600),
+    ("healthcode", "clock_skew_s"): (0, 3600),
+    ("healthcode", "code_lifetime_s"): (1, _DAY_S),
+    ("healthcode", "max_code_lifetime_s"): (1, _DAY_S),
+    ("fleet", "broker_port"): (1, 65535),
+    ("fleet", "heartbeat_s"): (1, _DAY_S),
+    ("fleet", "outbox_max"): (1, 10**8),
+}
+_NUMBER_MAX = 10**9  # any other number (GPIO pins, frame counts, ...)
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def check_range(dotted: str, value: float, where: str, key: str, source: str = "<config>") -> None:
+    """ConfigError unless ``value`` is finite and inside its range (``_RANGES``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: '{dotted}' must be a finite number, got {value!r}")
+    if value < 0:
+        raise ConfigError(f"{source}: '{dotted}' must not be negative")
+    lo, hi = _RANGES.get((where, key), (0, _NUMBER_MAX))
+    if not lo <= value <= hi:
+        raise ConfigError(f"{source}: '{dotted}' must be between {lo:g} and {hi:g}, got {value!r}")
+
+
 # Settings that name files: resolved relative to the config file's directory.
 _PATH_KEYS: tuple[tuple[str, str], ...] = (
     ("trust", "trust_file"),
@@ -270,8 +329,10 @@ def _build(cls: type, data: dict[str, Any], where: str, source: str) -> Any:
         choices = _CHOICES.get((where, key))
         if choices and value not in choices:
             raise ConfigError(f"{source}: '{dotted}' must be one of {', '.join(choices)}")
-        if isinstance(value, float | int) and not isinstance(value, bool) and value < 0:
-            raise ConfigError(f"{source}: '{dotted}' must not be negative")
+        numbers = value if isinstance(value, list) else [value]
+        for v in numbers:
+            if isinstance(v, float | int) and not isinstance(v, bool):
+                check_range(dotted, v, where, key, source)
         kwargs[key] = float(value) if tp is float else value
     return cls(**kwargs)
 
@@ -286,18 +347,20 @@ def load(path: str | Path | None) -> Config:
     if path is None:
         return Config()
     p = Path(path)
-    try:
-        raw = p.read_bytes()
+    try:  # a regular file of bounded size (not a FIFO or /dev/zero)
+        raw = read_bounded(p, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found") from None
     except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
+        raise ConfigError(f"{p}: cannot read config file: {exc.strerror or exc}") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: config file is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per nesting level
+        raise ConfigError(f"{p}: not valid TOML: nested too deeply") from None
     cfg = from_dict(data, str(p))
     base = p.parent
     if not Path(cfg.data_dir).is_absolute():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import resource
 import signal
 import threading
 import time
@@ -25,7 +26,8 @@ from sentinel.gate import Gate
 from sentinel.journal import Journal
 from sentinel.pipeline import Pipeline
 from sentinel.reasons import ReasonCode
-from sentinel.scan.sources import FrameSource, supervised_frames
+from sentinel.safefs import private_dir
+from sentinel.scan.sources import Backoff, FrameSource, supervised_frames
 from sentinel.sdnotify import DEFAULT_WATCHDOG_INTERVAL_S, WatchdogPinger
 from sentinel.trust import FileTrust, TrustProvider
 
@@ -42,6 +44,22 @@ PART_MODULES = [
     "sentinel.fleet.service",
     "sentinel.credentials.healthcode_service",
 ]
+# Parts whose failure must not stop the gate: the pages (port taken, users.db unreadable).
+OPTIONAL_PARTS = frozenset({"sentinel.web.service"})
+FD_LIMIT = 65536  # descriptors wanted (systemd's default soft limit is 1024)
+
+
+def raise_fd_limit(want: int = FD_LIMIT) -> int:
+    """Raise the soft RLIMIT_NOFILE towards the hard limit (no privilege needed)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 @dataclass(slots=True)
@@ -95,7 +113,8 @@ class Daemon:
             watchdog_interval_s or DEFAULT_WATCHDOG_INTERVAL_S,
             monotonic=time.monotonic,
         )
-        Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+        private_dir(config.data_dir)  # 0700 whatever the umask (D15)
+        raise_fd_limit()
         self.trust = trust or make_trust(config)
         self.gate = Gate(config.gate, pin_factory=pin_factory)
         try:
@@ -108,6 +127,7 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._closers: list[Callable[[], None]] = []
         self.frames = 0
+        self._retry = Backoff()
         try:
             self._attach_parts()
         except BaseException:
@@ -122,6 +142,12 @@ class Daemon:
                 if exc.name == name:  # an area without service parts
                     continue
                 raise
+            if name in OPTIONAL_PARTS:
+                try:
+                    module.attach(self)
+                except Exception as exc:  # the gate keeps serving without its pages (D5)
+                    log.error("%s failed to start, running without it: %s", name, exc)
+                continue
             module.attach(self)
 
     def add_periodic(self, job: Periodic) -> None:
@@ -161,6 +187,33 @@ class Daemon:
         self.notify(f"READY=1\nSTATUS=serving venue {venue} gate {gate}")
         log.info("sentinel running: venue %s gate %s", venue, gate)
         try:
+            while True:
+                before = self.frames
+                if self._frame_loop(cam):
+                    break
+                # The source failed with an OSError (EMFILE while flooded, a vanished
+                # file): a fault, then again after a pause; the gate stays as it is (D5).
+                if self.frames > before:
+                    self._retry.reset()
+                if self._pause(self._retry.next()):
+                    break
+        finally:
+            self.notify("STOPPING=1")
+        return 0
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` (True if stop was set), pinging the watchdog every 5 s."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if self.stop.wait(min(5.0, left)):
+                return True
+            self.watchdog()
+        return self.stop.is_set()
+
+    def _frame_loop(self, cam: Any) -> bool:
+        """Frames until stop or the end of a file source (True), or an OSError (False)."""
+        faults = 0
+        try:
             # A camera that vanishes or goes black: one CAMERA_FAULT event (kiosk, journal),
             # reopened with backoff waiting on self.stop, CAMERA_RECOVERED when it is back.
             for frame in supervised_frames(
@@ -172,13 +225,25 @@ class Daemon:
                 opener=self.opener,
             ):
                 self.frames += 1
-                self.pipeline.process_frame(frame, self.clock(), time.monotonic())
+                try:
+                    self.pipeline.process_frame(frame, self.clock(), time.monotonic())
+                except Exception:  # one bad frame (or a full disk) never ends the service
+                    faults += 1
+                    if faults in (1, 10) or faults % 1000 == 0:
+                        log.exception(
+                            "frame %d could not be processed (%d so far)", self.frames, faults
+                        )
                 # Pinged from the frame loop, so a hung camera or pipeline stops
                 # the pings and systemd restarts the service (WatchdogSec=).
                 self.watchdog()
-        finally:
-            self.notify("STOPPING=1")
-        return 0
+        except OSError as exc:
+            log.error("camera source failed: %s", exc)
+            try:
+                self.pipeline.device_event(ReasonCode.CAMERA_FAULT)
+            except Exception:
+                log.exception("could not record the camera fault")
+            return False
+        return True
 
     def close(self) -> None:
         self.stop.set()

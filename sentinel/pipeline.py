@@ -115,6 +115,15 @@ class Pipeline:
         except CredentialError as exc:
             d = refuse(exc.reason)
             return Decision.of(d.reason, bundle_version=state.bundle_version), exc.detail, None
+        except Exception as exc:  # last resort (D8): a reader bug refuses, never crashes
+            # Only the type: the message may quote scanned text.
+            log.error("reader failed on a %s symbol: %s", symbol.kind, type(exc).__name__)
+            detail = f"unreadable ({type(exc).__name__})"
+            return (
+                Decision.of(ReasonCode.MALFORMED, bundle_version=state.bundle_version),
+                detail,
+                None,
+            )
         wait_s, held = self.config.policy.second_credential_s, self.pending
         held = held if held and 0 <= (now - held[1]).total_seconds() <= wait_s else None
         rules = rule_set_from_part(snap.part("rules"), snap.part("valuesets"))

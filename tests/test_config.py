@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,71 @@ def test_relative_file_paths_are_next_to_the_config(tmp_path: Path) -> None:
     cfg = config.load(p)
     assert cfg.trust.trust_file == str(tmp_path / "t.json")
     assert cfg.trust.root_key == "/abs/root.pem"
+
+
+# --- D10 of the security review: values that are typed right but absurd -------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "needle"),
+    [
+        ("gate", "pulse_s = inf", "finite"),
+        ("gate", "pulse_s = nan", "finite"),
+        ("gate", "pulse_s = 1e12", "between"),
+        ("trust", "max_data_age_hours = inf", "finite"),
+        ("trust", "max_data_age_hours = nan", "finite"),
+        ("trust", "max_data_age_hours = 1e300", "between"),
+        ("web", "lockout_minutes = 9223372036854775807", "between"),
+        ("retention", "retention_days = 9223372036854775807", "between"),
+        ("camera", "roi = [0, 0, 99999999999, 5]", "between"),
+    ],
+)
+def test_d10_absurd_numbers_stop_with_one_line(
+    tmp_path: Path, section: str, line: str, needle: str
+) -> None:
+    key = line.split(" =")[0]
+    p = tmp_path / "s.toml"
+    p.write_text(f"[{section}]\n{line}\n")
+    with pytest.raises(ConfigError, match=needle) as exc:
+        config.load(p)
+    assert f"'{section}.{key}'" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_d10_cli_exit_2_and_deep_nesting(tmp_path: Path) -> None:
+    p = tmp_path / "s.toml"
+    p.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        config.load(p)
+    p.write_text("[gate]\npulse_s = inf\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "sentinel", "status", "--config", str(p)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "finite" in r.stderr
+
+
+def test_d10_pulse_inf_impossible_in_code_too() -> None:
+    from sentinel.config import GateConfig, replace
+
+    with pytest.raises(ConfigError, match="finite"):
+        GateConfig(pulse_s=float("inf"))
+    with pytest.raises(ConfigError, match="between"):
+        replace(GateConfig(), pulse_s=1e12)
+
+
+def test_d10_key_and_config_files_read_bounded(tmp_path: Path) -> None:
+    """trust.root_key = "/dev/zero" read until MemoryError; a FIFO config hung."""
+    import os
+
+    from sentinel.config import TrustConfig
+    from sentinel.trust.service import pinned_root_key
+
+    with pytest.raises(ConfigError, match="root_key"):
+        pinned_root_key(TrustConfig(root_key="/dev/zero"))
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="regular file"):
+        config.load(fifo)

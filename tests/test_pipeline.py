@@ -115,7 +115,7 @@ def test_sigterm_stops_service_with_relay_locked(tmp_path: Path, signer: di.Issu
     conf.write_text(
         f'data_dir = "data"\n[trust]\ntrust_file = "{trust_file}"\n'
         f'[camera]\nsource = "{frames}"\nloop = true\n'
-        '[gate]\npin_factory = "mock"\nlock_type = "fail-secure"\npulse_s = 600\n',
+        '[gate]\npin_factory = "mock"\nlock_type = "fail-secure"\npulse_s = 60\n',
         encoding="utf-8",
     )
     lines: list[str] = []

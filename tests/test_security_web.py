@@ -202,3 +202,91 @@ def test_d15_data_files_private_under_umask_022(tmp_path: Path) -> None:
         if f.is_file():
             assert stat.S_IMODE(f.stat().st_mode) & 0o077 == 0, f
     assert (data / "users.db.pinkey").exists()
+
+
+def test_d5_event_stream_flood_does_not_stop_the_service(tmp_path: Path) -> None:
+    """Review #29: 1 100 idle /kiosk/events sockets against `sentinel run` under
+    `ulimit -n 1024` made accept() fail, then the frame loop hit EMFILE and the service
+    exited (for a fail-safe lock, exiting releases the door)."""
+    import queue
+    import resource
+    import socket
+
+    import cv2
+
+    from sentinel.credentials.trustlist import TrustList
+    from sentinel.scan.synth import blank_frame
+    from tests.servers import free_port
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2400:
+        pytest.skip(f"the hard descriptor limit ({hard}) is too low for this flood")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2400), hard))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(frames / f"{i}.png"), blank_frame(320, 240, i))
+    port = free_port()
+    conf = tmp_path / "s.toml"
+    conf.write_text(
+        f'data_dir = "data"\n[camera]\nsource = "{frames}"\nloop = true\n'
+        '[gate]\npin_factory = "mock"\n'
+        f'[web]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\n',
+        encoding="utf-8",
+    )
+    trust = tmp_path / "trust.json"
+    trust.write_bytes(TrustList().to_json_bytes())
+    with conf.open("a") as f:
+        f.write(f'[trust]\ntrust_file = "{trust}"\n')
+
+    def systemd_limit() -> None:  # the unit's default soft limit, as in the review
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+
+    lines: queue.Queue[str] = queue.Queue()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sentinel", "run", "--config", str(conf)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=systemd_limit,
+    )
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True)
+    reader.start()
+    flood: list[socket.socket] = []
+    try:
+        while "sentinel running" not in (line := lines.get(timeout=60)):  # ready
+            assert proc.poll() is None, line
+        for _ in range(1100):
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.sendall(b"GET /kiosk/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                flood.append(s)
+            except OSError:  # refused or reset by the cap: fine
+                pass
+        seen = ""
+        while "connection cap reached, 1000 refused" not in seen and proc.poll() is None:
+            try:
+                seen += lines.get(timeout=30)
+            except queue.Empty:
+                break
+        assert proc.poll() is None, seen[-3000:]  # still serving
+    finally:
+        for s in flood:
+            s.close()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            for _ in range(50):  # the aborted sockets drain within a few event-loop turns
+                try:
+                    r = c.get("/healthz")
+                except httpx.TransportError:
+                    continue
+                if r.status_code == 200 and r.json()["kiosk_clients"] == 0:
+                    break
+            assert r.status_code == 200 and c.get("/kiosk").status_code == 200
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
+        proc.stderr.close()

@@ -101,7 +101,7 @@ def _check_optional(data: str, digit: str, what: str) -> None:
 
 
 def _yymmdd(s: str, what: str) -> tuple[int, int, int]:
-    if len(s) != 6 or not s.isdigit():
+    if len(s) != 6 or not (s.isascii() and s.isdigit()):  # "²".isdigit() is True
         raise _unreadable(f"MRZ {what} is not a date")
     return int(s[:2]), int(s[2:4]), int(s[4:])
 
@@ -306,7 +306,7 @@ _AAMVA_FIELD = re.compile(r"^(D[A-Z]{2})(.*)$")
 
 def _aamva_date(s: str, country: str) -> date:
     s = s.strip()
-    if len(s) != 8 or not s.isdigit():
+    if len(s) != 8 or not (s.isascii() and s.isdigit()):  # "199²" passed isdigit (D8)
         raise _unreadable("AAMVA date is malformed")
     # AAMVA DL/ID 2020 §D.12.5: MMDDCCYY in the USA, CCYYMMDD in Canada
     if country == "CAN":

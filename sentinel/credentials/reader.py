@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sentinel.credentials import dcc, healthcode, iddoc
 from sentinel.credentials.model import Credential
 from sentinel.credentials.trustlist import TrustList
-from sentinel.errors import MalformedCredential
+from sentinel.errors import CredentialError, MalformedCredential
 from sentinel.reasons import ReasonCode
 from sentinel.scan.symbol import Symbol
 from sentinel.trust.provider import StatusLookup
@@ -44,5 +44,12 @@ def read(symbol: Symbol, ctx: ReadContext) -> Credential:
             pseudonym_key=ctx.pseudonym_key,
         )
     if iddoc.looks_like_id(symbol.kind, text):
-        return iddoc.to_credential(symbol.kind, text, ctx.now, ctx.status, ctx.pseudonym_key)
+        try:
+            return iddoc.to_credential(symbol.kind, text, ctx.now, ctx.status, ctx.pseudonym_key)
+        except CredentialError:
+            raise
+        except Exception as exc:  # any parser slip is a refusal, never a crash (D8)
+            raise MalformedCredential(
+                ReasonCode.ID_UNREADABLE, f"ID document unreadable ({type(exc).__name__})"
+            ) from None
     raise MalformedCredential(ReasonCode.UNREADABLE, f"unknown code kind ({symbol.kind})")

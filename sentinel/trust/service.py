@@ -17,6 +17,7 @@ from typing import Any
 
 from sentinel.config import Config, TrustConfig
 from sentinel.errors import BundleError, ConfigError
+from sentinel.safefs import read_bounded
 from sentinel.trust import bundle as bm
 from sentinel.trust.store import BundleStore
 from sentinel.trust.sync import HttpSource, Syncer, backoff_s
@@ -30,10 +31,10 @@ def pinned_root_key(cfg: TrustConfig, override: str | None = None) -> bm.PublicK
     if not path:
         raise ConfigError("trust.root_key is not set: pin the authority's root public key (PEM)")
     p = Path(path)
-    try:
-        data = p.read_bytes()
+    try:  # a regular file of at most 64 KiB: not /dev/zero, not a FIFO (D10)
+        data = read_bounded(p, 64 * 1024)
     except OSError as exc:
-        raise ConfigError(f"{p}: cannot read trust.root_key: {exc.strerror}") from None
+        raise ConfigError(f"{p}: cannot read trust.root_key: {exc.strerror or exc}") from None
     try:
         return bm.load_public_key(data, str(p))
     except BundleError as exc:

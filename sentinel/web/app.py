@@ -48,6 +48,7 @@ HERE = Path(__file__).parent
 SESSION_COOKIE = "sentinel_session"
 CSRF_COOKIE = "sentinel_csrf"
 TABLE_ROWS = 500  # rows shown on the page; the export has them all
+MAX_STREAMS = 32  # live kiosk event streams at once (a kiosk needs one)
 
 # Fixed override reasons: a menu, not free text, so no personal data reaches the logs.
 OVERRIDE_REASONS: dict[str, tuple[str, str]] = {
@@ -278,6 +279,9 @@ def create_app(ctx: WebContext) -> Starlette:
         return resp
 
     async def kiosk_events(request: Request) -> Response:
+        if ctx.hub.subscribers >= MAX_STREAMS:  # each stream lives for ever (D5)
+            return PlainTextResponse("Too many live streams.", 503, {"Retry-After": "5"})
+
         async def stream() -> AsyncIterator[str]:
             yield "retry: 1000\n\n"
             async for name, data in ctx.hub.subscribe(cfg.web.status_interval_s):
