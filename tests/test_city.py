@@ -320,3 +320,64 @@ def test_mark_kind_refuses_unknown_reasons(db: psycopg.Connection) -> None:
     assert "TEST_POSITIVE" in alerts.marked_kinds(db)
     alerts.mark_kind(db, "TEST_POSITIVE", on=False)
     assert "TEST_POSITIVE" not in alerts.marked_kinds(db)
+
+
+def _plan_nodes(plan: dict) -> Iterator[dict]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def explain(db: psycopg.Connection, sql: str, params: object) -> list[dict]:
+    (doc,) = db.execute(f"EXPLAIN (FORMAT JSON) {sql}", params).fetchone()
+    return list(_plan_nodes(doc[0]["Plan"]))
+
+
+def test_index_plan_explained(db: psycopg.Connection, pg_dsn: str) -> None:
+    """The report, roll-up and alert queries use their indexes and prune partitions."""
+    central.ensure_partitions(db, (NOW - timedelta(days=200)).date(), months=8)
+    db.execute(
+        "INSERT INTO events (event_id, device_id, venue, gate, time, decision, reason, "
+        "credential_kind, bundle_version) SELECT 'p' || g, 'd', 'v000' || (g %% 5), 'g1', "
+        "%s - g * interval '250 seconds', "
+        "CASE WHEN g %% 3 = 0 THEN 'admit' ELSE 'refuse' END, 'EXPIRED', 'dcc-test', '7' "
+        "FROM generate_series(1, 60000) g",
+        (NOW,),
+    )
+    db.execute(
+        "INSERT INTO rollup_hourly SELECT l, a, h, 'refuse', 'EXPIRED', 1 "
+        "FROM generate_series(0, 5) l, (VALUES ('sh'), ('huangpu'), ('nanjing-rd'), ('g1'), "
+        "('c1'), ('v0000')) AS x(a), "
+        "generate_series(%s::timestamptz - interval '200 days', %s, interval '1 hour') h",
+        (NOW, NOW),
+    )
+    db.execute(
+        "INSERT INTO alerts (event_id, venue, gate, time, reason, state) SELECT 'a' || g, "
+        "'v000' || (g % 5), 'g1', now(), 'CODE_RED', "
+        "CASE WHEN g % 50 = 0 THEN 'open' ELSE 'closed' END FROM generate_series(1, 20000) g"
+    )
+    db.execute("ANALYZE")
+    start, end = NOW - timedelta(days=90), NOW - timedelta(days=60)
+    q = central.RefusalQuery(start, end, ["v0000", "v0001"])
+    nodes = explain(
+        db,
+        f"SELECT * FROM events WHERE {central._REFUSED_WHERE} ORDER BY time LIMIT 200",
+        q.params(),
+    )
+    scanned = {n["Relation Name"] for n in nodes if "Relation Name" in n}
+    months = {f"events_{(NOW - timedelta(days=d)):%Y_%m}" for d in (60, 90)}
+    assert scanned <= months, scanned  # partitions outside the 30 days are pruned
+    seq = [(n["Relation Name"], n.get("Plan Rows")) for n in nodes if n["Node Type"] == "Seq Scan"]
+    assert not seq, seq
+    assert any("Index" in n["Node Type"] for n in nodes), nodes
+    params = {"u": None, "lvl": 1, "a": "huangpu", "start": start, "end": NOW,
+              "offline_before": NOW}  # fmt: skip
+    nodes = explain(db, city._CHILDREN, params)
+    assert "rollup_hourly_pkey" in {n.get("Index Name") for n in nodes}
+    assert not [n for n in nodes if n["Node Type"] == "Seq Scan" and "rollup" in str(n)]
+    nodes = explain(
+        db,
+        "SELECT * FROM alerts WHERE state <> 'closed' AND venue = ANY(%s) ORDER BY raised_at",
+        (["v0000"],),
+    )
+    assert any(n.get("Index Name") == "alerts_venue_open" for n in nodes), nodes

@@ -111,15 +111,20 @@ MIGRATIONS: list[tuple[int, str]] = [
             UNION
             SELECT venue FROM managers WHERE username = u
         $$;
-        -- (lvl, a) is visible when a scope of u at level <= lvl is on a path through it.
+        -- (lvl, a) is visible when one of u's scopes is (lvl, a) or an ancestor of it:
+        -- a walk up ``areas`` (at most six primary-key probes), then the scopes.
         CREATE FUNCTION area_visible(u text, lvl int, a text) RETURNS boolean
         LANGUAGE sql STABLE AS $$
+            WITH RECURSIVE up(level, id) AS (
+                SELECT x.level::int, x.id FROM areas x WHERE x.level = lvl AND x.id = a
+                UNION ALL
+                SELECT x.level::int, x.id FROM up
+                JOIN areas c ON c.level = up.level AND c.id = up.id
+                JOIN areas x ON x.level = up.level - 1 AND x.id = c.parent
+            )
             SELECT EXISTS (
-                SELECT 1 FROM office_scopes s
-                WHERE s.username = u AND s.level <= lvl AND (
-                    (s.level = lvl AND s.area = a)
-                    OR EXISTS (SELECT 1 FROM venue_places p
-                               WHERE p.path[lvl + 1] = a AND p.path[s.level + 1] = s.area))
+                SELECT 1 FROM office_scopes s JOIN up ON s.level = up.level AND s.area = up.id
+                WHERE s.username = u
             ) OR (lvl = 5 AND EXISTS (
                 SELECT 1 FROM managers m WHERE m.username = u AND m.venue = a))
         $$;
