@@ -52,3 +52,20 @@ def test_a_broken_rules_part_falls_back_to_the_package_rules_and_says_so(
     assert f"bundle rules {digest[:13]}" not in caplog.text  # the short digest only
     good = rules.rule_set_from_part(_doc())
     assert good.version == "7" and rules.rule_set_from_part(_doc()) is good  # parsed once
+
+
+def test_certlogic_rules_apply_to_certificates_only() -> None:
+    """ID documents and health codes carry no DCC payload: no rule applies to them, not
+    even a General one (it would fail on the missing fields and refuse every ID card)."""
+    from datetime import UTC, datetime
+
+    from sentinel.credentials.model import Credential, CredentialKind
+
+    now = datetime(2022, 5, 1, tzinfo=UTC)
+    general = rules.parse_rule_set(
+        json.dumps({"rules": [{**RULE, "Logic": {"var": "payload.v.0.tg"}}]}).encode()
+    )
+    for kind in (CredentialKind.ID_DOCUMENT, CredentialKind.HEALTH_CODE):
+        cred = Credential(kind, status="green")
+        assert rules.rule_failure(cred, general, "custom", now) is None
+        assert rules.rule_failure(cred, rules.default_rule_set(), "custom", now) is None
