@@ -70,11 +70,17 @@ TESTS: dict[str, list[str]] = {
     ],
     "sentinel/credentials/iddoc.py": [
         "tests/test_iddoc.py",
+        "tests/test_iddoc_icao.py",
+        "tests/test_edges.py",
         "tests/test_iddoc_decisions.py",
         "tests/test_oracles.py",
         "tests/test_scan_pipeline.py",
     ],
-    "sentinel/credentials/certlogic.py": ["tests/test_certlogic.py", "tests/test_oracles.py"],
+    "sentinel/credentials/certlogic.py": [
+        "tests/test_certlogic.py",
+        "tests/test_edges.py",
+        "tests/test_oracles.py",
+    ],
     "sentinel/credentials/rules.py": [
         "tests/test_rules_part.py",
         "tests/test_policy_layers.py",
@@ -83,6 +89,7 @@ TESTS: dict[str, list[str]] = {
     ],
     "sentinel/credentials/healthcode.py": [
         "tests/test_healthcode.py",
+        "tests/test_edges.py",
         "tests/test_healthcode_pipeline.py",
         "tests/test_verifiers_refuse.py",
     ],
@@ -93,8 +100,9 @@ TESTS: dict[str, list[str]] = {
         "tests/test_sync_http.py",
         "tests/test_trust_snapshot.py",
     ],
-    "sentinel/trust/sync.py": ["tests/test_sync_http.py", "tests/test_verifiers_refuse.py"],
+    "sentinel/trust/sync.py": ["tests/test_sync_http.py", "tests/test_sync_expired.py"],
     "sentinel/trust/statusset.py": [
+        "tests/test_statusset_edges.py",
         "tests/test_bundle.py",
         "tests/test_trust_store.py",
         "tests/test_oracles.py",
@@ -110,8 +118,16 @@ TESTS: dict[str, list[str]] = {
         "tests/test_purge.py",
         "tests/test_verifiers_refuse.py",
     ],
-    "sentinel/web/auth.py": ["tests/test_web_app.py", "tests/test_central_web.py"],
-    "sentinel/gate/door.py": ["tests/test_door_machine.py", "tests/test_gate_door.py"],
+    "sentinel/web/auth.py": [
+        "tests/test_web_sessions.py",
+        "tests/test_web_app.py",
+        "tests/test_central_web.py",
+    ],
+    "sentinel/gate/door.py": [
+        "tests/test_door_machine.py",
+        "tests/test_gate_door.py",
+        "tests/test_edges.py",
+    ],
 }
 
 _CMP_SWAP: dict[type, type] = {
