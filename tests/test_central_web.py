@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -290,9 +291,15 @@ def test_csrf_rejected(client: httpx.Client, site: Site) -> None:
 
 
 def test_staff_and_strangers_refused(client: httpx.Client, site: Site) -> None:
+    def sessions_of(name: str) -> int:
+        with sqlite3.connect(site.users.path) as db:
+            return db.execute("SELECT count(*) FROM sessions WHERE name = ?", (name,)).fetchone()[0]
+
+    before = sessions_of("sam")
     r = _login(client, "sam")
     assert r.status_code == 403 and "cannot use the central pages" in r.text
     assert "sentinel_central_session" not in client.cookies
+    assert sessions_of("sam") == before  # nothing left behind on the server either
     assert _audit_rows(site.dsn, "login")[-1] == {"user": "sam", "result": "role"}
     # a staff session made elsewhere (same users file) opens nothing here
     token = site.users.login("sam", PASSWORD, 30).token
