@@ -19,6 +19,7 @@ import base64
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -37,7 +38,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from sentinel.errors import AuditError, JournalError
+from sentinel.journal.space import (
+    OPEN_FLOOR_BYTES,
+    DiskFull,
+    ensure_room,
+    is_disk_full,
+    rollback_quietly,
+)
+
 from sentinel.safefs import private_file
+
+log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 EXPORT_FORMAT = "sentinel-audit-export/1"
@@ -60,37 +71,64 @@ def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    dfd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)
+
+
+def _load_device_key(path: Path) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise JournalError(f"{path}: not an Ed25519 private key")
+    return key
+
+
+def load_or_create_device_key(path: Path) -> Ed25519PrivateKey:
+    """The device's Ed25519 key (PEM, mode 0600), created on first use.
+
+    Concurrent first starts (daemon, purge timer, ``sentinel sync``) end with one key:
+    creation holds an exclusive lock beside the key, and the key file is put in place
+    with ``link`` (fails if it exists) rather than ``rename`` (would replace a key another
+    process already signs with).
+    """
+    try:
+        return _load_device_key(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if path.exists():
+            return _load_device_key(path)
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            tfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(tfd, "wb") as f:
+                f.write(pem)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, path)
+        except FileExistsError:
+            return _load_device_key(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(path.parent)
+        return key
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    dfd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(dfd)
     finally:
         os.close(dfd)
-
-
-def load_or_create_device_key(path: Path) -> Ed25519PrivateKey:
-    """The device's Ed25519 key (PEM, mode 0600), created on first use."""
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise JournalError(f"{path}: not an Ed25519 private key")
-        return key
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    # First use can be several threads at once (parallel first logins): link the new key
-    # into place only if none is there yet, so every thread ends with the same key.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
-    _write_atomic(tmp, pem, 0o600)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return load_or_create_device_key(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return key
 
 
 def public_pem(key: Ed25519PublicKey) -> str:
@@ -207,20 +245,26 @@ class AuditLog:
         private_file(self.db_path)  # 0600 in a 0700 directory, whatever the umask
         self.head_path = self.db_path.with_suffix(".head")
         self.lock_path = self.db_path.with_suffix(".lock")
+        # Below the floor SQLite's -shm mmap can SIGBUS (space.py): a clear error instead.
+        ensure_room(self.db_path.parent, OPEN_FLOOR_BYTES, "audit log not opened")
         self.key = load_or_create_device_key(Path(key_path))
         self._lock = threading.RLock()
-        try:
-            self.conn = sqlite3.connect(
-                self.db_path, isolation_level=None, check_same_thread=False, timeout=30
-            )
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
-            self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, time TEXT, "
-                "kind TEXT, details TEXT, prev_hash TEXT, hash TEXT, signature TEXT)"
-            )
-        except sqlite3.Error as exc:
-            raise JournalError(f"{self.db_path}: cannot open the audit log: {exc}") from None
+        self._closed = True
+        # Under the append lock: two first opens would otherwise race to switch the new
+        # file to WAL ("database is locked").
+        with self._exclusive():
+            try:
+                self.conn = sqlite3.connect(
+                    self.db_path, isolation_level=None, check_same_thread=False, timeout=30
+                )
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=FULL")
+                self.conn.execute(
+                    "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, time TEXT, "
+                    "kind TEXT, details TEXT, prev_hash TEXT, hash TEXT, signature TEXT)"
+                )
+            except sqlite3.Error as exc:
+                raise JournalError(f"{self.db_path}: cannot open the audit log: {exc}") from None
         self._closed = False
 
     @property
@@ -246,8 +290,8 @@ class AuditLog:
         with self._exclusive():
             if self._closed:
                 raise JournalError(f"{self.db_path}: audit log is closed")
-            self.conn.execute("BEGIN IMMEDIATE")
             try:
+                self.conn.execute("BEGIN IMMEDIATE")
                 last = self.conn.execute(
                     "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
                 ).fetchone()
@@ -258,13 +302,31 @@ class AuditLog:
                     "INSERT INTO audit VALUES (?,?,?,?,?,?,?)", (seq, t, kind, body, prev, h, sig)
                 )
                 self.conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                rollback_quietly(self.conn)
+                cls = DiskFull if is_disk_full(exc) else JournalError
+                raise cls(f"{self.db_path}: audit entry not appended: {exc}") from None
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                rollback_quietly(self.conn)
                 raise
-            # After the commit: a crash here leaves the head one entry behind, which
-            # verifies (the chain may run past its head, never stop short of it).
-            _write_atomic(self.head_path, json.dumps(sign_head(self.key, seq, h)).encode())
+            # After the commit: a crash (or a full disk) here leaves the head behind,
+            # which verifies (the chain may run past its head, never stop short of it).
+            try:
+                _write_atomic(self.head_path, json.dumps(sign_head(self.key, seq, h)).encode())
+            except OSError as exc:
+                log.warning(
+                    "%s: head record not updated (entry %d is in): %s", self.head_path, seq, exc
+                )
         return seq
+
+    def has_entry(self, kind: str, field: str, value: str) -> bool:
+        """True when an entry of ``kind`` whose details have ``field`` = ``value`` exists."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT 1 FROM audit WHERE kind = ? AND json_extract(details, ?) = ? LIMIT 1",
+                (kind, f"$.{field}", value),
+            ).fetchone()
+        return row is not None
 
     def entries(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -13,6 +13,8 @@ Tables (``journal.db``):
   ``aggregate_days`` so reports can look further back than the personal window.
 - ``purge_log``: one row per purged day (``purge.py``), so an interrupted purge finishes
   its audit entries on the next run.
+- ``audit_pending``: audit entries owed by events written with ``record_audited``
+  (overrides), committed with the event and removed once in the chain (``pending.py``).
 
 WAL mode with ``synchronous=FULL`` by default: a ``record()`` that returned survives a
 power cut.  ``secure_delete=ON`` on every connection zeroes deleted rows in place.
@@ -36,6 +38,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sentinel.errors import JournalError
+from sentinel.journal import space
 from sentinel.journal.keystore import KeyStore, connect
 from sentinel.safefs import private_file
 
@@ -54,6 +57,8 @@ CREATE TABLE IF NOT EXISTS daily_counts (
     day TEXT NOT NULL, venue TEXT NOT NULL, gate TEXT NOT NULL, decision TEXT NOT NULL,
     reason TEXT NOT NULL, credential_kind TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (day, venue, gate, decision, reason, credential_kind));
+CREATE TABLE IF NOT EXISTS audit_pending (
+    pending_id TEXT PRIMARY KEY, kind TEXT NOT NULL, details TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS purge_log (
     purge_id TEXT PRIMARY KEY, scope TEXT NOT NULL, day TEXT NOT NULL, started TEXT,
     key_destroyed INTEGER NOT NULL DEFAULT 0, personal_rows INTEGER NOT NULL DEFAULT 0,
@@ -161,9 +166,18 @@ class Journal:
         self.retention_days = retention_days
         self.clock = clock or (lambda: datetime.now(UTC))
         self.lock = threading.RLock()
+        # Free-space guard (space.py): new events need write_reserve_bytes free; nothing
+        # is opened below open_floor_bytes (SQLite's -shm mmap can SIGBUS there).
+        self.write_reserve_bytes = space.WRITE_RESERVE_BYTES
+        self.open_floor_bytes = space.OPEN_FLOOR_BYTES
+        space.ensure_room(self.path.parent, self.open_floor_bytes, "journal not opened")
         self.conn: sqlite3.Connection = connect(self.path, synchronous=synchronous)
-        self.conn.executescript(_SCHEMA)
-        self.keys = KeyStore(self.key_path)
+        try:
+            self.conn.executescript(_SCHEMA)
+            self.keys = KeyStore(self.key_path)
+        except sqlite3.Error as exc:
+            self.conn.close()
+            raise JournalError(f"{self.path}: cannot open the journal: {exc}") from None
         self._key_cache: tuple[date, bytes] | None = None
         self._closed = False
         # Called inside the transaction of each new event row (e.g. the fleet outbox), so
@@ -256,24 +270,76 @@ class Journal:
         self, items: Iterable[tuple[Event, Personal | Mapping[str, str] | None]]
     ) -> list[str]:
         """Store several events in one transaction (imports, benchmarks)."""
+        return self._record(list(items), ())
+
+    def _record(
+        self,
+        items: list[tuple[Event, Personal | Mapping[str, str] | None]],
+        audit: Iterable[tuple[str, str, dict[str, Any]]],
+    ) -> list[str]:
         with self.lock:
-            prepared = [self._prepare(e, p) for e, p in items]
+            if self._closed:
+                raise JournalError(f"{self.path}: journal is closed")
+            # Refuse before SQLite touches a disk that is (nearly) full: the gate goes on,
+            # the pipeline turns this into a DISK_FULL device event.
+            space.ensure_room(self.path.parent, self.write_reserve_bytes, "event not recorded")
+            try:
+                prepared = [self._prepare(e, p) for e, p in items]
+            except sqlite3.Error as exc:  # the day key is created (and committed) here
+                raise self._error("event not recorded: day key not created", exc) from None
             try:
                 self._begin()
             except sqlite3.Error as exc:
-                raise JournalError(f"{self.path}: event not recorded: {exc}") from None
+                raise self._error("event not recorded", exc) from None
             try:
                 for values, enc in prepared:
                     self._insert(values, enc)
+                for pending_id, kind, details in audit:
+                    self.conn.execute(
+                        "INSERT INTO audit_pending (pending_id, kind, details) VALUES (?,?,?)",
+                        (pending_id, kind, json.dumps(details, sort_keys=True)),
+                    )
                 self.conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-                raise JournalError(f"{self.path}: event not recorded: {exc}") from None
+                space.rollback_quietly(self.conn)
+                raise self._error("event not recorded", exc) from None
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                space.rollback_quietly(self.conn)
                 raise
         return [values[0] for values, _ in prepared]
+
+    def record_audited(
+        self,
+        event: Event,
+        kind: str,
+        details: dict[str, Any],
+        *,
+        personal: Personal | Mapping[str, str] | None = None,
+    ) -> str:
+        """Store ``event`` and, in the same transaction, the audit entry it owes.
+
+        The entry waits in ``audit_pending`` until ``audit_pending.deliver`` has appended
+        it to the chain (at once, or at the next start after a crash), so an event such
+        as an override can never be journaled without its audit entry following.
+        ``details`` gets the event id as ``event_id``.
+        """
+        event_id = event.event_id or uuid.uuid4().hex
+        event = Event(
+            event.time,
+            event.venue,
+            event.gate,
+            event.decision,
+            event.reason,
+            event.credential_kind,
+            event.bundle_version,
+            event_id,
+        )
+        full = {**details, "event_id": event_id}
+        return self._record([(event, personal)], [(f"event:{event_id}", kind, full)])[0]
+
+    def _error(self, what: str, exc: sqlite3.Error) -> JournalError:
+        cls = space.DiskFull if space.is_disk_full(exc) else JournalError
+        return cls(f"{self.path}: {what}: {exc}")
 
     def _begin(self) -> None:
         if self._closed:

@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sentinel.errors import JournalError
+from sentinel.journal.space import rollback_quietly
 
 KEY_BYTES = 32  # AES-256-GCM
 
@@ -48,6 +49,9 @@ def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
     """An autocommit connection: WAL, secure_delete, a busy timeout (shared by the journal)."""
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        # Before WAL mode creates the file: a new database can hand pages back to the
+        # file system in small steps (purge on a nearly full disk); no effect on old ones.
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute("PRAGMA secure_delete=ON")
@@ -125,18 +129,31 @@ class KeyStore:
                 ]
                 conn.executemany("DELETE FROM day_keys WHERE day=?", [(d,) for d in had])
                 conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                rollback_quietly(conn)
+                raise JournalError(f"{self.path}: day keys not destroyed: {exc}") from None
             except BaseException:
-                conn.execute("ROLLBACK")
+                rollback_quietly(conn)
                 raise
             self.shrink()
         return [date.fromisoformat(d) for d in had]
 
     def shrink(self) -> bool:
-        """Truncate the WAL (and vacuum if pages are free); True when the WAL is empty."""
+        """Truncate the WAL (and vacuum if pages are free); True when the WAL is empty.
+
+        The key store is a few pages; on a disk too full even for that the free pages
+        stay (zeroed by secure_delete) and the WAL is still emptied.
+        """
         with self._lock:
-            if self.conn.execute("PRAGMA freelist_count").fetchone()[0]:
-                self.conn.execute("VACUUM")
-            return checkpoint_truncate(self.conn)
+            try:
+                if self.conn.execute("PRAGMA freelist_count").fetchone()[0]:
+                    self.conn.execute("VACUUM")
+            except sqlite3.Error:
+                rollback_quietly(self.conn)
+            try:
+                return checkpoint_truncate(self.conn)
+            except sqlite3.Error as exc:
+                raise JournalError(f"{self.path}: WAL not truncated: {exc}") from None
 
     def pseudonym_key(self) -> bytes:
         """The device's HMAC key for holder pseudonyms, created on first use."""

@@ -5,10 +5,13 @@ For every calendar day (UTC) older than the ``retention_days`` window it
 1. notes the day in ``purge_log`` (journal DB) with whether a key existed,
 2. destroys the day key in the key store (``secure_delete``, WAL truncated) — from here
    on the day's ciphertext is unreadable everywhere, backups included,
-3. deletes the day's ``personal`` and ``events`` rows in one transaction (zeroed in place
-   by ``secure_delete``) and ``daily_counts`` rows older than ``aggregate_days``,
-4. checkpoints the WAL and truncates it to zero bytes, and vacuums when enough pages are
-   free, so no old page copy remains in the WAL or the free list,
+3. deletes the day's ``personal`` and ``events`` rows in batches (zeroed in place by
+   ``secure_delete``), each batch counted into ``purge_log`` in its own transaction and
+   followed by a WAL checkpoint and truncation, so the purge works on a nearly full disk;
+   then ``daily_counts`` rows older than ``aggregate_days``,
+4. checkpoints the WAL and truncates it to zero bytes, and hands free pages back to the
+   file system (incremental vacuum in batches; a full VACUUM of an old journal only when
+   there is room for it), so no old page copy remains in the WAL or the file,
 5. appends one signed "purge" audit entry per day (which day, how many rows, whether a
    key was destroyed), skipping entries already in the chain.
 
@@ -21,15 +24,22 @@ written exactly once (``purge_id`` is looked up in the chain before appending).
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from sentinel.errors import JournalError
 from sentinel.journal.audit import AuditLog, open_audit
 from sentinel.journal.journal import Journal, day_start_iso, first_kept_day
 from sentinel.journal.keystore import checkpoint_truncate
+from sentinel.journal.space import DiskFull, free_bytes, is_disk_full, rollback_quietly
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 
@@ -113,14 +123,61 @@ def _pending_id(
 
 def _tx(journal: Journal, fn: Callable[[], Any]) -> Any:
     conn = journal.conn
-    conn.execute("BEGIN IMMEDIATE")
     try:
+        conn.execute("BEGIN IMMEDIATE")
         out = fn()
         conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        rollback_quietly(conn)
+        cls = DiskFull if is_disk_full(exc) else JournalError
+        raise cls(f"{journal.path}: purge step not committed: {exc}") from None
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback_quietly(conn)
         raise
     return out
+
+
+def _reclaim(journal: Journal, free_ratio: float, batch_pages: int) -> bool:
+    """Give free pages back to the file system; True when any were.
+
+    A journal made with ``auto_vacuum=INCREMENTAL`` (every new one) gives them back in
+    batches, each followed by a WAL truncation, so this works on a nearly full disk.
+    An older journal needs a VACUUM, which rewrites the whole file (a copy plus its WAL):
+    done only when there is room for that, converting it to incremental on the way.
+    """
+    conn = journal.conn
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    if not free:
+        return False
+    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:  # INCREMENTAL
+        while free:
+            # each execute of the pragma frees one page in Python's sqlite3 (one step)
+            n = min(free, batch_pages)
+
+            def steps(n: int = n) -> None:
+                for _ in range(n):
+                    conn.execute("PRAGMA incremental_vacuum")
+
+            _tx(journal, steps)
+            checkpoint_truncate(conn)
+            left = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            if left >= free:  # no progress: leave the rest for the next purge
+                break
+            free = left
+        return True
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    need = 2 * pages * page_size + journal.write_reserve_bytes
+    if free / pages < free_ratio or free_bytes(journal.path.parent) < need:
+        return False
+    try:
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("VACUUM")
+    except sqlite3.Error as exc:
+        rollback_quietly(conn)
+        log.warning("%s: VACUUM skipped: %s", journal.path, exc)
+        return False
+    return True
 
 
 def purge(
@@ -132,6 +189,7 @@ def purge(
     now: datetime,
     progress: Progress | None = None,
     vacuum_free_ratio: float = 0.2,
+    batch_rows: int = 500,
 ) -> PurgeResult:
     """Run the retention purge at ``now``; idempotent and safe to interrupt."""
     step = progress or (lambda _s: None)
@@ -156,51 +214,59 @@ def purge(
         destroyed = journal.keys.destroy(days) if days else []
         step(f"destroyed {len(destroyed)} key(s)")
 
-        # 3. delete rows, count them per day in the same transaction
-        def delete() -> tuple[int, int, int]:
-            cut = first_kept.isoformat()
-            per_personal = dict(
+        # 3. delete rows in batches, each counted per day in its own transaction, the
+        # WAL checkpointed and truncated after each: a nearly full disk never needs more
+        # than one batch of WAL (review D2).
+        def delete_batch(table: str, day_expr: str, col: str, where: str, arg: str) -> int:
+            rows = conn.execute(
+                f"SELECT rowid, {day_expr} FROM {table} WHERE {where} LIMIT ?",
+                (arg, batch_rows),
+            ).fetchall()
+            if not rows:
+                return 0
+            conn.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(r[0],) for r in rows])
+            for k, n in Counter(str(r[1]) for r in rows).items():
                 conn.execute(
-                    "SELECT day, count(*) FROM personal WHERE day < ? GROUP BY day", (cut,)
-                ).fetchall()
-            )
-            per_event = dict(
-                conn.execute(
-                    "SELECT substr(time, 1, 10), count(*) FROM events WHERE time < ? GROUP BY 1",
-                    (day_start_iso(first_kept),),
-                ).fetchall()
-            )
-            conn.execute("DELETE FROM personal WHERE day < ?", (cut,))
-            conn.execute("DELETE FROM events WHERE time < ?", (day_start_iso(first_kept),))
-            # rows of a day that turned up since step 1 (another process) are counted too
-            for k in sorted({d.isoformat() for d in days} | set(per_personal) | set(per_event)):
-                conn.execute(
-                    "UPDATE purge_log SET personal_rows = personal_rows + ?, "
-                    "event_rows = event_rows + ? WHERE purge_id = ?",
-                    (per_personal.get(k, 0), per_event.get(k, 0), _pending_id(conn, "day", k)),
+                    f"UPDATE purge_log SET {col} = {col} + ? WHERE purge_id = ?",
+                    (n, _pending_id(conn, "day", k, started)),
                 )
-            n_counts = conn.execute(
+            return len(rows)
+
+        n_personal = n_events = 0
+        cut = first_kept.isoformat()
+        for table, day_expr, col, where, arg in (
+            ("personal", "day", "personal_rows", "day < ?", cut),
+            ("events", "substr(time, 1, 10)", "event_rows", "time < ?", day_start_iso(first_kept)),
+        ):
+            while n := _tx(
+                journal,
+                lambda t=table, e=day_expr, c=col, w=where, a=arg: delete_batch(t, e, c, w, a),
+            ):
+                if table == "personal":
+                    n_personal += n
+                else:
+                    n_events += n
+                checkpoint_truncate(conn)
+
+        def delete_counts() -> int:
+            n = conn.execute(
                 "DELETE FROM daily_counts WHERE day < ?", (agg_first_kept.isoformat(),)
             ).rowcount
-            if n_counts:
+            if n:
                 pid = _pending_id(conn, "aggregates", agg_first_kept.isoformat(), started)
                 conn.execute(
                     "UPDATE purge_log SET count_rows = count_rows + ? WHERE purge_id = ?",
-                    (n_counts, pid),
+                    (n, pid),
                 )
-            return sum(per_personal.values()), sum(per_event.values()), n_counts
+            return int(n)
 
-        n_personal, n_events, n_counts = _tx(journal, delete)
+        n_counts = _tx(journal, delete_counts)
         step(f"deleted {n_personal} personal, {n_events} event, {n_counts} count row(s)")
 
-        # 4. no old page copies: WAL emptied, free pages reclaimed when worth it
-        vacuumed = False
+        # 4. no old page copies: WAL emptied, free pages handed back to the file system
         truncated = checkpoint_truncate(conn)
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-        if pages and free / pages >= vacuum_free_ratio:
-            conn.execute("VACUUM")
-            vacuumed = True
+        vacuumed = _reclaim(journal, vacuum_free_ratio, batch_rows)
+        if vacuumed:
             truncated = checkpoint_truncate(conn)
         step(f"wal truncated={truncated} vacuumed={vacuumed}")
 
