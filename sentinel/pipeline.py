@@ -20,6 +20,7 @@ from sentinel.credentials.reader import ReadContext, read
 from sentinel.credentials.rules import rule_set_from_part
 from sentinel.errors import CredentialError
 from sentinel.journal import Event, Journal, Personal
+from sentinel.journal.space import DiskFull
 from sentinel.policy import Decision, decide, refuse
 from sentinel.reasons import ReasonCode
 from sentinel.scan import PresentationTracker, Scanner, Symbol
@@ -60,6 +61,10 @@ class Pipeline:
     identity_pending: tuple[str, Decision, datetime] | None = None
     # The bundle the decision in progress reads (None between decisions).
     snapshot: TrustSnapshot | None = field(default=None, init=False, repr=False)
+    # Full disk: when journal writes began to fail (None while they work), and how many
+    # events the gate acted on meanwhile without a journal row (kiosk, heartbeat).
+    disk_full_since: datetime | None = field(default=None, init=False)
+    unjournaled: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.healthcode is None:  # its keys part comes from the decision's snapshot
@@ -183,20 +188,57 @@ class Pipeline:
         return decision
 
     def notify(
-        self, event: Event, decision: Decision | None = None, *, personal: Personal | None = None
+        self,
+        event: Event,
+        decision: Decision | None = None,
+        *,
+        personal: Personal | None = None,
+        audit: tuple[str, dict[str, Any]] | None = None,
     ) -> str:
-        """Journal ``event`` and tell every listener; return the event id.
+        """Journal ``event`` and tell every listener; return the event id ("" when the
+        disk is full: the gate has acted, the listeners are told, a DISK_FULL event
+        goes to them once per episode and to the journal once space is back).
 
         Device events (camera fault, door alarm, override, exit) come through here too,
         with ``decision=None`` and ``event.decision`` set to "event", "override" or "exit".
+        ``audit`` = (kind, details): the audit entry the event owes, committed with it.
         """
-        event_id = self.journal.record(event, personal=personal)
+        try:
+            if audit is None:
+                event_id = self.journal.record(event, personal=personal)
+            else:
+                event_id = self.journal.record_audited(event, *audit, personal=personal)
+        except DiskFull as exc:
+            event_id = ""
+            self._disk_full(exc, event.time)
+        else:
+            if self.disk_full_since is not None:
+                self._disk_recovered(event.time)
+        self._tell(event, decision)
+        return event_id
+
+    def _disk_full(self, exc: DiskFull, now: datetime) -> None:
+        self.unjournaled += 1
+        if self.disk_full_since is not None:
+            return
+        self.disk_full_since = now
+        log.error("journal write failed, the gate keeps working: %s", exc)
+        self._tell(self._device_event_of(ReasonCode.DISK_FULL, "event", now), None)
+
+    def _disk_recovered(self, now: datetime) -> None:
+        since, self.disk_full_since = self.disk_full_since, None
+        assert since is not None
+        log.warning("journal writes work again (%d event(s) not journaled)", self.unjournaled)
+        # The outage goes into the journal at the time it began, then its end.
+        self.notify(self._device_event_of(ReasonCode.DISK_FULL, "event", since))
+        self.notify(self._device_event_of(ReasonCode.DISK_RECOVERED, "event", now))
+
+    def _tell(self, event: Event, decision: Decision | None) -> None:
         for listener in self.listeners:
             try:
                 listener(event, decision)
             except Exception:  # a broken screen must not stop the gate
                 log.exception("event listener failed")
-        return event_id
 
     def device_event(
         self,
@@ -205,16 +247,17 @@ class Pipeline:
         now: datetime | None = None,
     ) -> str:
         """Journal a device event (no personal data) and tell the listeners."""
-        return self.notify(
-            Event(
-                time=now or datetime.now(UTC),
-                venue=self.config.venue.id,
-                gate=self.config.gate.id,
-                decision=kind,
-                reason=reason.value,
-                credential_kind="",
-                bundle_version=self.trust.state().bundle_version,
-            )
+        return self.notify(self._device_event_of(reason, kind, now or datetime.now(UTC)))
+
+    def _device_event_of(self, reason: ReasonCode, kind: str, now: datetime) -> Event:
+        return Event(
+            time=now,
+            venue=self.config.venue.id,
+            gate=self.config.gate.id,
+            decision=kind,
+            reason=reason.value,
+            credential_kind="",
+            bundle_version=self.trust.state().bundle_version,
         )
 
 

@@ -68,6 +68,8 @@ class ReasonCode(StrEnum):
     DOOR_FORCED = "DOOR_FORCED"
     DOOR_CLOSED = "DOOR_CLOSED"
     OUTBOX_FULL = "OUTBOX_FULL"  # fleet export queue full: events kept in the journal only
+    DISK_FULL = "DISK_FULL"  # journal writes fail for lack of space: the gate keeps working
+    DISK_RECOVERED = "DISK_RECOVERED"  # journal writes work again
 
 
 ADMIT_CODES = frozenset(
@@ -127,6 +129,8 @@ MESSAGES: dict[ReasonCode, tuple[str, str]] = {
     ReasonCode.DOOR_FORCED: ("Door forced open", "门被强行打开"),
     ReasonCode.DOOR_CLOSED: ("Door closed", "门已关闭"),
     ReasonCode.OUTBOX_FULL: ("Fleet upload queue full", "上传队列已满"),
+    ReasonCode.DISK_FULL: ("Storage full, please call staff", "存储空间已满，请联系工作人员"),
+    ReasonCode.DISK_RECOVERED: ("Storage working again", "存储已恢复"),
 }
 
 

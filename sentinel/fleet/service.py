@@ -42,6 +42,9 @@ def heartbeat_fields(daemon: Any, outbox: Outbox, now: datetime) -> dict[str, An
     faults = []
     if outbox.full:
         faults.append("outbox_full")
+    disk_full = getattr(daemon.pipeline, "disk_full_since", None) is not None
+    if disk_full:
+        faults.append("disk_full")
     camera = str(getattr(daemon, "camera_state", "ok"))
     if camera != "ok":
         faults.append(f"camera_{camera}")
@@ -54,6 +57,8 @@ def heartbeat_fields(daemon: Any, outbox: Outbox, now: datetime) -> dict[str, An
         "camera": camera,
         "gate_state": str(getattr(daemon.gate, "state_name", "ok")),
         "disk_free_bytes": shutil.disk_usage(Path(cfg.data_dir)).free,
+        "disk_full": disk_full,  # journal writes failing: events acted on, not journaled
+        "unjournaled": int(getattr(daemon.pipeline, "unjournaled", 0)),
         "software": __version__,
         "outbox_backlog": outbox.count(),
         "faults": ",".join(faults),

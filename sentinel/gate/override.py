@@ -53,26 +53,31 @@ def record_override(
     via: str = "cli",
     now: datetime | None = None,
 ) -> str:
-    """Open once, journal (decision "override") and audit; return the journal event id."""
+    """Open once, journal (decision "override") and audit; return the journal event id.
+
+    The audit entry is committed with the journal row (``audit_pending``) and then moved
+    into the chain, so a crash between the two is repaired at the next start (review D4).
+    Raises JournalError after the gate opened when neither could be written (disk full).
+    """
+    from sentinel.errors import JournalError
     from sentinel.journal.audit import open_audit
+    from sentinel.journal.pending import deliver
 
     now = now or datetime.now(UTC)
     gate.override()
-    event_id: str = pipeline.device_event(ReasonCode.OVERRIDE, "override", now)
-    audit = open_audit(data_dir)
-    try:
-        audit.append(
-            "override",
-            {
-                "venue": pipeline.config.venue.id,
-                "gate": pipeline.config.gate.id,
-                "reason": request.reason,
-                "staff": request.staff,
-                "via": via,
-                "event_id": event_id,
-            },
-            now,
-        )
-    finally:
-        audit.close()
+    details = {
+        "venue": pipeline.config.venue.id,
+        "gate": pipeline.config.gate.id,
+        "reason": request.reason,
+        "staff": request.staff,
+        "via": via,
+    }
+    event_id: str = pipeline.notify(
+        pipeline._device_event_of(ReasonCode.OVERRIDE, "override", now),
+        audit=("override", details),
+    )
+    if not event_id:
+        raise JournalError("override done but not recorded: the device's disk is full")
+    with open_audit(data_dir) as audit:
+        deliver(pipeline.journal, audit, now=now)
     return event_id

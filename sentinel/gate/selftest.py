@@ -162,6 +162,10 @@ def check_disk(data_dir: Path, opts: SelftestOptions) -> Check:
     usage = shutil.disk_usage(p)
     free_mb = usage.free / 1e6
     detail = f"{free_mb / 1000:.1f} GB free of {usage.total / 1e9:.1f} GB at {p}"
+    from sentinel.journal.space import WRITE_RESERVE_BYTES
+
+    if usage.free < WRITE_RESERVE_BYTES:  # the journal refuses events: DISK_FULL
+        return Check("disk", FAIL, detail + " — DISK_FULL: events are not journaled")
     if free_mb < opts.min_free_mb:
         return Check("disk", FAIL, detail + f" (need {opts.min_free_mb} MB)")
     if free_mb < opts.warn_free_mb:

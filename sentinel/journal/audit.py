@@ -283,13 +283,27 @@ class AuditLog:
             finally:
                 os.close(fd)
 
-    def append(self, kind: str, details: dict[str, Any], now: datetime | None = None) -> int:
-        """Append an entry (no personal data in ``details``); return its sequence number."""
+    def append(
+        self,
+        kind: str,
+        details: dict[str, Any],
+        now: datetime | None = None,
+        *,
+        unless: tuple[str, str] | None = None,
+    ) -> int:
+        """Append an entry (no personal data in ``details``); return its sequence number.
+
+        ``unless=(field, value)``: append only when no ``kind`` entry has that detail
+        yet (checked under the append lock, so two processes repairing the same gap
+        write it once); returns 0 when one existed.
+        """
         t = (now or datetime.now(UTC)).astimezone(UTC).isoformat()
         body = json.dumps(details, sort_keys=True, separators=(",", ":"))
         with self._exclusive():
             if self._closed:
                 raise JournalError(f"{self.db_path}: audit log is closed")
+            if unless is not None and self.has_entry(kind, *unless):
+                return 0
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
                 last = self.conn.execute(

@@ -142,6 +142,11 @@ def _verify_local(args: argparse.Namespace, pinned: Ed25519PublicKey | None) -> 
         except AuditError as exc:
             print(f"audit verify: FAILED: {exc}", file=sys.stderr)
             failed = True
+        from sentinel.journal.pending import gaps
+
+        for gap in gaps(journal, audit.entries(), cfg.data_dir):
+            print(f"audit verify: FAILED: {gap}", file=sys.stderr)
+            failed = True
         state = retention_state(journal, cfg.retention.retention_days, _now(args))
         if state.ok:
             print(

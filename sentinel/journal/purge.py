@@ -137,6 +137,18 @@ def _tx(journal: Journal, fn: Callable[[], Any]) -> Any:
     return out
 
 
+def _batch(journal: Journal, most: int) -> int:
+    """Rows (or pages) for the next batch: what half the free space holds in WAL frames.
+
+    A deleted row touches up to three pages (table, primary key, day or time index; the
+    random event ids spread over the key's pages), each a page-sized WAL frame until the
+    checkpoint after the batch.  So a roomy disk gets big batches, a nearly full one
+    small ones, and the WAL never needs more than half of what is free.
+    """
+    page = journal.conn.execute("PRAGMA page_size").fetchone()[0] + 24  # WAL frame header
+    return max(8, min(most, free_bytes(journal.path.parent) // 2 // (3 * page)))
+
+
 def _reclaim(journal: Journal, free_ratio: float, batch_pages: int) -> bool:
     """Give free pages back to the file system; True when any were.
 
@@ -152,7 +164,7 @@ def _reclaim(journal: Journal, free_ratio: float, batch_pages: int) -> bool:
     if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:  # INCREMENTAL
         while free:
             # each execute of the pragma frees one page in Python's sqlite3 (one step)
-            n = min(free, batch_pages)
+            n = min(free, _batch(journal, batch_pages))
 
             def steps(n: int = n) -> None:
                 for _ in range(n):
@@ -189,7 +201,7 @@ def purge(
     now: datetime,
     progress: Progress | None = None,
     vacuum_free_ratio: float = 0.2,
-    batch_rows: int = 500,
+    batch_rows: int = 2000,
 ) -> PurgeResult:
     """Run the retention purge at ``now``; idempotent and safe to interrupt."""
     step = progress or (lambda _s: None)
@@ -220,7 +232,7 @@ def purge(
         def delete_batch(table: str, day_expr: str, col: str, where: str, arg: str) -> int:
             rows = conn.execute(
                 f"SELECT rowid, {day_expr} FROM {table} WHERE {where} LIMIT ?",
-                (arg, batch_rows),
+                (arg, _batch(journal, batch_rows)),
             ).fetchall()
             if not rows:
                 return 0
@@ -391,6 +403,9 @@ def run_purge(
     now = now or datetime.now(UTC)
     journal, audit = open_parts(data_dir, retention_days)
     with journal, audit:
+        from sentinel.journal.pending import recover
+
+        recover(journal, audit)  # a CLI start too: entries a crash kept from the chain
         return purge(
             journal,
             audit,

@@ -6,7 +6,9 @@ import logging
 from typing import Any
 
 from sentinel.journal.audit import open_audit
+from sentinel.journal.pending import recover
 from sentinel.journal.purge import run_purge
+from sentinel.journal.space import clean_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +24,14 @@ def attach(daemon: Any) -> None:
     daemon.journal.clock = daemon.clock
     # Holder pseudonyms are keyed with a device-held secret from the key store.
     daemon.pipeline.pseudonym_key = daemon.journal.pseudonym_key()
+    # Crash leftovers: temp files of dead writers, audit entries a crash kept from
+    # the chain (an override's, an applied bundle's): written before serving.
+    for p in clean_temp_files(cfg.data_dir):
+        log.info("removed leftover temp file %s", p)
     daemon.audit = open_audit(cfg.data_dir)
     daemon.add_closer(daemon.audit.close)
+    recover(daemon.journal, daemon.audit)
+    _finish_bundle_audit(cfg.data_dir)
 
     def purge_job() -> None:
         result = run_purge(
@@ -42,3 +50,13 @@ def attach(daemon: Any) -> None:
             )
 
     daemon.add_periodic(Periodic("purge", float(ret.purge_interval_s), purge_job))
+
+
+def _finish_bundle_audit(data_dir: object) -> None:
+    from sentinel.trust.store import BundleStore
+    from sentinel.trust.sync import finish_bundle_audit
+
+    if not BundleStore.exists(str(data_dir)):
+        return
+    with BundleStore(str(data_dir)) as store, store.exclusive():
+        finish_bundle_audit(store)

@@ -292,6 +292,16 @@ class BundleStore:
             rotate["root_key_next"] = m.next_root_key.decode()
             if self.meta("root_key") is None and pinned is not None and "root_key" not in rotate:
                 rotate["root_key"] = bm.public_pem(pinned).decode()
+        details = {
+            "version": m.version,
+            "previous_version": prev.version if prev else None,
+            "manifest_sha256": m.digest,
+            "delta": plan.use_delta,
+            "source": source,
+            "parts": {n: r.sha256 for n, r in sorted(m.parts.items())},
+            "status_entries": m.status.count if m.status else 0,
+            "status_sha256": m.status.sha256 if m.status else None,
+        }
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -307,6 +317,9 @@ class BundleStore:
                     "applied_at": _iso(now),
                     "last_good_sync": _iso(now),
                     "last_error": None,
+                    # the audit entry this apply owes, committed with it (sync.py
+                    # clears it once the entry is in the chain; review D3)
+                    "audit_pending": json.dumps(details, sort_keys=True),
                     **rotate,
                 }
                 self._write_meta(values)
@@ -315,16 +328,7 @@ class BundleStore:
                 self._db.execute("ROLLBACK")
                 raise
         self._clean_status_files()
-        return {
-            "version": m.version,
-            "previous_version": prev.version if prev else None,
-            "manifest_sha256": m.digest,
-            "delta": plan.use_delta,
-            "source": source,
-            "parts": {n: r.sha256 for n, r in sorted(m.parts.items())},
-            "status_entries": m.status.count if m.status else 0,
-            "status_sha256": m.status.sha256 if m.status else None,
-        }
+        return details
 
     def _apply_status(self, plan: bm.Plan, staged: Mapping[str, Path]) -> dict[str, str | None]:
         """Write the new status files; return the meta values naming them (not committed).

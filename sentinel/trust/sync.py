@@ -10,6 +10,7 @@ in the store (``last_error``) for ``sentinel status``.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 import shutil
@@ -155,9 +156,26 @@ def _default_audit(store: BundleStore) -> AuditFn:
         from sentinel.journal.audit import open_audit
 
         with open_audit(store.data_dir) as log_:
-            log_.append(kind, details)
+            # once per applied manifest, even when a crash makes us try twice
+            log_.append(kind, details, unless=("manifest_sha256", str(details["manifest_sha256"])))
 
     return append
+
+
+def finish_bundle_audit(store: BundleStore, audit: AuditFn | None = None) -> bool:
+    """Write the "bundle_applied" entry a crash kept from the chain; True if one was owed.
+
+    The store commits the entry's details with the bundle (meta ``audit_pending``); the
+    sync clears them after the append.  Call with the store's apply lock held.
+    """
+    raw = store.meta("audit_pending")
+    if raw is None:
+        return False
+    details = json.loads(raw)
+    (audit or _default_audit(store))("bundle_applied", {**details, "recovered": True})
+    store.set_meta(audit_pending=None)
+    log.warning("bundle %s: its audit entry, lost to a crash, written now", details["version"])
+    return True
 
 
 class Syncer:
@@ -183,6 +201,7 @@ class Syncer:
         now = self.clock()
         try:
             with self.store.exclusive():
+                finish_bundle_audit(self.store, self.audit)  # owed by a crashed apply
                 self.store.set_meta(last_attempt=now.isoformat())
                 return self._sync(now)
         except BundleError as exc:
@@ -223,6 +242,7 @@ class Syncer:
         self.store.set_meta(etag=new_etag)
         details["downloaded_bytes"] = total
         self.audit("bundle_applied", details)
+        self.store.set_meta(audit_pending=None)
         log.info(
             "bundle %s applied (%s, %d bytes downloaded)",
             m.version,

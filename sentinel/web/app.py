@@ -63,6 +63,7 @@ AUDIT_ROLES = ("auditor",)
 _ALARM_TEXT = {
     ReasonCode.DOOR_FORCED.value: MESSAGES[ReasonCode.DOOR_FORCED],
     ReasonCode.DOOR_HELD_OPEN.value: MESSAGES[ReasonCode.DOOR_HELD_OPEN],
+    ReasonCode.DISK_FULL.value: MESSAGES[ReasonCode.DISK_FULL],
 }
 REFUSAL_CODES = [r.value for r in ReasonCode if not is_admit(r)]
 

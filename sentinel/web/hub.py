@@ -84,6 +84,11 @@ class EventHub:
                 self.device.alarm = reason.value
             elif reason is ReasonCode.DOOR_CLOSED:
                 self.device.alarm = ""
+            elif reason is ReasonCode.DISK_FULL:  # a door alarm outranks it
+                self.device.alarm = self.device.alarm or reason.value
+            elif reason is ReasonCode.DISK_RECOVERED:
+                if self.device.alarm == ReasonCode.DISK_FULL.value:
+                    self.device.alarm = ""
             else:
                 return
         self.publish_status()

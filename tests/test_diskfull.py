@@ -1,0 +1,178 @@
+"""A full disk never stops the gate (review D1, D2, D6, D7) — on a real small tmpfs.
+
+The gate still acts and the listeners are told; the journal write failure becomes a
+DISK_FULL device event, journaled (with the time it began) once space is back; errors
+name the real cause; the purge frees space on a nearly full disk and the audit chain
+still verifies.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from sentinel.config import Config, replace
+from sentinel.credentials import dcc_issue as di
+from sentinel.credentials.trustlist import TrustList
+from sentinel.errors import JournalError
+from sentinel.gate import Gate
+from sentinel.journal import Event, Journal, Personal
+from sentinel.journal.audit import open_audit
+from sentinel.journal.purge import retention_state, run_purge
+from sentinel.journal.space import DiskFull, free_bytes
+from sentinel.pipeline import Pipeline
+from sentinel.scan.symbol import Symbol
+from sentinel.trust import StaticTrust
+from tests.smallfs import fill, tmpfs
+
+DAY = timedelta(days=1)
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Any:
+    with tmpfs(tmp_path / "m", "8m") as m:
+        yield m
+
+
+def _ev(t: datetime, reason: str = "EXPIRED") -> Event:
+    return Event(t, "v", "g", "refuse", reason, "dcc")
+
+
+def test_full_disk_keeps_the_gate_working_and_reports_disk_full(
+    small: Path, signer: di.IssuerKey, trust: TrustList, now: datetime
+) -> None:
+    good = di.issue(
+        di.vaccination(on="2022-01-10"), signer, issued_at=now - DAY, expires_at=now + DAY
+    )
+    cfg = replace(Config(), data_dir=str(small / "data"))
+    seen: list[tuple[str, str]] = []
+    factory = MockFactory()
+    with Gate(cfg.gate, pin_factory=factory) as gate, Journal(small / "data/j.db") as journal:
+        journal.write_reserve_bytes = 1 << 20
+        pipe = Pipeline(cfg, StaticTrust(trust), gate, journal)
+        pipe.listeners.append(lambda e, _d: seen.append((e.decision, e.reason)))
+        sym = Symbol("QRCODE", good, good.encode())
+        assert pipe.present(sym, now).event_id
+        filler = fill(small, 512 * 1024)
+        out = pipe.present(sym, now + timedelta(seconds=5))
+        assert out.decision.admit and out.event_id == ""  # decided and acted, not journaled
+        assert gate.grants == 2
+        pipe.present(sym, now + timedelta(seconds=9))  # one DISK_FULL per episode
+        assert seen.count(("event", "DISK_FULL")) == 1
+        assert pipe.unjournaled == 2 and pipe.disk_full_since == now + timedelta(seconds=5)
+        assert len(journal.events()) == 1
+        filler.unlink()
+        pipe.present(sym, now + timedelta(seconds=20))
+        rows = [(r["time"], r["reason"]) for r in journal.events()]
+    assert gate.grants == 4
+    assert sorted(rows[1:]) == [
+        ((now + timedelta(seconds=5)).isoformat(), "DISK_FULL"),
+        ((now + timedelta(seconds=20)).isoformat(), "ADMIT"),
+        ((now + timedelta(seconds=20)).isoformat(), "DISK_RECOVERED"),
+    ]
+    assert seen[-2:] == [("event", "DISK_RECOVERED"), ("admit", "ADMIT")]
+    assert pipe.disk_full_since is None
+
+
+def test_errors_name_the_full_disk_not_a_rollback(small: Path) -> None:
+    """Review D6: a new day's key, a today's event and an audit append on a disk with
+    no space at all (guard switched off) raise DiskFull naming the write."""
+    now = datetime.now(UTC)
+    j = Journal(small / "journal.db")
+    a = open_audit(small)
+    j.record(_ev(now), personal=Personal(display_name="x"))
+    a.append("override", {"n": 0})
+    j.write_reserve_bytes = 0
+    fill(small, 0)
+    for what, fn in [
+        ("today", lambda: j.record_many([(_ev(now), {"display_name": "x" * 50})] * 400)),
+        ("new day", lambda: j.record(_ev(now - 3 * DAY), personal=Personal(display_name="x"))),
+        ("audit", lambda: a.append("override", {"n": 1, "pad": "y" * 20000})),
+    ]:
+        with pytest.raises(DiskFull) as info:
+            fn()
+        msg = str(info.value)
+        assert "cannot rollback" not in msg, what
+        assert "full" in msg, what
+    (small / ".filler").unlink()
+    a.verify()
+    assert len(j.events()) == 1
+    j.close()
+    a.close()
+
+
+def test_guard_refuses_before_sqlite_and_below_the_open_floor(small: Path) -> None:
+    j = Journal(small / "journal.db")
+    j.write_reserve_bytes = free_bytes(small) + 1
+    with pytest.raises(DiskFull, match="event not recorded: disk full on the device"):
+        j.record(_ev(datetime.now(UTC)))
+    j.close()
+    fill(small, 64 * 1024)  # where SQLite's -shm mmap can SIGBUS on ext4 (review D7)
+    with pytest.raises(DiskFull, match="journal not opened"):
+        Journal(small / "other.db")
+    with pytest.raises(DiskFull, match="audit log not opened"):
+        open_audit(small / "fresh")
+
+
+def test_purge_frees_space_on_a_nearly_full_disk(small: Path) -> None:
+    """Review D2: 6,000 expired events, a few hundred KiB free; the purge completes,
+    hands the pages back, and retention and the audit chain verify."""
+    now = datetime.now(UTC)
+    d = small / "data"
+    j = Journal(d / "journal.db", clock=lambda: t)
+    for k in (16, 15):
+        t = now - k * DAY
+        j.record_many([(_ev(t), {"display_name": f"P{i}"}) for i in range(3000)])
+    j.close()
+    size_before = (d / "journal.db").stat().st_size
+    fill(small, 384 * 1024)
+    free_before = free_bytes(small)
+    r = run_purge(d, retention_days=14, aggregate_days=400, now=now)
+    assert r.event_rows == 6000 and r.personal_rows == 6000 and r.keys_destroyed == 2
+    assert r.vacuumed  # incremental: pages went back to the file system
+    assert (d / "journal.db").stat().st_size < size_before / 2
+    assert free_bytes(small) > free_before + size_before / 2
+    with Journal(d / "journal.db") as j2, open_audit(d) as a:
+        assert retention_state(j2, 14, now).ok
+        assert a.verify().entries == 2
+
+
+def test_old_journal_is_not_vacuumed_without_room(small: Path) -> None:
+    """A journal from before incremental vacuum needs a full VACUUM: skipped without
+    room (rows still deleted, chain still fine), done once there is room."""
+    import sqlite3
+
+    now = datetime.now(UTC)
+    d = small / "data"
+    d.mkdir()
+    legacy = sqlite3.connect(d / "journal.db")
+    legacy.execute("PRAGMA journal_mode=WAL")  # creates the file: auto_vacuum stays NONE
+    legacy.close()
+    j = Journal(d / "journal.db", clock=lambda: t)
+    t = now - 16 * DAY
+    j.record_many([(_ev(t), {"display_name": f"P{i}"}) for i in range(2000)])
+    assert j.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+    j.close()
+    filler = fill(small, 512 * 1024)
+    r = run_purge(d, retention_days=14, aggregate_days=400, now=now)
+    assert r.event_rows == 2000 and not r.vacuumed
+    filler.unlink()
+    j = Journal(d / "journal.db")
+    j.record(_ev(now - 15 * DAY))  # something to purge again
+    j.close()
+    r = run_purge(d, retention_days=14, aggregate_days=400, now=now)
+    assert r.vacuumed
+    with Journal(d / "journal.db") as j3, open_audit(d) as a:
+        assert j3.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+        assert a.verify().entries == 2
+
+
+def test_closed_journal_still_raises(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    j.close()
+    with pytest.raises(JournalError, match="closed"):
+        j.record(_ev(datetime.now(UTC)))
