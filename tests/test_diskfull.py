@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from sentinel.authority import dcc_issue as di
 from sentinel.config import Config, replace
-from sentinel.credentials import dcc_issue as di
 from sentinel.credentials.trustlist import TrustList
 from sentinel.errors import JournalError
 from sentinel.gate import Gate

@@ -45,7 +45,6 @@ from sentinel.journal.space import (
     is_disk_full,
     rollback_quietly,
 )
-
 from sentinel.safefs import private_file
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,6 @@ must have its ``bundle_applied`` entry (review D3).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sqlite3
@@ -71,8 +70,8 @@ def gaps(journal: Journal, entries: list[dict[str, Any]], data_dir: str | Path) 
                 d = json.loads(e["details"])
             except (ValueError, TypeError):
                 continue
-            key = d.get("event_id") if e["kind"] == "override" else d.get("manifest_sha256")
-            if key:
+            key = d.get("event_id") if e["kind"] == "override" else d.get("version")
+            if key is not None:
                 chained[str(e["kind"])].add(str(key))
     owed = pending(journal)
     if owed:
@@ -92,16 +91,16 @@ def gaps(journal: Journal, entries: list[dict[str, Any]], data_dir: str | Path) 
             f"(first: event {missing[0][0]} at {missing[0][1]})"
         )
     applied = _applied_bundle(Path(data_dir))
-    if applied is not None and applied[1] not in chained["bundle_applied"]:
+    if applied is not None and applied[0] not in chained["bundle_applied"]:
         out.append(
             f"bundle version {applied[0]} is applied but has no bundle_applied audit entry"
-            + (" (owed: written at the next sync or start)" if applied[2] else "")
+            + (" (owed: written at the next sync or start)" if applied[1] else "")
         )
     return out
 
 
-def _applied_bundle(data_dir: Path) -> tuple[str, str, bool] | None:
-    """(version, manifest sha256, entry owed) of the applied bundle, read-only."""
+def _applied_bundle(data_dir: Path) -> tuple[str, bool] | None:
+    """(version, entry owed) of the applied bundle, read-only."""
     db = data_dir / "trust" / "store.db"
     if not db.exists():
         return None
@@ -112,7 +111,6 @@ def _applied_bundle(data_dir: Path) -> tuple[str, str, bool] | None:
         return None
     finally:
         con.close()
-    if "version" not in meta or "manifest" not in meta:
+    if "version" not in meta:
         return None
-    digest = hashlib.sha256(meta["manifest"].encode()).hexdigest()
-    return meta["version"], digest, "audit_pending" in meta
+    return str(meta["version"]), "audit_pending" in meta
