@@ -88,6 +88,7 @@ TESTS: dict[str, list[str]] = {
         "tests/test_verifiers_refuse.py",
     ],
     "sentinel/credentials/healthcode.py": [
+        "tests/test_healthcode_vector.py",
         "tests/test_healthcode.py",
         "tests/test_edges.py",
         "tests/test_healthcode_pipeline.py",

@@ -54,6 +54,7 @@ CWT_SUB, CWT_EXP, CWT_IAT = 2, 4, 6  # RFC 8392 §4
 CWT_HEALTH = -65537  # private-use claim (RFC 8392 §9.1: below -65536): [status, valid_until]
 STATUSES = ("green", "yellow", "red")
 MAX_SUBJECT_CHARS = 64
+MAX_EPOCH = 2**35 - 1  # year 3058: far beyond any code, and time arithmetic stays in range
 
 
 # --- verifying (pure) -----------------------------------------------------------------------
@@ -78,7 +79,9 @@ def _schema(cond: bool, what: str) -> None:
 
 
 def _epoch(value: Any, what: str) -> datetime:
-    _schema(isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**40, what)
+    _schema(
+        isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_EPOCH, what
+    )
     return datetime.fromtimestamp(value, UTC)
 
 

@@ -1,0 +1,98 @@
+"""Health codes assembled by hand from docs/healthcode.md, not by the project's issuer.
+
+The issuer and the verifier share the claim numbers and the status table, so a round trip
+through both proves nothing about the documented layout; these codes are built from the
+documentation's byte layout with literal claim numbers, and signed with a key of our own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import base45
+import cbor2
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from sentinel.credentials import healthcode as hc
+from sentinel.credentials.healthcode_keys import HealthCodeKeys, IssuingKey
+from sentinel.errors import CredentialError
+from sentinel.reasons import ReasonCode
+
+NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
+T = int(NOW.timestamp())
+KEY = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+SPKI = KEY.public_key().public_bytes(
+    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+)
+KID = hashlib.sha256(SPKI).digest()[:4]  # docs: first 4 bytes of SHA-256(SPKI DER)
+KEYS = HealthCodeKeys((IssuingKey(KID, -8, KEY.public_key(), None, None),))
+
+
+def code(claims: dict, *, alg: int = -8, kid: bytes = KID) -> str:
+    protected = cbor2.dumps({1: alg, 4: kid})
+    payload = cbor2.dumps(claims)
+    sig = KEY.sign(cbor2.dumps(["Signature1", protected, b"", payload]))  # RFC 9052 §4.4
+    return "HC:" + base45.b45encode(cbor2.dumps([protected, {}, payload, sig])).decode()
+
+
+def claims(status: int = 0, iat: object = T, exp: object = T + 120, sub: object = "K7Q2") -> dict:
+    return {2: sub, 4: exp, 6: iat, -65537: [status, T + 86400]}
+
+
+def reason(text: str, now: datetime = NOW) -> ReasonCode:
+    with pytest.raises(CredentialError) as exc:
+        hc.verify_code(text, KEYS, now)
+    return exc.value.reason
+
+
+@pytest.mark.parametrize(("status", "name"), [(0, "green"), (1, "yellow"), (2, "red")])
+def test_documented_layout_verifies_with_the_documented_status_table(status: int, name: str):
+    got = hc.verify_code(code(claims(status)), KEYS, NOW)
+    assert (got.subject, got.status, got.kid) == ("K7Q2", name, KID)
+    assert got.issued_at == NOW and got.expires_at == NOW + timedelta(seconds=120)
+    assert got.status_valid_until == NOW + timedelta(days=1)
+
+
+def test_status_outside_the_table_is_schema_invalid() -> None:
+    assert reason(code(claims(3))) is ReasonCode.SCHEMA_INVALID
+    assert reason(code(claims(-1))) is ReasonCode.SCHEMA_INVALID
+
+
+@pytest.mark.parametrize("bad", [True, -1, hc.MAX_EPOCH + 1, 2**64, 1.5e9, "1651406400", None])
+def test_epoch_claims_must_be_plain_non_negative_integers_a_datetime_can_hold(bad: object):
+    assert reason(code(claims(iat=bad))) is ReasonCode.SCHEMA_INVALID
+    assert reason(code(claims(exp=bad))) is ReasonCode.SCHEMA_INVALID
+
+
+def test_epoch_range_edges_are_valid_times() -> None:
+    """0 and MAX_EPOCH (year 3058) are valid epochs: refused for freshness, not as malformed
+    (2**40 seconds, the old bound, is past year 9999 and crashed into MALFORMED)."""
+    assert reason(code(claims(iat=0, exp=120))) is ReasonCode.CODE_EXPIRED
+    far = hc.MAX_EPOCH
+    assert reason(code(claims(iat=far - 120, exp=far))) is ReasonCode.CODE_NOT_YET_VALID
+
+
+def test_the_health_claim_lives_at_minus_65537() -> None:
+    moved = claims()
+    moved[-65538] = moved.pop(-65537)
+    assert reason(code(moved)) is ReasonCode.SCHEMA_INVALID
+
+
+def test_claim_numbers_are_rfc_8392s() -> None:
+    swapped = claims()
+    swapped[3] = swapped.pop(2)  # "aud" instead of "sub"
+    assert reason(code(swapped)) is ReasonCode.SCHEMA_INVALID
+
+
+def test_text_length_cap() -> None:
+    long = "HC:" + "0" * (hc.MAX_TEXT_CHARS - 3)
+    assert len(long) == hc.MAX_TEXT_CHARS
+    assert reason(long) is not ReasonCode.TOO_LARGE
+    assert reason(long + "0") is ReasonCode.TOO_LARGE
+
+
+def test_wrong_algorithm_for_the_key_is_a_bad_signature() -> None:
+    assert reason(code(claims(), alg=-7)) is ReasonCode.BAD_SIGNATURE
