@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from sentinel.config import Config
+from sentinel.credentials.dcc_schema import warm as warm_schemas
 from sentinel.credentials.healthcode import HealthCodeVerifier
 from sentinel.credentials.model import Credential, CredentialKind
 from sentinel.credentials.reader import ReadContext, read
@@ -75,6 +76,7 @@ class Pipeline:
             self.scanner = Scanner.from_config(self.config.scan, self.config.camera)
         if self.tracker is None:
             self.tracker = PresentationTracker(self.config.scan.cooldown_s)
+        warm_schemas()  # compile the DCC schemas now, not at the first visitor's scan
 
     def process_frame(self, frame: np.ndarray, now: datetime, mono: float) -> list[Outcome]:
         """Decode a frame; decide once per new presentation."""

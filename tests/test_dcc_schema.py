@@ -122,3 +122,8 @@ def test_vendored_schemas_ship_in_the_package(tmp_path: Path) -> None:
     data = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     pkg = data["tool"]["setuptools"]["package-data"]["sentinel"]
     assert "**/*.json" in pkg and "**/LICENSE" in pkg and "**/NOTICE" in pkg
+
+
+def test_warm_compiles_every_version_before_the_first_decision() -> None:
+    dcc_schema.warm()
+    assert dcc_schema._validator.cache_info().currsize == len(dcc_schema.released_versions())
