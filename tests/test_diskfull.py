@@ -176,3 +176,23 @@ def test_closed_journal_still_raises(tmp_path: Path) -> None:
     j.close()
     with pytest.raises(JournalError, match="closed"):
         j.record(_ev(datetime.now(UTC)))
+
+
+def test_sync_on_a_full_disk_names_the_device_not_the_source(small: Path, tmp_path: Path) -> None:
+    """Review D9: the failed write into trust/staging is the device's, and the old
+    bundle (none here) stays."""
+    from sentinel.authority.testing import build_test_bundle
+    from sentinel.errors import BundleError
+    from sentinel.trust.store import BundleStore
+    from sentinel.trust.sync import DirSource, Syncer
+
+    b = build_test_bundle(tmp_path / "site", revocations=[f"{i:064x}" for i in range(20000)])
+    d = small / "data"
+    with BundleStore(d) as st:
+        st.set_meta(last_attempt="x")
+        fill(small, 64 * 1024)
+        with pytest.raises(BundleError) as info:
+            Syncer(st, DirSource(b.site), root_key=b.root_public, audit=lambda k, x: None).sync()
+        assert st.current() is None
+    msg = str(info.value)
+    assert "on the device" in msg and str(small) in msg and "cannot read" not in msg

@@ -47,16 +47,31 @@ class Source(Protocol):
         ...
 
 
+class DeviceWriteError(BundleError):
+    """A part could not be written on the device (e.g. its disk is full); the source is fine."""
+
+
 def _check_stream(ref: bm.PartRef, chunks: Any, dest: Path) -> int:
     h = hashlib.sha256()
     total = 0
-    with dest.open("wb") as f:
+    try:
+        f = dest.open("wb")
+    except OSError as exc:
+        raise DeviceWriteError(f"part {ref.name}: cannot write {dest}: {exc.strerror}") from None
+    with f:
         for chunk in chunks:
             total += len(chunk)
             if total > ref.size:
                 raise BundleHashError(f"part {ref.name} is larger than its declared {ref.size} B")
             h.update(chunk)
-            f.write(chunk)
+            try:
+                f.write(chunk)
+                if total == ref.size:
+                    f.flush()
+            except OSError as exc:  # the device's disk, not the source (review D9)
+                raise DeviceWriteError(
+                    f"part {ref.name}: cannot write {dest} on the device: {exc.strerror}"
+                ) from None
     if total != ref.size:
         raise BundleHashError(f"part {ref.name}: got {total} of {ref.size} bytes (cut short)")
     if h.hexdigest() != ref.sha256:
