@@ -196,3 +196,36 @@ def test_sync_on_a_full_disk_names_the_device_not_the_source(small: Path, tmp_pa
         assert st.current() is None
     msg = str(info.value)
     assert "on the device" in msg and str(small) in msg and "cannot read" not in msg
+
+
+def test_service_keeps_deciding_on_a_full_disk(
+    small: Path, tmp_path: Path, signer: di.IssuerKey, trust: TrustList, now: datetime
+) -> None:
+    """Review D1: the daemon started on a full disk runs through every presentation
+    (gate acts, no exit, no restart loop) and says DISK_FULL."""
+    import cv2
+
+    from sentinel.daemon import Daemon
+    from sentinel.scan.synth import place, render_qr
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    texts = [
+        di.issue(
+            di.vaccination(on="2022-01-10"), signer, issued_at=now - DAY, expires_at=now + DAY
+        ),
+        di.issue(di.vaccination(dn=1), signer, issued_at=now - DAY, expires_at=now + DAY),
+    ]
+    for i, text in enumerate(texts):
+        cv2.imwrite(str(frames / f"{i}.png"), place(render_qr(text), 640, 480, seed=i))
+    cfg = replace(Config(), data_dir=str(small / "data"))
+    cfg = replace(cfg, camera=replace(cfg.camera, source=str(frames)))
+    fill(small, 2 * 1024 * 1024)  # below the journal's 4 MiB write reserve
+    seen: list[str] = []
+    factory = MockFactory()
+    with Daemon(cfg, pin_factory=factory, trust=StaticTrust(trust), clock=lambda: now) as d:
+        d.pipeline.listeners.append(lambda e, _d: seen.append(e.reason))
+        assert d.run() == 0
+        grants = d.gate.grants
+    assert grants == 1  # the admitted visitor got the gate
+    assert seen == ["DISK_FULL", "ADMIT", "VACCINATION_INCOMPLETE"]
