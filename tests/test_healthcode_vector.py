@@ -96,3 +96,31 @@ def test_text_length_cap() -> None:
 
 def test_wrong_algorithm_for_the_key_is_a_bad_signature() -> None:
     assert reason(code(claims(), alg=-7)) is ReasonCode.BAD_SIGNATURE
+
+
+def test_es256_signature_must_be_exactly_r_and_s_of_32_bytes() -> None:
+    """RFC 9053 §2.1: r || s, each 32 bytes. A padded s (0x00 || s) has the same integer
+    value and would verify if the length were not checked: such a code is refused."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    key = ec.derive_private_key(7**40, ec.SECP256R1())
+    kid = b"\x01\x02\x03\x04"
+    keys = HealthCodeKeys((IssuingKey(kid, -7, key.public_key(), None, None),))
+    protected = cbor2.dumps({1: -7, 4: kid})
+    payload = cbor2.dumps(claims())
+    r, s = decode_dss_signature(
+        key.sign(cbor2.dumps(["Signature1", protected, b"", payload]), ec.ECDSA(hashes.SHA256()))
+    )
+
+    def text(sig: bytes) -> str:
+        cose = cbor2.dumps([protected, {}, payload, sig])
+        return "HC:" + base45.b45encode(cose).decode()
+
+    good = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    assert hc.verify_code(text(good), keys, NOW).status == "green"
+    padded = r.to_bytes(32, "big") + b"\x00" + s.to_bytes(32, "big")
+    with pytest.raises(CredentialError) as exc:
+        hc.verify_code(text(padded), keys, NOW)
+    assert exc.value.reason is ReasonCode.BAD_SIGNATURE
