@@ -160,3 +160,12 @@ def test_identity_match_through_the_pipeline_with_a_truncated_td1_name(tmp_path:
     assert wait.decision.reason is ReasonCode.ID_REQUIRED
     assert ok.decision.reason is ReasonCode.ADMIT and gate.pulses == 1
     assert bad.decision.reason is ReasonCode.IDENTITY_MISMATCH
+
+
+def test_document_names_are_masked_like_certificate_names() -> None:
+    """D7 for ID documents: one- and two-character name words are all stars (an MRZ of
+    a Chinese holder, LI<<NA, would otherwise be shown in full)."""
+    doc = iddoc.parse_mrz(TD3.replace("ERIKSSON<<ANNA<MARIA", "LI<<NA<<<<<<<<<<<<<<"))
+    assert iddoc.mask_names(doc) == "** **, 1974"
+    full = iddoc.parse_mrz(TD3)
+    assert iddoc.mask_names(full) == "E******* A*** M****, 1974"

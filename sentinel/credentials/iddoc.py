@@ -389,9 +389,11 @@ def mask_number(number: str) -> str:
 
 
 def mask_names(doc: IdDocument) -> str:
-    """``M********* E****, 1974``: initials and the birth year, as on DCC displays."""
-    words = f"{doc.surname} {doc.given_names}".split()
-    name = " ".join(w[0] + "*" * (len(w) - 1) for w in words)
+    """``M********* E****, 1974``: masked as on DCC displays (``dcc.mask_name``: words of
+    one or two characters are all stars), and the birth year."""
+    from sentinel.credentials.dcc import mask_name
+
+    name = " ".join(p for p in (mask_name(doc.surname), mask_name(doc.given_names)) if p)
     year = f", {doc.birth_date.year}" if doc.birth_date else ""
     return (name + year).strip(", ")
 
