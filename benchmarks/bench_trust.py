@@ -1,16 +1,38 @@
-"""Status-set scale: publisher build, bytes per entry, device apply (full and 1% delta),
-peak memory, lookup latency.
+"""Status-set scale (issue #21): publisher build, device apply, 1% delta, lookups.
 
-    .venv/bin/python benchmarks/bench_trust.py --sizes 1000000 10000000
+    .venv/bin/python benchmarks/bench_trust.py --sizes 10000000 80000000
 
-Each step runs in its own process so its peak RSS (ru_maxrss) is its own.  The publisher
-reads a real CSV (doc_type,country,number,status,valid_until), like `sentinel publish`.
+For each size it prints one line (and a few detail lines)::
+
+    trust <size>: build <s> s (baseline <s> s), apply <s> s peak RSS <MB> MB,
+                  delta1% apply <s> s, lookup p99 warm <µs> µs cold <µs> µs
+
+* build: ``publish`` from a CSV (doc_type,country,number,status,valid_until) to a signed
+  bundle, the streamed, vectorised path; tags with ``--kdf`` (default ``aes-cbc-mac``:
+  the Argon2id cost is per new identity, paid once at ingestion and cached, measured on
+  its own line: ``kdf``).  baseline: the row-by-row path main had before (csv module,
+  one Python HMAC per row, bytes sort), run on the same CSV in the same run, up to 10 M.
+* apply: ``sentinel sync --from`` of the full bundle into an empty data dir; peak RSS is
+  that process's ``ru_maxrss``.  delta1% apply: the next version (0.5% changed, 0.25%
+  removed, 0.25% added).
+* lookup: ``lookup_document`` on the applied set (half hits); warm = page cache warm;
+  cold = the status files' pages evicted (``posix_fadvise(DONTNEED)``) before every
+  lookup, and, where the blkio cgroup is writable (root), reads throttled to an SD card
+  (``--sd-iops``, ``--sd-bps``: 1500 IOPS, 40 MB/s by default).
+
+Each step runs in its own process.  Timings on a shared machine are noisy: one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import array
+import contextlib
+import csv
+import hashlib
+import hmac
 import json
+import os
 import random
 import resource
 import shutil
@@ -19,10 +41,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
+CGROUP = Path("/sys/fs/cgroup/blkio/sentinel-bench-sd")
 
 
 def _number(i: int) -> str:
@@ -33,26 +57,85 @@ def _write_csv(path: Path, n: int, version: int) -> None:
     """v1: entries 0..n-1.  v2 (1% change): 0.5% new status, 0.25% removed, 0.25% added."""
     statuses = ("green", "yellow", "red")
     days = [(NOW + timedelta(days=d)).date().isoformat() for d in range(1, 31)]
-    with path.open("w", buffering=1 << 20) as f:
+    step = 1 << 20
+    with path.open("w", buffering=1 << 22) as f:
         f.write("doc_type,country,number,status,valid_until\n")
-        for i in range(n):
-            if version == 2 and i % 400 == 1:
-                continue  # removed
-            st = statuses[i % 3]
-            if version == 2 and i % 200 == 0:
-                st = statuses[(i + 1) % 3]  # changed
-            f.write(f"P,XXA,{_number(i)},{st},{days[i % 30]}\n")
+        for lo in range(0, n, step):
+            lines = []
+            for i in range(lo, min(n, lo + step)):
+                if version == 2 and i % 400 == 1:
+                    continue  # removed
+                st = statuses[i % 3]
+                if version == 2 and i % 200 == 0:
+                    st = statuses[(i + 1) % 3]  # changed
+                lines.append(f"P,XXA,N{i:09d},{st},{days[i % 30]}\n")
+            f.write("".join(lines))
         if version == 2:
-            for j in range(n // 400):
-                f.write(f"I,XXA,{_number(n + j)},green,{days[j % 30]}\n")  # added
+            f.write(
+                "".join(f"I,XXA,{_number(n + j)},green,{days[j % 30]}\n" for j in range(n // 400))
+            )
 
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def step_publish(work: Path, version: int) -> dict:
-    from sentinel.authority.publish import Inputs, load_private_key, publish, read_status_csv
+# ---- the baseline: main's build path before issue #21, on the same CSV ----------------
+
+
+def _baseline_build(csv_path: Path, out: Path) -> None:
+    """Row by row: csv module, normalize, HMAC, a bytes sort, columnar write, zlib."""
+    import numpy as np
+
+    from sentinel.authority.inputs import parse_until
+    from sentinel.trust import statusset as ss
+
+    key = b"k" * 32
+    keys = bytearray()
+    status = bytearray()
+    until = array.array("I")
+    cache: dict[str, int] = {}
+    with csv_path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = [h.strip().lower() for h in next(reader)]
+        col = {name: i for i, name in enumerate(header)}
+        for line, row in enumerate(reader, start=2):
+            code = ss.STATUS_CODES[row[col["status"]].strip().lower()]
+            ident = ss.normalize_document(row[col["doc_type"]], row[col["country"]], row[3])
+            keys += hmac.digest(key, ident, "sha256")[:12]
+            status.append(code)
+            until.append(parse_until(row[col["valid_until"]], cache, f"{csv_path}:{line}"))
+    k = np.frombuffer(bytes(keys), dtype="S12")
+    order = np.argsort(k, kind="stable")
+    s = np.frombuffer(bytes(status), dtype=np.uint8)[order]
+    u = np.frombuffer(until.tobytes(), dtype="<u4")[order]
+    k = k[order]
+    out.mkdir(parents=True, exist_ok=True)
+    raw = out / "raw"
+    with raw.open("wb") as fo:
+        fo.write(ss.HEADER.pack(ss.MAGIC, ss.FORMAT, 0, len(k), b"\0" * 16))
+        fo.write(k.tobytes())
+        fo.write(s.tobytes())
+        fo.write(u.tobytes())
+    h = hashlib.sha256(raw.read_bytes()).hexdigest()
+    (out / h).write_bytes(zlib.compress(raw.read_bytes(), 6))
+
+
+# ---- steps (each in its own process) -------------------------------------------------
+
+
+def step_baseline(work: Path) -> dict:
+    t = time.perf_counter()
+    _baseline_build(work / "status1.csv", work / "baseline")
+    dt = time.perf_counter() - t
+    shutil.rmtree(work / "baseline", ignore_errors=True)
+    return {"seconds": dt, "peak_mb": _peak_mb()}
+
+
+def step_publish(work: Path, version: int, kdf: str, workers: int) -> dict:
+    from sentinel.authority.publish import Inputs, load_private_key, publish
+    from sentinel.authority.testing import test_devices
+    from sentinel.trust import statusset as ss
 
     key = load_private_key(work / "root_key.pem")
     t = time.perf_counter()
@@ -61,7 +144,10 @@ def step_publish(work: Path, version: int) -> dict:
         Inputs(revocations=[]),
         [key],
         now=NOW,
-        status_rows=read_status_csv(work / f"status{version}.csv"),
+        status_csv=work / f"status{version}.csv",
+        devices=test_devices(work / "site"),
+        kdf=ss.CHEAP_KDF if kdf == "aes-cbc-mac" else None,
+        workers=workers,
     )
     dt = time.perf_counter() - t
     m = pub.manifest
@@ -73,6 +159,7 @@ def step_publish(work: Path, version: int) -> dict:
         "delta_bytes": m.parts["status_delta"].size if "status_delta" in m.parts else None,
         "delta_entries": pub.delta_entries,
         "count": m.status.count if m.status else 0,
+        "new_tags": pub.new_tags,
     }
 
 
@@ -87,13 +174,42 @@ def step_apply(work: Path) -> dict:
     return {"seconds": dt, "peak_mb": _peak_mb(), "delta": r.delta, "bytes": r.downloaded_bytes}
 
 
-def step_lookup(work: Path, n: int, samples: int) -> dict:
+def _throttle(iops: int, bps: int) -> str:
+    """Put this process in a blkio cgroup limiting reads of the data's disk (SD card)."""
+    try:
+        dev = _root_dev()
+        CGROUP.mkdir(exist_ok=True)
+        for name, value in (("read_iops_device", iops), ("read_bps_device", bps)):
+            (CGROUP / f"blkio.throttle.{name}").write_text(f"{dev} {value}\n")
+        (CGROUP / "cgroup.procs").write_text(str(os.getpid()))
+        return f"blkio throttle {iops} IOPS, {bps // 1_000_000} MB/s on disk {dev}"
+    except OSError as exc:
+        return f"no throttle ({exc.strerror}): page cache evicted only"
+
+
+def _root_dev() -> str:
+    """major:minor of the whole disk holding the working directory."""
+    dev = os.stat(Path.cwd()).st_dev
+    sysfs = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+    if (sysfs / "partition").exists():
+        return (sysfs.resolve().parent / "dev").read_text().strip()
+    if sysfs.exists():
+        return f"{os.major(dev)}:{os.minor(dev)}"
+    for disk in Path("/sys/block").iterdir():  # an overlay/bind mount: its first real disk
+        if not disk.name.startswith(("loop", "zram", "ram")):
+            return (disk / "dev").read_text().strip()
+    raise OSError(2, "no block device")
+
+
+def step_lookup(work: Path, n: int, samples: int, cold: int, iops: int, bps: int) -> dict:
     from sentinel.trust.store import StoreTrust
 
     rng = random.Random(7)
+    out: dict = {}
     with StoreTrust(work / "data") as trust:
         status = trust.status()
         assert status is not None
+        files = trust._snap.status_files
         lat = []
         hits = 0
         for k in range(samples):
@@ -102,55 +218,93 @@ def step_lookup(work: Path, n: int, samples: int) -> dict:
             e = status.lookup_document("P", "XXA", _number(i))
             lat.append(time.perf_counter_ns() - t)
             hits += e is not None
-    lat.sort()
-    return {
-        "median_us": statistics.median(lat) / 1000,
-        "p99_us": lat[int(len(lat) * 0.99)] / 1000,
-        "max_us": lat[-1] / 1000,
-        "hits": hits,
-        "peak_mb": _peak_mb(),
-    }
+        lat.sort()
+        out.update(
+            warm_median_us=statistics.median(lat) / 1000,
+            warm_p99_us=lat[int(len(lat) * 0.99)] / 1000,
+            hits=hits,
+        )
+        out["throttle"] = _throttle(iops, bps) if cold and iops > 0 else "page cache evicted"
+        lat = []
+        for k in range(cold):
+            i = rng.randrange(n) if k % 2 == 0 else n * 10 + k
+            for f in files:
+                f.evict()
+            t = time.perf_counter_ns()
+            status.lookup_document("P", "XXA", _number(i))
+            lat.append(time.perf_counter_ns() - t)
+        lat.sort()
+        if lat:
+            out.update(
+                cold_median_us=statistics.median(lat) / 1000,
+                cold_p99_us=lat[int(len(lat) * 0.99)] / 1000,
+            )
+    out["peak_mb"] = _peak_mb()
+    return out
+
+
+def step_kdf(samples: int) -> dict:
+    """The production tag (Argon2id, statusset.DEFAULT_KDF): one per new identity at the
+    authority, one per presented document on the device, one per guess for an attacker."""
+    from sentinel.trust import statusset as ss
+
+    key = os.urandom(32)
+    lat = []
+    for i in range(samples):
+        t = time.perf_counter()
+        ss.tag(key, f"doc|I|CHN|11010519830715{i:04d}".encode(), ss.DEFAULT_KDF)
+        lat.append(time.perf_counter() - t)
+    return {"median_ms": statistics.median(lat) * 1000, "kdf": ss.DEFAULT_KDF}
 
 
 def _run(step: str, work: Path, *extra: str) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--step", step, "--work", str(work), *extra],
         check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,  # stderr passes through: the progress bars show on a tty
         text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench(n: int, samples: int, keep: Path | None) -> dict:
+def bench(n: int, args: argparse.Namespace) -> dict:
     from sentinel.authority.publish import generate_root_key, write_root_key
 
-    work = Path(tempfile.mkdtemp(prefix=f"bench-trust-{n}-", dir=keep))
+    work = Path(tempfile.mkdtemp(prefix=f"bench-trust-{n}-", dir=args.workdir))
+    common = ["--kdf", args.kdf, "--workers", str(args.workers)]
     try:
         write_root_key(generate_root_key(), work / "root_key.pem", work / "root_pub.pem")
         _write_csv(work / "status1.csv", n, 1)
         _write_csv(work / "status2.csv", n, 2)
-        pub1 = _run("publish", work, "--version", "1")
+        base = _run("baseline", work) if n <= args.baseline_max else None
+        pub1 = _run("publish", work, "--version", "1", *common)
         app1 = _run("apply", work)
-        look = _run("lookup", work, "--n", str(n), "--samples", str(samples))
-        pub2 = _run("publish", work, "--version", "2")
+        look = _run(
+            "lookup", work, "--n", str(n), "--samples", str(args.samples),
+            "--cold", str(args.cold), "--sd-iops", str(args.sd_iops), "--sd-bps", str(args.sd_bps),
+        )  # fmt: skip
+        pub2 = _run("publish", work, "--version", "2", *common)
         app2 = _run("apply", work)
         disk = sum(p.stat().st_size for p in (work / "data" / "trust" / "status").iterdir())
         return {
             "n": n,
+            "baseline_s": base["seconds"] if base else None,
             "publish_s": pub1["seconds"],
             "publish_peak_mb": pub1["peak_mb"],
             "wire_B_per_entry": pub1["status_bytes"] / n,
             "disk_B_per_entry": pub1["status_raw_bytes"] / n,
             "apply_full_s": app1["seconds"],
             "apply_full_peak_mb": app1["peak_mb"],
-            "lookup_median_us": look["median_us"],
-            "lookup_p99_us": look["p99_us"],
-            "lookup_max_us": look["max_us"],
+            "lookup_warm_median_us": look["warm_median_us"],
+            "lookup_warm_p99_us": look["warm_p99_us"],
+            "lookup_cold_median_us": look.get("cold_median_us"),
+            "lookup_cold_p99_us": look.get("cold_p99_us"),
             "lookup_hits": look["hits"],
+            "lookup_throttle": look["throttle"],
             "publish_delta_s": pub2["seconds"],
             "delta_entries": pub2["delta_entries"],
             "delta_bytes": pub2["delta_bytes"],
+            "delta_B_per_changed_entry": pub2["delta_bytes"] / max(1, pub2["delta_entries"]),
             "delta_vs_full_bytes": pub2["delta_bytes"] / pub1["status_bytes"],
             "apply_delta_s": app2["seconds"],
             "apply_delta_peak_mb": app2["peak_mb"],
@@ -158,15 +312,36 @@ def bench(n: int, samples: int, keep: Path | None) -> dict:
             "disk_after_delta_B_per_entry": disk / pub2["count"],
         }
     finally:
-        if keep is None:
+        if args.keep is False:
             shutil.rmtree(work, ignore_errors=True)
+        if CGROUP.exists():
+            with contextlib.suppress(OSError):
+                CGROUP.rmdir()
+
+
+def _line(r: dict) -> str:
+    base = f"{r['baseline_s']:.1f}" if r["baseline_s"] is not None else "-"
+    cold = f"{r['lookup_cold_p99_us']:.0f}" if r["lookup_cold_p99_us"] is not None else "-"
+    return (
+        f"trust {r['n']}: build {r['publish_s']:.1f} s (baseline {base} s), "
+        f"apply {r['apply_full_s']:.1f} s peak RSS {r['apply_full_peak_mb']:.0f} MB, "
+        f"delta1% apply {r['apply_delta_s']:.2f} s, "
+        f"lookup p99 warm {r['lookup_warm_p99_us']:.0f} µs cold {cold} µs"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
-    ap.add_argument("--samples", type=int, default=20000, help="lookups timed per size")
+    ap.add_argument("--samples", type=int, default=20000, help="warm lookups timed per size")
+    ap.add_argument("--cold", type=int, default=400, help="cold lookups timed per size")
+    ap.add_argument("--baseline-max", type=int, default=10_000_000)
+    ap.add_argument("--kdf", choices=["aes-cbc-mac", "argon2id"], default="aes-cbc-mac")
+    ap.add_argument("--workers", type=int, default=1, help="KDF processes (argon2id)")
+    ap.add_argument("--sd-iops", type=int, default=1500)
+    ap.add_argument("--sd-bps", type=int, default=40_000_000)
     ap.add_argument("--workdir", type=Path, default=None, help="where to put temp files")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--step", help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -174,46 +349,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.step:
-        if args.step == "publish":
-            r = step_publish(args.work, args.version)
+        if args.step == "baseline":
+            r = step_baseline(args.work)
+        elif args.step == "publish":
+            r = step_publish(args.work, args.version, args.kdf, args.workers)
         elif args.step == "apply":
             r = step_apply(args.work)
+        elif args.step == "kdf":
+            r = step_kdf(args.samples)
         else:
-            r = step_lookup(args.work, args.n, args.samples)
+            r = step_lookup(args.work, args.n, args.samples, args.cold, args.sd_iops, args.sd_bps)
         print(json.dumps(r))
         return 0
-    if args.json:
-        print(json.dumps([bench(n, args.samples, args.workdir) for n in args.sizes], indent=1))
-        return 0
+    results = []
     for n in args.sizes:
-        r = bench(n, args.samples, args.workdir)
-        print(f"--- {r['n']:,} status entries")
-        print(
-            f"publisher build (CSV → signed bundle)  {r['publish_s']:.1f} s, "
-            f"peak {r['publish_peak_mb']:.0f} MB"
-        )
-        print(
-            f"bundle bytes per entry                 wire {r['wire_B_per_entry']:.2f} B, "
-            f"disk {r['disk_B_per_entry']:.2f} B"
-        )
-        print(
-            f"device apply, full                     {r['apply_full_s']:.2f} s, "
-            f"peak {r['apply_full_peak_mb']:.0f} MB"
-        )
-        print(
-            f"lookup latency                         median {r['lookup_median_us']:.1f} µs, "
-            f"p99 {r['lookup_p99_us']:.1f} µs ({r['lookup_hits']} hits)"
-        )
-        print(
-            f"1% delta: {r['delta_entries']:,} entries   publish {r['publish_delta_s']:.1f} s, "
-            f"{r['delta_bytes']:,} B = {r['delta_vs_full_bytes']:.1%} of full"
-        )
-        print(
-            f"device apply, 1% delta                 {r['apply_delta_s']:.2f} s "
-            f"({r['delta_vs_full_apply_time']:.0%} of full), "
-            f"peak {r['apply_delta_peak_mb']:.0f} MB",
-            flush=True,
-        )
+        r = bench(n, args)
+        results.append(r)
+        if not args.json:
+            print(_line(r), flush=True)
+            print(
+                f"  wire {r['wire_B_per_entry']:.2f} B/entry (disk {r['disk_B_per_entry']:.2f}), "
+                f"1% delta {r['delta_entries']:,} entries = {r['delta_bytes']:,} B "
+                f"({r['delta_B_per_changed_entry']:.1f} B/entry, "
+                f"{r['delta_vs_full_bytes']:.1%} of full), delta apply "
+                f"{r['delta_vs_full_apply_time']:.1%} of full, "
+                f"peak {r['apply_delta_peak_mb']:.0f} MB; cold reads: {r['lookup_throttle']}",
+                flush=True,
+            )
+    kdf = _run("kdf", Path("."), "--samples", "20")
+    if args.json:
+        print(json.dumps({"sizes": results, "kdf": kdf}, indent=1))
+    else:
+        print(f"  kdf {kdf['kdf']}: {kdf['median_ms']:.1f} ms per tag (median of 20)")
     return 0
 
 

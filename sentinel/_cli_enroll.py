@@ -31,9 +31,12 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
     from sentinel.journal.audit import load_or_create_device_key
 
     cfg = config.load(args.config)
+    from sentinel.trust.sealing import load_or_create_seal_key
+
     key = load_or_create_device_key(Path(cfg.data_dir) / "device_key.pem")
+    seal = load_or_create_seal_key(cfg.data_dir)  # the status key is sealed to it (D4)
     device_id = cfg.fleet.device_id or f"{cfg.venue.id}.{cfg.gate.id}"
-    request = enroll.make_request(key, device_id, cfg.venue.id, cfg.gate.id)
+    request = enroll.make_request(key, device_id, cfg.venue.id, cfg.gate.id, seal.public_key())
     print(f"device {device_id}")
     print(f"fingerprint {enroll.fingerprint(key.public_key())}")
     if args.out:

@@ -61,11 +61,13 @@ DEFAULT_PORT = 8080
 DEMO_USERS = (("manager", "manager"), ("auditor", "auditor"))
 
 
-def _publish(out: Path, now: datetime) -> tuple[list[Scene], Path]:
-    """The demo authority: publish bundle v1 into ``out/site``; return the scenes and the
-    root public key file a device pins."""
+def _publish(out: Path, now: datetime, device_dir: Path) -> tuple[list[Scene], Path]:
+    """The demo authority: publish bundle v1 into ``out/site`` (the status key sealed to
+    the device of ``device_dir``, as if it had enrolled); return the scenes and the root
+    public key file a device pins."""
     from sentinel.authority.publish import Inputs, StatusRecord, generate_root_key, publish
     from sentinel.trust import bundle as bm
+    from sentinel.trust import sealing
 
     cases, trust_list = make_cases(now)
     issuer = hci.Issuer.generate()
@@ -77,6 +79,7 @@ def _publish(out: Path, now: datetime) -> tuple[list[Scene], Path]:
         StatusRecord("red", until, subject_id="DEMOCHNG0D4E"),
     ]
     root = generate_root_key()
+    seal = sealing.load_or_create_seal_key(device_dir).public_key()
     publish(
         out / "site",
         Inputs(
@@ -88,6 +91,7 @@ def _publish(out: Path, now: datetime) -> tuple[list[Scene], Path]:
         [root],
         now=now,
         expires_in=timedelta(days=7),
+        devices={sealing.fingerprint(seal): seal},
     )
     root_pub = out / "root_pub.pem"
     root_pub.write_bytes(bm.public_pem(root))
@@ -204,7 +208,7 @@ def serve_demo(
         print(text, file=stream, flush=True)
 
     try:
-        scenes, root_pub = _publish(out / "authority", now)
+        scenes, root_pub = _publish(out / "authority", now, out / "data")
         with BundleServer(out / "authority" / "site") as publisher:
             cfg = demo_config(out, publisher.url, root_pub, host, port)
             data = Path(cfg.data_dir)

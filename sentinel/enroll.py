@@ -30,6 +30,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from sentinel.errors import SentinelError
 
@@ -52,6 +53,7 @@ class Enrollment:
     gate: str
     public_key: str  # base64 of the raw 32-byte Ed25519 public key
     fingerprint: str
+    seal_key: str = ""  # base64 of the raw X25519 key the status key is sealed to (D4)
 
 
 def fingerprint(key: Ed25519PublicKey | Any) -> str:
@@ -88,8 +90,14 @@ def _check_id(name: str, value: object) -> str:
     return value
 
 
-def make_request(key: Ed25519PrivateKey, device_id: str, venue: str, gate: str) -> bytes:
-    """The signed enrollment request (deterministic: same key and ids, same bytes)."""
+def make_request(
+    key: Ed25519PrivateKey, device_id: str, venue: str, gate: str, seal_key: Any = None
+) -> bytes:
+    """The signed enrollment request (deterministic: same key and ids, same bytes).
+
+    ``seal_key``: the device's X25519 public key the publisher seals the status key to
+    (``trust/sealing.py``); signed with the rest, so it cannot be swapped in transit.
+    """
     pub = key.public_key()
     fields = {
         "format": FORMAT,
@@ -99,6 +107,8 @@ def make_request(key: Ed25519PrivateKey, device_id: str, venue: str, gate: str) 
         "public_key": base64.b64encode(pub.public_bytes_raw()).decode(),
         "fingerprint": fingerprint(pub),
     }
+    if seal_key is not None:
+        fields["seal_key"] = base64.b64encode(seal_key.public_bytes_raw()).decode()
     signature = base64.b64encode(key.sign(_canonical(fields))).decode()
     return json.dumps({**fields, "signature": signature}, indent=2, sort_keys=True).encode() + b"\n"
 
@@ -114,7 +124,7 @@ def verify_request(data: bytes) -> Enrollment:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise EnrollmentError(f"enrollment request: format is not {FORMAT}")
     expected = {"format", "device_id", "venue", "gate", "public_key", "fingerprint", "signature"}
-    if set(doc) != expected or not all(isinstance(v, str) for v in doc.values()):
+    if set(doc) - {"seal_key"} != expected or not all(isinstance(v, str) for v in doc.values()):
         raise EnrollmentError("enrollment request: unexpected or missing fields")
     for name in ("device_id", "venue", "gate"):
         _check_id(name, doc[name])
@@ -123,6 +133,12 @@ def verify_request(data: bytes) -> Enrollment:
         sig = base64.b64decode(doc["signature"], validate=True)
     except ValueError:
         raise EnrollmentError("enrollment request: public key or signature is not valid") from None
+    if "seal_key" in doc:
+        try:
+            raw = base64.b64decode(doc["seal_key"], validate=True)
+            X25519PublicKey.from_public_bytes(raw)
+        except ValueError:
+            raise EnrollmentError("enrollment request: seal_key is not an X25519 key") from None
     if fingerprint(pub) != doc["fingerprint"]:
         raise EnrollmentError("enrollment request: fingerprint does not match the public key")
     fields = {k: v for k, v in doc.items() if k != "signature"}
@@ -131,7 +147,12 @@ def verify_request(data: bytes) -> Enrollment:
     except InvalidSignature:
         raise EnrollmentError("enrollment request: signature does not verify") from None
     return Enrollment(
-        doc["device_id"], doc["venue"], doc["gate"], doc["public_key"], doc["fingerprint"]
+        doc["device_id"],
+        doc["venue"],
+        doc["gate"],
+        doc["public_key"],
+        doc["fingerprint"],
+        doc.get("seal_key", ""),
     )
 
 

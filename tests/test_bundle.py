@@ -19,6 +19,7 @@ from sentinel.errors import (
     BundleSignatureError,
 )
 from sentinel.trust import bundle as bm
+from sentinel.trust import statusfile as sf
 from sentinel.trust import statusset as ss
 
 NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
@@ -56,16 +57,40 @@ def test_status_file_roundtrip_and_lookup(tmp_path) -> None:
         ss.entry_key(KEY, f"doc|P|XXA|{i}".encode()): (1 + i % 3, 1000 + i) for i in range(500)
     }
     entries[b"\x00" * 12] = (3, 7)  # a key of zero bytes survives (no string stripping)
+    cols = _cols(entries)
+    wire = tmp_path / "s.wire"
+    wire.write_bytes(cols.to_bytes(ss.key_id(KEY)))
+    assert wire.stat().st_size == ss.HEADER_SIZE + len(entries) * ss.ENTRY_BYTES
     path = tmp_path / "s.sset"
-    path.write_bytes(_cols(entries).to_bytes(ss.key_id(KEY)))
-    f = ss.StatusFile(path)
-    assert len(f) == len(entries) and f.key_id == ss.key_id(KEY)
-    for k, v in entries.items():
-        assert f.get(k) == v
-    assert f.get(b"\xff" * 12) is None
-    assert f.get(ss.entry_key(KEY, b"doc|P|XXA|nope")) is None
-    assert path.stat().st_size == ss.HEADER_SIZE + len(entries) * ss.ENTRY_BYTES
-    f.close()
+    digest = sf.convert_wire(ss.WireFile(wire), path)
+    assert digest == cols.digest()
+    with sf.PagedFile(path) as f:
+        assert len(f) == len(entries) and f.key_id == ss.key_id(KEY) and f.digest == digest
+        assert f.pages == -(-len(entries) // sf.PER_PAGE) == 3  # 501 entries, 240 a page
+        for k, v in entries.items():
+            assert f.get(k) == v
+        assert f.get(b"\xff" * 12) is None
+        assert f.get(ss.entry_key(KEY, b"doc|P|XXA|nope")) is None
+        assert _as_dict(f.columns()) == entries
+    assert path.stat().st_size == sf.PAGE * (1 + 3) + 3 * ss.KEY_BYTES
+
+
+def test_paged_writer_refuses_unsorted_input(tmp_path) -> None:
+    w = sf.PagedWriter(tmp_path / "x", ss.KIND_FULL, ss.key_id(KEY))
+    w.add(_cols({b"b" * 12: (1, 1)}))
+    with pytest.raises(BundleFormatError, match="sorted"):
+        w.add(_cols({b"a" * 12: (1, 1)}))
+    w.abort()
+    assert not (tmp_path / "x").exists()
+
+
+def test_damaged_paged_file_is_refused(tmp_path) -> None:
+    path = tmp_path / "s.sset"
+    sf.write_columns(path, _cols({b"a" * 12: (1, 1)}), ss.key_id(KEY))
+    data = path.read_bytes()
+    path.write_bytes(data[:-1])
+    with pytest.raises(BundleFormatError):
+        sf.PagedFile(path)
 
 
 def test_duplicate_documents_are_refused() -> None:
@@ -94,12 +119,51 @@ def test_diff_then_merge_gives_the_new_set(old, new) -> None:
     assert _as_dict(ss.merge(o, d)) == new
     assert len(d) <= len(old) + len(new)
     assert list(ss.merge(o, d).keys) == sorted(ss.merge(o, d).keys)
+    assert ss.count_after(len(o), d) == len(new)
+
+
+@settings(max_examples=60, deadline=None)
+@given(a=_keyset, b=_keyset, c=_keyset)
+def test_composed_deltas_equal_the_direct_one(a, b, c, tmp_path_factory) -> None:
+    """Two deltas composed into an overlay, merged onto the base in streamed chunks, give
+    the last set; the entry count is known from the overlay alone."""
+    x, y, z = _cols(a), _cols(b), _cols(c)
+    ov = ss.compose(ss.compose(ss.Columns.empty(ss.KIND_DELTA), ss.diff(x, y)), ss.diff(y, z))
+    assert _as_dict(ss.merge(x, ov)) == c
+    assert ss.count_after(len(x), ov) == len(c)
+    d = tmp_path_factory.mktemp("m")
+    sf.write_columns(d / "base", x, ss.key_id(KEY))
+    with sf.PagedFile(d / "base") as base:
+        digest = sf.merge_into(base, ov, d / "new")
+    assert digest == z.digest()
+    with sf.PagedFile(d / "new") as f:
+        assert _as_dict(f.columns()) == c
+
+
+def test_merge_streams_across_chunks(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(sf, "CHUNK", sf.PER_PAGE)  # one page a chunk
+    old = {bytes([i // 256, i % 256]) + b"k" * 10: (1, i) for i in range(0, 2000, 2)}
+    new = dict(old)
+    for i in range(1, 2000, 7):
+        new[bytes([i // 256, i % 256]) + b"k" * 10] = (3, i)  # inserts between every page
+    for k in list(old)[::5]:
+        del new[k]
+    x, z = _cols(old), _cols(new)
+    sf.write_columns(tmp_path / "base", x, ss.key_id(KEY))
+    with sf.PagedFile(tmp_path / "base") as base:
+        assert sf.merge_into(base, ss.diff(x, z), tmp_path / "new", None) == z.digest()
 
 
 def test_delta_deleting_an_absent_entry_is_refused() -> None:
     d = _cols({b"z" * 12: (0, 0)}, ss.KIND_DELTA)
-    with pytest.raises(BundleFormatError, match="does not hold"):
+    with pytest.raises(BundleFormatError, match="does not fit"):
         ss.merge(_cols({b"a" * 12: (1, 1)}), d)
+
+
+def test_delta_contradicting_the_overlay_is_refused() -> None:
+    ov = _cols({b"a" * 12: (ss.INSERT | 1, 1)}, ss.KIND_DELTA)
+    with pytest.raises(BundleFormatError, match="contradicts"):
+        ss.compose(ov, _cols({b"a" * 12: (ss.INSERT | 2, 1)}, ss.KIND_DELTA))
 
 
 def test_inflate_is_capped(tmp_path) -> None:
@@ -119,7 +183,8 @@ def _manifest(keys, *, version=3, expires=NOW + timedelta(days=1), delta_base=No
     status = None
     if delta_base is not None:
         parts.append(bm.PartRef("status_delta", "b" * 64, 5, bm.ZLIB, 17, "c" * 64))
-        status = bm.StatusInfo(KEY, 1, "d" * 64, 49)
+        parts.append(bm.PartRef("status_keys", "e" * 64, 5))
+        status = bm.StatusInfo(ss.key_id(KEY).hex(), ss.CHEAP_KDF, 1, "d" * 64, 49)
     payload = bm.make_payload(
         version=version,
         issued_at=NOW,
@@ -207,3 +272,23 @@ def test_columns_are_sorted_bytewise() -> None:
     c = _cols({b"\x01" + b"\x00" * 11: (1, 1), b"\x00\xff" + b"\x00" * 10: (1, 1)})
     assert c.keys[0:1].tobytes().startswith(b"\x00\xff")
     assert isinstance(c.keys, np.ndarray)
+
+
+def test_batch_cbc_mac_equals_the_library_cbc_mode() -> None:
+    """The authority's all-rows-at-once CBC-MAC is the device's single CBC call."""
+    import numpy as np
+
+    from sentinel.authority.inputs import Chunk
+
+    idents = [b"", b"doc|P|XXA|C01X00T47", b"subj|" + b"x" * 64, bytes(range(1, 80))]
+    c = Chunk.of(idents, [1] * 4, [0] * 4)
+    many = ss.mac_many(KEY, c.messages())
+    assert [bytes(r) for r in many] == [ss.mac(KEY, i) for i in idents]
+    # and CBC-MAC is the last block of AES-CBC with a zero IV (cross-check with pyca)
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    enc = Cipher(algorithms.AES(KEY), modes.CBC(b"\0" * 16)).encryptor()
+    assert enc.update(ss.mac_message(idents[1]))[-16:] == ss.mac(KEY, idents[1])
+    assert np.asarray(many).shape == (4, 16)
+    with pytest.raises(ValueError):
+        ss.mac_message(b"x" * 80)

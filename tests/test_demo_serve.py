@@ -28,7 +28,7 @@ from sentinel.trust.store import StoreTrust
 
 def test_every_scripted_presentation_is_decided_as_scripted(tmp_path: Path) -> None:
     now = datetime.now(UTC)
-    scenes, root_pub = _publish(tmp_path / "authority", now)
+    scenes, root_pub = _publish(tmp_path / "authority", now, tmp_path / "data")
     kinds = {s.expected for s in scenes}
     # admits and refusals alternate; DCCs, health codes and ID cards all appear
     assert [is_admit(s.expected) for s in scenes[:4]] == [True, False, True, False]

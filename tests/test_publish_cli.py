@@ -45,6 +45,11 @@ def authority(tmp_path):
     (tmp_path / "revoked.txt").write_text("# revoked\nUCI:" + "ab" * 16 + "\n")
     (tmp_path / "rules.json").write_text('{"rules": []}')
     (tmp_path / "hc.json").write_text('{"issuers": []}')
+    # the device (data_dir var/) enrolls: its seal key is what the status key is sealed to
+    cfg = _toml(tmp_path / "s.toml", tmp_path / "var", auth / "root_pub.pem")
+    req, reg = tmp_path / "enrollment.json", tmp_path / "devices.json"
+    assert main(["enroll", "-c", str(cfg), "--out", str(req)]) == 0
+    assert main(["enroll", "--register", str(req), "--registry", str(reg)]) == 0
     return auth
 
 
@@ -67,6 +72,8 @@ def _build(tmp_path: Path, *extra: str) -> int:
             str(tmp_path / "rules.json"),
             "--part",
             f"healthcode_keys={tmp_path / 'hc.json'}",
+            "--devices",
+            str(tmp_path / "devices.json"),
             *extra,
         ]
     )
@@ -138,7 +145,8 @@ def test_bad_inputs_are_one_line_errors(authority, tmp_path, capsys) -> None:
 
 
 def test_demo_authority_can_be_pinned_and_synced(tmp_path, capsys) -> None:
-    assert main(["publish", "demo", "--out", str(tmp_path / "demo")]) == 0
+    args = ["publish", "demo", "--out", str(tmp_path / "demo")]
+    assert main([*args, "--device-data-dir", str(tmp_path / "var")]) == 0
     out = capsys.readouterr().out
     assert "root_key =" in out
     demo = tmp_path / "demo"

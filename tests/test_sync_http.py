@@ -14,7 +14,12 @@ import pytest
 
 from sentinel.authority import dcc_issue as di
 from sentinel.authority.publish import generate_root_key
-from sentinel.authority.testing import BundleServer, StatusRecord, build_test_bundle
+from sentinel.authority.testing import (
+    BundleServer,
+    StatusRecord,
+    build_test_bundle,
+    enroll_test_device,
+)
 from sentinel.config import PolicyConfig, TrustConfig
 from sentinel.credentials.reader import ReadContext, read
 from sentinel.errors import (
@@ -54,7 +59,9 @@ def _records(n: int, first: str = "green") -> list[StatusRecord]:
 class Device:
     """A device data dir with its store, a syncer over HTTP, and the provider."""
 
-    def __init__(self, data: Path, url: str, root, now: datetime = NOW) -> None:
+    def __init__(self, data: Path, url: str, root, now: datetime = NOW, site=None) -> None:
+        if site is not None:
+            enroll_test_device(data, site)
         self.store = BundleStore(data)
         self.source = HttpSource(url, timeout_s=5)
         self.now = now
@@ -83,7 +90,7 @@ def world(tmp_path, dsc):
         root_key=root,
     )
     server = BundleServer(tmp_path / "site")
-    dev = Device(tmp_path / "data", server.url, root.public_key())
+    dev = Device(tmp_path / "data", server.url, root.public_key(), site=tmp_path / "site")
     yield b, server, dev
     dev.close()
     server.close()

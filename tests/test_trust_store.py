@@ -9,8 +9,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sentinel.authority.publish import Inputs, generate_root_key, publish
-from sentinel.authority.testing import StatusRecord, build_test_bundle, sync_dir
+from sentinel.authority.publish import Inputs, generate_root_key
+from sentinel.authority.publish import publish as _publish
+from sentinel.authority.testing import (
+    TEST_KDF,
+    StatusRecord,
+    build_test_bundle,
+    sync_dir,
+    test_devices,
+)
 from sentinel.config import TrustConfig
 from sentinel.errors import BundleError, BundleFormatError, BundleSignatureError
 from sentinel.trust import bundle as bm
@@ -18,6 +25,11 @@ from sentinel.trust.store import StoreTrust
 
 NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
 UNTIL = NOW + timedelta(days=30)
+
+
+def publish(site, *args, **kw):  # type: ignore[no-untyped-def]
+    """The publisher, sealing to the site's test device (the data_dir that syncs it)."""
+    return _publish(site, *args, devices=test_devices(site), kdf=TEST_KDF, **kw)
 
 
 def _inputs(status: str = "green") -> Inputs:

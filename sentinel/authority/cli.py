@@ -66,15 +66,11 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from sentinel.authority.publish import (
-        Inputs,
-        load_private_key,
-        load_revocations,
-        publish,
-        read_status_csv,
-    )
+    from sentinel.authority.inputs import load_revocations
+    from sentinel.authority.publish import Inputs, load_devices, load_private_key, publish
     from sentinel.errors import ConfigError
     from sentinel.trust import bundle as bm
+    from sentinel.trust import statusset as ss
 
     keys = [load_private_key(k) for k in args.key]
     extra: dict[str, bytes] = {}
@@ -119,15 +115,19 @@ def _cmd_build(args: argparse.Namespace) -> int:
         delta_only=args.delta_only,
         rotate_status_key=args.rotate_status_key,
         next_root_key=next_key,
-        status_rows=read_status_csv(args.status) if args.status else None,
+        status_csv=args.status,
         carry=not args.no_carry,
+        devices=load_devices(args.devices) if args.devices else None,
+        state_dir=args.state,
+        kdf=ss.CHEAP_KDF if args.kdf == "aes-cbc-mac" else None,
+        workers=max(1, args.workers),
     )
     m = pub.manifest
     print(f"published version {m.version} into {pub.out_dir} (expires {m.expires_at:%Y-%m-%d})")
     for name, ref in sorted(m.parts.items()):
         print(f"  {name:<16} {ref.size:>12,} B  {ref.sha256[:16]}")
     if m.status is not None:
-        print(f"  status entries   {m.status.count:,}")
+        print(f"  status entries   {m.status.count:,} ({pub.new_tags:,} newly tagged)")
     if pub.delta_entries is not None:
         print(f"  delta from {m.delta_base}: {pub.delta_entries:,} changed entries")
     return 0
@@ -136,7 +136,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 def _cmd_demo_publish(args: argparse.Namespace) -> int:
     from sentinel.authority.publish import publish_demo
 
-    paths = publish_demo(args.out)
+    paths = publish_demo(args.out, device_data_dir=args.device_data_dir)
     out = Path(args.out).resolve()
     print(f"demo authority in {out}")
     for k, v in paths.items():
@@ -245,7 +245,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "server or CDN can serve.\n\nexamples:\n"
         "  sentinel publish keygen --out authority/\n"
         "  sentinel publish build --key authority/root_key.pem --out site/ \\\n"
-        "      --status status.csv --signers trust.json --revocations revoked.txt "
+        "      --status status.csv --devices devices.json --signers trust.json "
+        "--revocations revoked.txt "
         "--rules rules.json\n"
         "  sentinel publish demo --out demo-authority/",
         formatter_class=_RAW,
@@ -292,7 +293,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-carry", action="store_true", help="drop parts not given (default: keep them)"
     )
     b.add_argument("--delta-only", action="store_true", help="leave out the full status part")
-    b.add_argument("--rotate-status-key", action="store_true", help="new HMAC key (no delta)")
+    b.add_argument("--rotate-status-key", action="store_true", help="new status key (no delta)")
+    b.add_argument(
+        "--devices", metavar="JSON", help="enrolled devices (the registry of enroll --register)"
+    )
+    b.add_argument(
+        "--state", metavar="DIR", help="private state: status key, tag cache (<out>.authority)"
+    )
+    b.add_argument(
+        "--kdf",
+        choices=["argon2id", "aes-cbc-mac"],
+        default="argon2id",
+        help="lookup tags: memory-hard (default) or cheap (tests, benchmarks only)",
+    )
+    b.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="KDF processes")
     b.add_argument("--next-root-key", metavar="PEM", help="announce the next root public key")
     b.set_defaults(func=_cmd_build)
 
@@ -303,6 +317,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=_RAW,
     )
     d.add_argument("--out", required=True, metavar="DIR")
+    d.add_argument("--device-data-dir", metavar="DIR", help="seal the status key to this device")
     d.set_defaults(func=_cmd_demo_publish)
 
     p = add_command(

@@ -9,20 +9,19 @@ a USB stick)::
     parts/<sha256>           content-addressed parts, immutable (cache them forever)
     index.json               publisher bookkeeping: where each version's full status set is
 
-Raw document numbers exist only here, in the input CSV: the publisher turns each into a
-truncated HMAC under the bundle lineage's status key before anything is written.
+Nothing secret is written there: the status key and the tag cache stay in the private
+state directory (``status.py``; default ``<site>.authority/``), and the key reaches the
+devices only sealed to each one's enrolled seal key (part ``status_keys``).  Raw document
+numbers exist only in the input CSV: each becomes a lookup tag before anything is written.
 """
 
 from __future__ import annotations
 
-import array
-import base64
 import csv
 import hashlib
 import io
 import json
 import os
-import secrets
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,18 +29,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 
-from sentinel.credentials.trustlist import Signer, TrustList, kid_of
-from sentinel.errors import ConfigError
+from sentinel.authority import status as st
+from sentinel.authority.inputs import Chunk, read_status_table
+from sentinel.credentials.trustlist import TrustList
+from sentinel.errors import BundleError, ConfigError
+from sentinel.progress import progress_bar
 from sentinel.trust import bundle as bm
+from sentinel.trust import sealing
 from sentinel.trust import statusset as ss
 from sentinel.trust.sync import MANIFEST
-
-STATUS_KEY_BYTES = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,71 +124,6 @@ def load_private_key(path: str | Path) -> bm.PrivateKey:
 # ---- inputs -----------------------------------------------------------------------
 
 
-def _parse_until(text: str, cache: dict[str, int], where: str) -> int:
-    hit = cache.get(text)
-    if hit is not None:
-        return hit
-    try:
-        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"{where}: valid_until {text!r} is not an ISO date/time") from None
-    if t.tzinfo is None:  # a bare date or time: UTC, end of that day for a bare date
-        t = t.replace(tzinfo=UTC)
-        if len(text.strip()) == 10:
-            t += timedelta(days=1, seconds=-1)
-    cache[text] = v = ss.to_epoch(t)
-    return v
-
-
-def read_status_csv(path: str | Path) -> Iterator[tuple[bytes, int, int]]:
-    """(identity, status code, valid-until epoch) per row of a status CSV.
-
-    Columns (header row required): ``doc_type,country,number,status,valid_until`` and,
-    for health-code subjects, ``subject_id`` (then doc_type/country/number stay empty).
-    """
-    p = Path(path)
-    cache: dict[str, int] = {}
-    try:
-        f = p.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read status CSV: {exc.strerror}") from None
-    with f:
-        reader = csv.reader(f)
-        header = [h.strip().lower() for h in next(reader, [])]
-        col = {name: i for i, name in enumerate(header)}
-        if not {"status", "valid_until"} <= col.keys() or not (
-            {"number", "subject_id"} & col.keys()
-        ):
-            raise ConfigError(
-                f"{p}: status CSV needs columns doc_type,country,number,status,valid_until "
-                "(or subject_id,status,valid_until)"
-            )
-        width = len(header)
-        i_st, i_vu = col["status"], col["valid_until"]
-        i_dt, i_co = col.get("doc_type"), col.get("country")
-        i_no, i_su = col.get("number"), col.get("subject_id")
-        codes = ss.STATUS_CODES
-        for line, row in enumerate(reader, start=2):
-            if len(row) < width:
-                row += [""] * (width - len(row))
-            code = codes.get(row[i_st].strip().lower())
-            if code is None:
-                raise ConfigError(f"{p}:{line}: status must be green, yellow or red")
-            subj = row[i_su].strip() if i_su is not None else ""
-            number = row[i_no] if i_no is not None else ""
-            if subj:
-                ident = ss.normalize_subject(subj)
-            elif number.strip():
-                ident = ss.normalize_document(
-                    row[i_dt] if i_dt is not None else "",
-                    row[i_co] if i_co is not None else "",
-                    number,
-                )
-            else:
-                raise ConfigError(f"{p}:{line}: row has neither number nor subject_id")
-            yield ident, code, _parse_until(row[i_vu], cache, f"{p}:{line}")
-
-
 def records_to_rows(records: Iterable[StatusRecord]) -> Iterator[tuple[bytes, int, int]]:
     for r in records:
         code = ss.STATUS_CODES.get(r.status.lower())
@@ -198,73 +132,26 @@ def records_to_rows(records: Iterable[StatusRecord]) -> Iterator[tuple[bytes, in
         yield r.identity(), code, ss.to_epoch(r.valid_until)
 
 
-def hash_rows(rows: Iterable[tuple[bytes, int, int]], hmac_key: bytes) -> ss.Columns:
-    """Keyed-hash every identity and sort: the status set the device will hold."""
-    keys = bytearray()
-    status = bytearray()
-    until = array.array("I")
-    for ident, code, vu in rows:
-        keys += ss.entry_key(hmac_key, ident)
-        status.append(code)
-        until.append(vu)
-    k = np.frombuffer(bytes(keys), dtype=f"S{ss.KEY_BYTES}")
-    s = np.frombuffer(bytes(status), dtype=np.uint8)
-    u = np.frombuffer(until.tobytes(), dtype=np.uint32).astype("<u4")
-    return ss.Columns.from_arrays(k, s, u, ss.KIND_FULL)
+def load_devices(path: str | Path) -> dict[str, x25519.X25519PublicKey]:
+    """Seal keys of the enrolled devices (``sentinel enroll --register`` registry)."""
+    import base64
 
+    from sentinel.enroll import EnrollmentError, _load_registry
 
-def load_signers(paths: Iterable[str | Path]) -> TrustList:
-    """Signer certificates from trust-list JSON files, PEM or DER certificate files."""
-    signers: list[Signer] = []
-    for path in paths:
-        p = Path(path)
-        try:
-            data = p.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"{p}: cannot read signers: {exc.strerror}") from None
-        if data.lstrip().startswith(b"{"):
-            signers.extend(TrustList.from_json_bytes(data, str(p)))
-            continue
-        try:
-            if b"-----BEGIN CERTIFICATE" in data:
-                certs = x509.load_pem_x509_certificates(data)
-            else:
-                certs = [x509.load_der_x509_certificate(data)]
-        except ValueError as exc:
-            raise ConfigError(f"{p}: not a certificate or trust list: {exc}") from None
-        for c in certs:
-            der = c.public_bytes(serialization.Encoding.DER)
-            attrs = c.subject.get_attributes_for_oid(x509.NameOID.COUNTRY_NAME)
-            country = str(attrs[0].value) if attrs else ""
-            signers.append(Signer(kid_of(der), country, c))
-    return TrustList(signers)
-
-
-def load_revocations(path: str | Path) -> list[str]:
-    """Revocation keys: a JSON list / {"keys": [...]} or one ``UCI:<hex>`` per line."""
-    p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read revocations: {exc.strerror}") from None
-    if text.lstrip().startswith(("[", "{")):
+        doc = _load_registry(Path(path))
+    except EnrollmentError as exc:
+        raise ConfigError(str(exc)) from None
+    out: dict[str, x25519.X25519PublicKey] = {}
+    for device, entry in sorted(doc["devices"].items()):
+        raw = entry.get("seal_key") if isinstance(entry, dict) else None
+        if not raw:
+            continue  # enrolled before seal keys: re-enroll it to receive status keys
         try:
-            doc = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError(f"{p}: not JSON: {exc}") from None
-        keys = doc["keys"] if isinstance(doc, dict) else doc
-    else:
-        keys = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
-    out = []
-    for k in keys:
-        kind, _, hexpart = str(k).partition(":")
-        if kind not in ("UCI", "COUNTRYCODEUCI", "SIGNATURE") or not hexpart:
-            raise ConfigError(f"{p}: revocation key {k!r} is not UCI:/COUNTRYCODEUCI:/SIGNATURE:")
-        try:
-            bytes.fromhex(hexpart)
+            pub = x25519.X25519PublicKey.from_public_bytes(base64.b64decode(raw, validate=True))
         except ValueError:
-            raise ConfigError(f"{p}: revocation key {k!r} is not hex") from None
-        out.append(f"{kind}:{hexpart.lower()}")
+            raise ConfigError(f"{path}: device {device}: seal_key is not an X25519 key") from None
+        out[sealing.fingerprint(pub)] = pub
     return out
 
 
@@ -290,6 +177,16 @@ def _put_part(out: Path, name: str, data: bytes) -> bm.PartRef:
     return bm.PartRef(name, sha, len(data))
 
 
+def _file_sha(p: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    n = 0
+    with p.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+            n += len(chunk)
+    return h.hexdigest(), n
+
+
 def _put_status(out: Path, name: str, cols: ss.Columns, kid: bytes) -> bm.PartRef:
     (out / "parts").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out) as td:
@@ -307,16 +204,6 @@ def _put_status(out: Path, name: str, cols: ss.Columns, kid: bytes) -> bm.PartRe
     return bm.PartRef(name, sha, size, bm.ZLIB, raw_size, raw_sha)
 
 
-def _file_sha(p: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
-    with p.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-            n += len(chunk)
-    return h.hexdigest(), n
-
-
 def _read_index(out: Path) -> dict[str, Any]:
     p = out / "index.json"
     if not p.exists():
@@ -330,8 +217,7 @@ def _load_status_part(out: Path, ref: Mapping[str, Any]) -> ss.Columns:
         ss.decompress_to(
             out / "parts" / ref["sha256"], raw, int(ref["raw_size"]), str(ref["raw_sha256"])
         )
-        data = raw.read_bytes()
-    return ss.columns_from_bytes(data, len(data))
+        return ss.WireFile(raw).columns()
 
 
 def _previous_manifest(out: Path, version: int) -> bm.Manifest:
@@ -339,11 +225,18 @@ def _previous_manifest(out: Path, version: int) -> bm.Manifest:
     return bm.parse_stored(raw)
 
 
+def default_state_dir(out_dir: str | Path) -> Path:
+    """Where the authority's secrets for a site live unless told: ``<site>.authority/``."""
+    out = Path(out_dir).resolve()
+    return out.with_name(out.name + ".authority")
+
+
 @dataclass(frozen=True, slots=True)
 class Published:
     manifest: bm.Manifest
     out_dir: Path
     delta_entries: int | None
+    new_tags: int = 0  # identities tagged by the KDF in this build (the rest: tag cache)
 
 
 def publish(
@@ -359,20 +252,30 @@ def publish(
     rotate_status_key: bool = False,
     next_root_key: bm.PublicKey | None = None,
     status_rows: Iterable[tuple[bytes, int, int]] | None = None,
+    status_csv: str | Path | None = None,
     carry: bool = False,
+    devices: Mapping[str, x25519.X25519PublicKey] | None = None,
+    state_dir: str | Path | None = None,
+    kdf: Mapping[str, Any] | None = None,
+    workers: int = 1,
 ) -> Published:
     """Build and sign one bundle version into ``out_dir``; return its manifest.
 
-    With ``delta`` (and a previous version with the same status key) the manifest also
-    carries ``status_delta`` from the previous version; ``delta_only`` leaves the full
-    status part out of the manifest (smaller USB copies; devices must be on the base).
-    ``carry``: parts (and the status set) not given keep the previous version's bytes.
+    Status rows come from ``status_csv`` (streamed, vectorised), ``status_rows`` or
+    ``inputs.status``.  ``devices`` (seal-key fingerprint → X25519 public key, see
+    ``load_devices``) are the enrolled devices the status key is sealed to; a status set
+    needs at least one.  With ``delta`` (and a previous version with the same status key)
+    the manifest also carries ``status_delta``; ``delta_only`` leaves the full status part
+    out (devices must be on the base).  ``carry``: parts (and the status set) not given
+    keep the previous version's bytes.  ``kdf``: the tag function (default Argon2id);
+    changing it, like ``rotate_status_key``, starts a new key and tags every row again.
     """
     if not keys:
         raise ConfigError("publish needs at least one root signing key")
     now = now or datetime.now(UTC)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    state = Path(state_dir) if state_dir is not None else default_state_dir(out)
     index = _read_index(out)
     prev_v = index["latest"]
     prev = index["versions"].get(str(prev_v)) if prev_v is not None else None
@@ -394,38 +297,53 @@ def publish(
         except ValueError as exc:
             raise ConfigError(f"rules are not JSON: {exc}") from None
         parts.append(_put_part(out, "rules", inputs.rules))
+    reserved = ("trust_list", "revocations", "rules", "status", "status_delta", "status_keys")
     for name, data in sorted(inputs.extra_parts.items()):
-        if name in ("trust_list", "revocations", "rules", "status", "status_delta") or not (
-            name.replace("_", "").isalnum()
-        ):
+        if name in reserved or not name.replace("_", "").isalnum():
             raise ConfigError(f"extra part name {name!r} is reserved or not [A-Za-z0-9_]")
         parts.append(_put_part(out, name, data))
 
     status_info = None
     delta_base = None
     delta_entries = None
+    new_tags = 0
     entry: dict[str, Any] = {}
-    rows = status_rows
-    if rows is None and inputs.status is not None:
-        rows = records_to_rows(inputs.status)
-    if rows is not None:
-        if prev and prev.get("status_key") and not rotate_status_key:
-            hkey = base64.b64decode(prev["status_key"])
-        else:
-            hkey = secrets.token_bytes(STATUS_KEY_BYTES)
-        kid = ss.key_id(hkey)
-        cols = hash_rows(rows, hkey)
+    chunks: Iterable[Chunk] | None = None
+    size = 0
+    if status_csv is not None:
+        size = Path(status_csv).stat().st_size if Path(status_csv).exists() else 0
+    elif status_rows is not None:
+        chunks = st.rows_to_chunks(status_rows)
+    elif inputs.status is not None:
+        chunks = st.rows_to_chunks(records_to_rows(inputs.status))
+    sk: st.StatusKey | None = None
+    if chunks is not None or status_csv is not None:
+        if devices is None:
+            raise ConfigError(
+                "a status set needs the enrolled devices its key is sealed to "
+                "(--devices devices.json from sentinel enroll --register)"
+            )
+        sk, _fresh = st.load_or_create_key(state, rotate=rotate_status_key, kdf=kdf)
+        with progress_bar(size or None, "read status records", "B") as bar:
+            if status_csv is not None:
+                chunks = read_status_table(status_csv, bar)
+            assert chunks is not None
+            built = st.build_columns(chunks, sk, state, workers=workers)
+        cols, new_tags = built.columns, built.new_tags
+        kid = bytes.fromhex(sk.key_id)
         full = _put_status(out, "status", cols, kid)
-        status_info = bm.StatusInfo(hkey, len(cols), full.raw_sha256, full.raw_size)
+        status_info = bm.StatusInfo(
+            sk.key_id, dict(sk.kdf), len(cols), cols.digest(), full.raw_size
+        )
         entry = {
-            "status_key": base64.b64encode(hkey).decode(),
+            "key_id": sk.key_id,
             "status_part": {
                 "sha256": full.sha256,
                 "raw_size": full.raw_size,
                 "raw_sha256": full.raw_sha256,
             },
         }
-        same_key = prev is not None and prev.get("status_key") == entry["status_key"]
+        same_key = prev is not None and prev.get("key_id") == sk.key_id
         if delta and same_key and prev is not None and prev.get("status_part"):
             old = _load_status_part(out, prev["status_part"])
             d = ss.diff(old, cols)
@@ -445,12 +363,24 @@ def publish(
         for name, ref in old_m.parts.items():
             if name == "status_delta" or name in names:
                 continue
-            if name == "status":
-                if rows is not None or old_m.status is None:
+            if name in ("status", "status_keys"):
+                if sk is not None or old_m.status is None:
                     continue
                 status_info = old_m.status
                 entry = dict(prev or {})
+                if name == "status_keys" and devices is not None:
+                    continue  # sealed again below, to today's devices
             parts.append(ref)
+        if sk is None and status_info is not None and devices is not None:
+            sk, _ = st.load_or_create_key(state)
+            if sk.key_id != status_info.key_id:
+                raise ConfigError("the carried status set uses another status key")
+    if status_info is not None and sk is not None:
+        if not devices:
+            raise ConfigError(
+                "no enrolled device with a seal key: nobody could read the status set"
+            )
+        parts.append(_status_keys_part(out, prev_v, sk, devices))
 
     primary = keys[0]
     payload = bm.make_payload(
@@ -472,15 +402,49 @@ def publish(
     _atomic_write(out / "root_pub.pem", bm.public_pem(primary))
     _atomic_write(out / MANIFEST, raw)  # last: the new version goes live
     m = bm.verify_manifest(raw, [k.public_key() for k in keys], now)
-    return Published(m, out, delta_entries)
+    return Published(m, out, delta_entries, new_tags)
 
 
-def publish_demo(out_dir: str | Path, *, now: datetime | None = None) -> dict[str, Path]:
+def _status_keys_part(
+    out: Path, prev_v: int | None, sk: st.StatusKey, devices: Mapping[str, x25519.X25519PublicKey]
+) -> bm.PartRef:
+    """The previous version's sealed keys when key and devices are unchanged (devices then
+    download nothing new), else the key sealed afresh."""
+    if prev_v is not None:
+        old = _previous_manifest(out, int(prev_v)).parts.get("status_keys")
+        if old is not None:
+            try:
+                doc = sealing.parse_status_keys((out / old.path).read_bytes())
+            except (OSError, BundleError):
+                doc = None
+            if doc and doc["key_id"] == sk.key_id and set(doc["devices"]) == set(devices):
+                return old
+    return _put_part(out, "status_keys", sealing_part(sk, devices))
+
+
+def sealing_part(sk: st.StatusKey, devices: Mapping[str, x25519.X25519PublicKey]) -> bytes:
+    """The ``status_keys`` part: the status key sealed to each device (``trust/sealing.py``)."""
+    import base64
+
+    kid = sk.key_id
+    sealed = {
+        fp: base64.b64encode(sealing.SUITE.encrypt(sk.key, pub, info=sealing.info(kid))).decode()
+        for fp, pub in sorted(devices.items())
+    }
+    doc = {"format": sealing.FORMAT, "key_id": kid, "devices": sealed}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def publish_demo(
+    out_dir: str | Path, *, now: datetime | None = None, device_data_dir: str | Path | None = None
+) -> dict[str, Path]:
     """A demo authority: root key, a DCC signer, demo status entries, version 1 published.
 
     Layout: ``authority/root_key.pem`` (keep secret), ``root_pub.pem`` (pin on devices),
     ``signer_key.pem`` + ``signer_cert.pem`` (issue demo certificates), ``site/`` (serve it
-    or ``sentinel sync --from site``), ``status.csv`` (the authority-side input).
+    or ``sentinel sync --from site``), ``status.csv`` (the authority-side input).  The
+    status key is sealed to the seal key of ``device_data_dir`` (made if missing), or to a
+    demo device key ``device/device_seal_key.pem`` a demo device copies into its data_dir.
     """
     from sentinel.authority import dcc_issue as di
 
@@ -514,6 +478,8 @@ def publish_demo(out_dir: str | Path, *, now: datetime | None = None) -> dict[st
     w.writerows(rows)
     _write_private(out / "status.csv", buf.getvalue().encode())  # raw numbers: 0600
     rules = json.dumps({"venue_rules": [], "note": "demo rules"}).encode()
+    seal_dir = Path(device_data_dir) if device_data_dir is not None else out / "device"
+    seal = sealing.load_or_create_seal_key(seal_dir).public_key()
     publish(
         out / "site",
         Inputs(
@@ -524,7 +490,9 @@ def publish_demo(out_dir: str | Path, *, now: datetime | None = None) -> dict[st
         [root],
         now=now,
         expires_in=timedelta(days=30),
-        status_rows=read_status_csv(out / "status.csv"),
+        status_csv=out / "status.csv",
+        devices={sealing.fingerprint(seal): seal},
+        state_dir=out / "authority" / "state",
     )
     return {
         "root_pub": out / "root_pub.pem",
@@ -532,4 +500,5 @@ def publish_demo(out_dir: str | Path, *, now: datetime | None = None) -> dict[st
         "site": out / "site",
         "signer_key": out / "signer_key.pem",
         "signer_cert": out / "signer_cert.pem",
+        "device_seal_key": seal_dir / sealing.SEAL_KEY_FILE,
     }

@@ -21,21 +21,58 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sentinel.authority.publish import Inputs, Published, StatusRecord, generate_root_key, publish
+from sentinel.authority.publish import (
+    Inputs,
+    Published,
+    StatusRecord,
+    default_state_dir,
+    generate_root_key,
+    publish,
+)
 from sentinel.config import TrustConfig
 from sentinel.credentials.trustlist import TrustList
 from sentinel.trust import bundle as bm
+from sentinel.trust import sealing
 from sentinel.trust.store import BundleStore, StoreTrust
 from sentinel.trust.sync import DirSource, Syncer, SyncResult
 
 __all__ = [
+    "TEST_KDF",
     "BundleServer",
     "StatusRecord",
     "TestBundle",
     "apply_test_bundle",
     "build_test_bundle",
+    "enroll_test_device",
     "sync_dir",
+    "test_devices",
 ]
+
+
+# Argon2id with the smallest memory RFC 9106 allows: the real tag code path, fast tests.
+TEST_KDF = {"alg": "argon2id", "m_kib": 8, "t": 1, "p": 1}
+
+
+def _test_device_dir(site: str | Path) -> Path:
+    return default_state_dir(site) / "test-device"
+
+
+def test_devices(site: str | Path) -> dict[str, Any]:
+    """The one test device of ``site`` (its seal key kept in the site's private state):
+    pass as ``publish(devices=...)``; ``sync_dir`` gives the device its private half."""
+    pub = sealing.load_or_create_seal_key(_test_device_dir(site)).public_key()
+    return {sealing.fingerprint(pub): pub}
+
+
+test_devices.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def enroll_test_device(data_dir: str | Path, site: str | Path) -> None:
+    """Make ``data_dir`` the test device of ``site``: give it that seal key's private half
+    (what a real device has from ``sentinel enroll``)."""
+    test_key = sealing.load_or_create_seal_key(_test_device_dir(site))
+    if sealing.load_seal_key(data_dir) is None:
+        sealing.write_seal_key(data_dir, test_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +127,7 @@ def build_test_bundle(
     root_key: bm.PrivateKey | None = None,
     version: int | None = None,
     expires_in: timedelta = timedelta(days=7),
+    kdf: Mapping[str, Any] | None = TEST_KDF,
 ) -> TestBundle:
     """Publish one signed bundle version into ``site`` (a fresh Ed25519 root unless given).
 
@@ -104,6 +142,8 @@ def build_test_bundle(
         now=now or datetime.now(UTC),
         version=version,
         expires_in=expires_in,
+        devices=test_devices(site),
+        kdf=kdf,
     )
     return TestBundle(Path(site), key, pub.manifest)
 
@@ -128,6 +168,7 @@ def sync_dir(
     now: datetime | None = None,
 ) -> SyncResult:
     t = now or datetime.now(UTC)
+    enroll_test_device(data_dir, site)
     with BundleStore(data_dir) as store:
         return Syncer(store, DirSource(site), root_key=root_public, clock=lambda: t).sync()
 

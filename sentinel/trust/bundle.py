@@ -40,8 +40,9 @@ from sentinel.errors import (
     BundleRollbackError,
     BundleSignatureError,
 )
+from sentinel.trust.statusset import check_kdf as ss_check_kdf
 
-FORMAT = "sentinel-bundle/1"
+FORMAT = "sentinel-bundle/2"  # 2: status key sealed to devices, KDF tags (D4)
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_JSON_DEPTH = 16  # a manifest is 4 deep; the cap keeps json.loads far from recursion
 ZLIB = "zlib"
@@ -114,9 +115,15 @@ class PartRef:
 
 @dataclass(frozen=True, slots=True)
 class StatusInfo:
-    """The status set the bundle describes (after any delta): key, count, raw digest."""
+    """The status set the bundle describes (after any delta).
 
-    hmac_key: bytes
+    ``key_id`` names the lineage's status key (which travels only sealed to enrolled
+    devices, part ``status_keys``), ``kdf`` the tag function, ``sha256`` the set digest
+    (over the entries as rows), ``size`` the full set's wire size before compression.
+    """
+
+    key_id: str
+    kdf: Mapping[str, Any]
     count: int
     sha256: str
     size: int
@@ -195,7 +202,8 @@ def make_payload(
     }
     if status is not None:
         out["status"] = {
-            "key": base64.b64encode(status.hmac_key).decode(),
+            "key_id": status.key_id,
+            "kdf": dict(status.kdf),
             "count": status.count,
             "sha256": status.sha256,
             "size": status.size,
@@ -270,14 +278,18 @@ def _parse_payload(doc: Any, raw: bytes, signed: str) -> Manifest:
         s = doc["status"]
         if not isinstance(s, dict):
             raise BundleFormatError("manifest: status must be an object")
-        try:
-            hkey = base64.b64decode(str(s.get("key", "")), validate=True)
-        except (binascii.Error, ValueError):
-            raise BundleFormatError("manifest: status.key is not base64") from None
-        if len(hkey) < 16:
-            raise BundleFormatError("manifest: status.key is too short")
+        if "key" in s:
+            raise BundleFormatError("manifest: a status key in clear is refused (D4)")
+        kid = s.get("key_id")
+        if (
+            not isinstance(kid, str)
+            or len(kid) != 32
+            or any(c not in "0123456789abcdef" for c in kid)
+        ):
+            raise BundleFormatError("manifest: status.key_id must be 32 lowercase hex digits")
         status = StatusInfo(
-            hkey,
+            kid,
+            ss_check_kdf(s.get("kdf")),
             _int(s.get("count"), "status.count"),
             _hex64(s.get("sha256"), "status.sha256"),
             _int(s.get("size"), "status.size"),
@@ -292,6 +304,8 @@ def _parse_payload(doc: Any, raw: bytes, signed: str) -> Manifest:
             raise BundleFormatError("manifest: delta without its part or status")
     if status is not None and not ("status" in parts or delta_base is not None):
         raise BundleFormatError("manifest: status described but no status part")
+    if status is not None and "status_keys" not in parts:
+        raise BundleFormatError("manifest: status set without its sealed keys (status_keys)")
     nxt = doc.get("next_root_key")
     if nxt is not None:
         if not isinstance(nxt, str):

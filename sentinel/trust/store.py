@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -34,8 +33,10 @@ from sentinel.config import TrustConfig
 from sentinel.credentials.trustlist import TrustList
 from sentinel.errors import BundleError, BundleFormatError, BundleHashError, ConfigError
 from sentinel.policy import TrustState
+from sentinel.progress import progress_bar
 from sentinel.safefs import private_dir, private_file
 from sentinel.trust import bundle as bm
+from sentinel.trust import statusfile as sf
 from sentinel.trust import statusset as ss
 from sentinel.trust.provider import (
     StatusEntry,
@@ -44,6 +45,7 @@ from sentinel.trust.provider import (
     TrustSnapshot,
     snapshot_of,
 )
+from sentinel.trust.sealing import load_seal_key, open_status_key
 
 log = logging.getLogger(__name__)
 
@@ -79,28 +81,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-class _HashingWriter:
-    """A file wrapper that hashes what is written (one pass for write + digest)."""
-
-    def __init__(self, f: Any, h: Any) -> None:
-        self._f = f
-        self._h = h
-
-    def write(self, data: bytes) -> int:
-        self._h.update(data)
-        return self._f.write(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +261,10 @@ class BundleStore:
                 raise BundleFormatError(str(exc)) from None
         if "revocations" in small:
             parse_revocations(small["revocations"][1])
+        if "status_keys" in small and m.status is not None:
+            key = load_seal_key(self.data_dir)
+            if key is not None:  # a malformed part is refused before anything changes
+                open_status_key(small["status_keys"][1], key, m.status.key_id)
         status_meta = self._apply_status(plan, staged)
         prev = self.current()
         rotate: dict[str, str | None] = {}
@@ -333,10 +317,12 @@ class BundleStore:
     def _apply_status(self, plan: bm.Plan, staged: Mapping[str, Path]) -> dict[str, str | None]:
         """Write the new status files; return the meta values naming them (not committed).
 
-        A full set replaces base and overlay.  A delta is composed into the overlay (a
-        small sorted file looked up before the base) so its cost follows the size of the
-        delta, not of the set; once the overlay passes ``COMPACT_RATIO`` of the base it is
-        merged into a new base, whose SHA-256 must equal the manifest's ``status.sha256``.
+        A full set is inflated and rewritten as pages in bounded chunks (its set digest
+        checked on the way) and replaces base and overlay.  A delta is composed into the
+        overlay (a small paged file looked up before the base), so its cost follows the
+        size of the delta, not of the set; once the overlay passes ``COMPACT_RATIO`` of
+        the base it is merged into a new base, streamed, whose digest must equal the
+        manifest's ``status.sha256``.
         """
         m = plan.manifest
         if m.status is None:
@@ -344,17 +330,28 @@ class BundleStore:
         base_path = self.status_path()
         if self.meta("status_sha256") == m.status.sha256 and base_path and base_path.exists():
             return {}  # the same set, already held
-        kid = ss.key_id(m.status.hmac_key)
+        kid = bytes.fromhex(m.status.key_id)
+        status_dir = self.root / "status"
         if not plan.use_delta:
             ref = m.parts["status"]
-            if ref.raw_sha256 != m.status.sha256 or ref.raw_size != m.status.size:
+            if ref.raw_size != m.status.size:
                 raise BundleFormatError("status part and status description disagree")
-            final = self.root / "status" / f"{m.status.sha256}.sset"
+            raw = staged["status"].with_suffix(".raw")
+            ss.decompress_to(staged["status"], raw, ref.raw_size, ref.raw_sha256)
+            staged["status"].unlink()  # the compressed copy is no longer needed
+            wire = ss.WireFile(raw)
+            if wire.count != m.status.count or wire.kind != ss.KIND_FULL or wire.key_id != kid:
+                raise BundleFormatError("status set count, kind or key does not match")
+            final = status_dir / f"{m.status.sha256}.sset"
             tmp = final.with_suffix(".tmp")
-            ss.decompress_to(staged["status"], tmp, ref.raw_size, ref.raw_sha256)
-            self._check_file(tmp, m.status.count, kid, ss.KIND_FULL)
+            with progress_bar(wire.count, "apply status set", unit="entries") as bar:
+                digest = sf.convert_wire(wire, tmp, bar)
+            raw.unlink()
+            if digest != m.status.sha256:
+                tmp.unlink()
+                raise BundleHashError("status set digest does not match the manifest")
             os.replace(tmp, final)
-            _fsync_dir(final.parent)
+            _fsync_dir(status_dir)
             return {
                 "status_file": final.name,
                 "overlay_file": None,
@@ -366,52 +363,38 @@ class BundleStore:
         ss.decompress_to(staged["status_delta"], raw_delta, ref.raw_size, ref.raw_sha256)
         if base_path is None or not base_path.exists():
             raise BundleError("delta needs the base status set, which is missing")
-        files = [ss.StatusFile(base_path), ss.StatusFile(raw_delta)]
-        ov_path = self.overlay_path()
-        if ov_path is not None:
-            files.append(ss.StatusFile(ov_path))
-        try:
-            if any(f.key_id != kid for f in files):
+        delta_file = ss.WireFile(raw_delta)
+        if delta_file.kind != ss.KIND_DELTA or delta_file.key_id != kid:
+            raise BundleFormatError("status_delta part is not a delta of this status key")
+        delta = delta_file.columns()
+        with sf.PagedFile(base_path) as base:
+            if base.key_id != kid:
                 raise BundleFormatError("status delta uses another status key than its base")
-            base, delta = files[0].columns(), files[1].columns()
-            if delta.kind != ss.KIND_DELTA:
-                raise BundleFormatError("status_delta part is not a delta")
-            overlay = ss.compose(files[2].columns(), delta) if len(files) > 2 else delta
-            if len(overlay) <= max(COMPACT_MIN, COMPACT_RATIO * len(base)):
-                if ss.count_after(base, overlay) != m.status.count:
-                    raise BundleHashError("status set after the delta has the wrong entry count")
-                data = overlay.to_bytes(kid)
-                name = f"overlay-{hashlib.sha256(data).hexdigest()}.sset"
-                _write_file(self.root / "status" / name, data)
+            ov_path = self.overlay_path()
+            if ov_path is not None:
+                with sf.PagedFile(ov_path) as ovf:
+                    overlay = ss.compose(ovf.columns(), delta)
+            else:
+                overlay = ss.compose(ss.Columns.empty(ss.KIND_DELTA), delta)
+            if ss.count_after(base.count, overlay) != m.status.count:
+                raise BundleHashError("status set after the delta has the wrong entry count")
+            if len(overlay) <= max(COMPACT_MIN, COMPACT_RATIO * base.count):
+                name = f"overlay-{m.status.sha256}-{m.version}.sset"
+                tmp = status_dir / f"{name}.tmp"
+                sf.write_columns(tmp, overlay, kid)
+                os.replace(tmp, status_dir / name)
+                _fsync_dir(status_dir)
                 return {"overlay_file": name, "status_sha256": m.status.sha256}
-            merged = ss.merge(base, overlay, strict=False)
-            final = self.root / "status" / f"{m.status.sha256}.sset"
+            final = status_dir / f"{m.status.sha256}.sset"
             tmp = final.with_suffix(".tmp")
-            h = hashlib.sha256()
-            with tmp.open("wb") as f:
-                merged.write(_HashingWriter(f, h), kid)
-                f.flush()
-                os.fsync(f.fileno())
-            del merged, base, delta, overlay
-            if h.hexdigest() != m.status.sha256:
-                raise BundleHashError("status set after the delta does not match the manifest")
-        finally:
-            for f in files:
-                f.close()
+            with progress_bar(base.count, "compact status set", unit="entries") as bar:
+                digest = sf.merge_into(base, overlay, tmp, bar)
+        if digest != m.status.sha256:
+            tmp.unlink()
+            raise BundleHashError("status set after the delta does not match the manifest")
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        _fsync_dir(status_dir)
         return {"status_file": final.name, "overlay_file": None, "status_sha256": m.status.sha256}
-
-    @staticmethod
-    def _check_file(path: Path, count: int, kid: bytes, kind: int) -> None:
-        check = ss.StatusFile(path)
-        try:
-            if check.count != count or check.kind != kind:
-                raise BundleFormatError("status set count or kind does not match the manifest")
-            if check.key_id != kid:
-                raise BundleFormatError("status set made with another status key")
-        finally:
-            check.close()
 
     def _clean_status_files(self) -> None:
         keep = {self.meta("status_file"), self.meta("overlay_file")}
@@ -434,25 +417,56 @@ class BundleStore:
 
 
 class _Lookup:
-    """StatusLookup over the mmapped status files (overlay first) with the bundle's key."""
+    """StatusLookup over the paged status files (overlay first) with the lineage's key.
+
+    The tag of a number is computed once per lookup (a memory-hard KDF by default) and
+    kept for the few identities looked up last, in memory only: a presentation looks
+    its document up on several frames.
+    """
+
+    _RECENT = 8
 
     def __init__(
-        self, base: ss.StatusFile, overlay: ss.StatusFile | None, hmac_key: bytes, count: int
+        self,
+        base: sf.PagedFile,
+        overlay: sf.PagedFile | None,
+        status_key: bytes,
+        kdf: Mapping[str, Any],
+        count: int,
     ) -> None:
         self._base = base
         self._overlay = overlay
-        self._key = hmac_key
+        self._key = status_key
+        self._kdf = dict(kdf)
         self._count = count
+        self._recent: dict[bytes, bytes] = {}
+        self._lock = threading.Lock()
 
-    def _get(self, identity: bytes) -> StatusEntry | None:
-        key = ss.entry_key(self._key, identity)
+    def _tag(self, identity: bytes) -> bytes:
+        with self._lock:
+            hit = self._recent.get(identity)
+        if hit is not None:
+            return hit
+        t = ss.tag(self._key, identity, self._kdf)
+        with self._lock:
+            if len(self._recent) >= self._RECENT:
+                self._recent.pop(next(iter(self._recent)))
+            self._recent[identity] = t
+        return t
+
+    def get_tag(self, key: bytes) -> StatusEntry | None:
+        """The entry of a lookup tag (overlay first, then the base)."""
         hit = self._overlay.get(key) if self._overlay is not None else None
         if hit is None:
             hit = self._base.get(key)
         if hit is None or hit[0] == ss.DELETE:
             return None
         code, until = hit
+        code &= ~ss.INSERT
         return StatusEntry(ss.STATUS_NAMES.get(code, "unknown"), datetime.fromtimestamp(until, UTC))
+
+    def _get(self, identity: bytes) -> StatusEntry | None:
+        return self.get_tag(self._tag(identity))
 
     def lookup_document(self, doc_type: str, country: str, number: str) -> StatusEntry | None:
         return self._get(ss.normalize_document(doc_type, country, number))
@@ -472,7 +486,7 @@ class _Snapshot:
     revoked: frozenset[str] = frozenset()
     parts: dict[str, bytes] = field(default_factory=dict)
     status: _Lookup | None = None
-    status_file: ss.StatusFile | None = None
+    status_files: tuple[sf.PagedFile, ...] = ()
     expires_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -543,16 +557,17 @@ class StoreTrust:
         trust = TrustList.from_json_bytes(tl, "trust_list part") if tl else TrustList()
         rev = parse_revocations(parts["revocations"]) if "revocations" in parts else frozenset()
         status = None
-        sfile = None
+        files: tuple[sf.PagedFile, ...] = ()
         path = self.store.status_path()
-        if m.status is not None and path is not None:
-            sfile = ss.StatusFile(path)
+        status_key = self._status_key(m, parts.get("status_keys"))
+        if m.status is not None and path is not None and status_key is not None:
+            base = sf.PagedFile(path)
             ov = self.store.overlay_path()
-            status = _Lookup(
-                sfile, ss.StatusFile(ov) if ov else None, m.status.hmac_key, m.status.count
-            )
-        # The old status file is not closed here: a presentation may still be looking it up;
-        # its mmap goes with the last reference.
+            overlay = sf.PagedFile(ov) if ov else None
+            files = (base, overlay) if overlay is not None else (base,)
+            status = _Lookup(base, overlay, status_key, m.status.kdf, m.status.count)
+        # The old status files are not closed here: a presentation may still be looking
+        # them up; their descriptors go with the last reference.
         return _Snapshot(
             digest=applied.digest,
             version=m.version,
@@ -560,9 +575,24 @@ class StoreTrust:
             revoked=rev,
             parts=parts,
             status=status,
-            status_file=sfile,
+            status_files=files,
             expires_at=m.expires_at,
         )
+
+    def _status_key(self, m: bm.Manifest, sealed: bytes | None) -> bytes | None:
+        """The lineage's status key, opened with this device's seal key (None, logged,
+        when this device was not among the enrolled devices the bundle was sealed to)."""
+        if m.status is None or sealed is None:
+            return None
+        key = load_seal_key(self.store.data_dir)
+        opened = open_status_key(sealed, key, m.status.key_id) if key is not None else None
+        if opened is None:
+            log.error(
+                "bundle %s: the status set is sealed to other devices (enroll this one: "
+                "sentinel enroll); status lookups are unavailable",
+                m.version,
+            )
+        return opened
 
     def snapshot(self) -> TrustSnapshot:
         """The applied bundle (or the fallback before the first one), taken at once."""
@@ -615,8 +645,8 @@ class StoreTrust:
 
     def close(self) -> None:
         with self._lock:
-            if self._snap.status_file is not None:
-                self._snap.status_file.close()
+            for f in self._snap.status_files:
+                f.close()
             self.store.close()
 
     def __enter__(self) -> StoreTrust:

@@ -1,0 +1,227 @@
+"""The authority's status set: its secret key, the lookup tags (cached), the sorted set.
+
+State (private to the authority, never in the published site; default ``<site>.authority/``
+beside the site directory, mode 0700)::
+
+    status_key.json     {"key": "<base64>", "key_id": "<hex>", "kdf": {...}}   (0600)
+    tags-<key id>.npy   tag cache: HMAC(cache key, identity)[:16] → tag, sorted  (0600)
+
+Tags under a memory-hard KDF (Argon2id, ``statusset.DEFAULT_KDF``) cost ~16 ms each on
+the build box: computed once per identity when it is first listed and cached, so a
+build pays one batch CBC-MAC per row (the cache index) and a KDF per new identity only.
+Rotating the status key (or the KDF) starts a new cache: every identity is tagged again
+(docs/bundles.md: ingestion cost).
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sentinel.authority.inputs import Chunk
+from sentinel.errors import ConfigError
+from sentinel.progress import progress_bar
+from sentinel.trust import statusset as ss
+
+STATUS_KEY_BYTES = 32
+CACHE_DTYPE = np.dtype([("i", "S16"), ("t", ss.KEY_DTYPE)])
+_BATCH = 1 << 20
+
+
+def _private_dir(d: Path) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    os.chmod(d, 0o700)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    _private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusKey:
+    key: bytes
+    kdf: Mapping[str, Any]
+
+    @property
+    def key_id(self) -> str:
+        return ss.key_id(self.key).hex()
+
+    @property
+    def cache_key(self) -> bytes:
+        return hmac.digest(self.key, b"sentinel tag cache index", "sha256")
+
+
+def load_or_create_key(
+    state: Path, *, rotate: bool = False, kdf: Mapping[str, Any] | None = None
+) -> tuple[StatusKey, bool]:
+    """The lineage's status key (a new one on ``rotate``, a first build, or a KDF change);
+    and whether it is new."""
+    p = state / "status_key.json"
+    want = ss.check_kdf(dict(kdf)) if kdf is not None else None
+    if p.exists() and not rotate:
+        try:
+            doc = json.loads(p.read_text())
+            old = StatusKey(base64.b64decode(doc["key"]), ss.check_kdf(doc["kdf"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{p}: unreadable status key: {exc}") from None
+        if want is None or dict(old.kdf) == want:
+            return old, False
+    sk = StatusKey(secrets.token_bytes(STATUS_KEY_BYTES), want or dict(ss.DEFAULT_KDF))
+    doc = {"key": base64.b64encode(sk.key).decode(), "key_id": sk.key_id, "kdf": dict(sk.kdf)}
+    _write_private(p, json.dumps(doc, indent=1).encode())
+    return sk, True
+
+
+def rows_to_chunks(rows: Iterable[tuple[bytes, int, int]]) -> Iterator[Chunk]:
+    """(identity, code, until) rows (records, small inputs) as chunks."""
+    idents: list[bytes] = []
+    codes: list[int] = []
+    until: list[int] = []
+    for ident, code, vu in rows:
+        idents.append(ident)
+        codes.append(code)
+        until.append(vu)
+        if len(idents) >= _BATCH:
+            yield Chunk.of(idents, codes, until)
+            idents, codes, until = [], [], []
+    if idents:
+        yield Chunk.of(idents, codes, until)
+
+
+def _macs(key: bytes, chunk: Chunk, size: int) -> np.ndarray:
+    """``statusset.mac(key, identity)[:size]`` of every identity of the chunk, as S<size>."""
+    if not len(chunk):
+        return np.empty(0, dtype=f"S{size}")
+    c = ss.mac_many(key, chunk.messages())
+    return np.ascontiguousarray(c[:, :size]).view(f"S{size}").ravel()
+
+
+def _kdf_batch(args: tuple[bytes, dict[str, Any], list[bytes]]) -> bytes:
+    key, kdf, idents = args
+    return b"".join(ss.tag(key, i, kdf) for i in idents)
+
+
+class TagCache:
+    """The sorted (index → tag) cache of one status key, in memory while a build runs."""
+
+    def __init__(self, state: Path, sk: StatusKey) -> None:
+        self.path = state / f"tags-{sk.key_id}.npy"
+        self.sk = sk
+        self._new: list[np.ndarray] = []
+        try:
+            self.table = np.load(self.path)
+        except FileNotFoundError:
+            self.table = np.empty(0, CACHE_DTYPE)
+        if self.table.dtype != CACHE_DTYPE:
+            raise ConfigError(f"{self.path}: not a tag cache")
+
+    def tags(self, chunk: Chunk, workers: int) -> tuple[np.ndarray, int]:
+        """Tags of the chunk's identities (new ones computed and remembered); misses."""
+        idx = _macs(self.sk.cache_key, chunk, 16)
+        pos = np.searchsorted(self.table["i"], idx)
+        p = np.minimum(pos, max(len(self.table) - 1, 0))
+        hit = (
+            (pos < len(self.table)) & (self.table["i"][p] == idx)
+            if len(self.table)
+            else (np.zeros(len(idx), dtype=bool))
+        )
+        tags = np.empty(len(idx), dtype=ss.KEY_DTYPE)
+        if len(self.table):
+            tags[hit] = self.table["t"][p[hit]]
+        miss = np.flatnonzero(~hit)
+        if len(miss):
+            idents = [chunk.identity(int(i)) for i in miss]
+            tags[miss] = np.frombuffer(self._derive(idents, workers), dtype=ss.KEY_DTYPE)
+            new = np.empty(len(miss), CACHE_DTYPE)
+            new["i"], new["t"] = idx[miss], tags[miss]
+            self._new.append(new)
+        return tags, len(miss)
+
+    def _derive(self, idents: list[bytes], workers: int) -> bytes:
+        kdf = dict(self.sk.kdf)
+        step = 256
+        batches = [idents[i : i + step] for i in range(0, len(idents), step)]
+        out: list[bytes] = []
+        with progress_bar(len(idents), f"tag {len(idents):,} new identities", "tags") as bar:
+            if workers > 1 and len(batches) > 1:
+                with ProcessPoolExecutor(workers) as pool:
+                    jobs = [(self.sk.key, kdf, b) for b in batches]
+                    for b, r in zip(batches, pool.map(_kdf_batch, jobs), strict=True):
+                        out.append(r)
+                        bar.update(len(b))
+            else:
+                for b in batches:
+                    out.append(_kdf_batch((self.sk.key, kdf, b)))
+                    bar.update(len(b))
+        return b"".join(out)
+
+    def save(self) -> None:
+        if not self._new:
+            return
+        table = np.concatenate([self.table, *self._new])
+        table = table[np.argsort(table["i"], kind="stable")]
+        keep = np.ones(len(table), dtype=bool)
+        keep[1:] = table["i"][1:] != table["i"][:-1]
+        self.table, self._new = table[keep], []
+        _private_dir(self.path.parent)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, self.table, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    columns: ss.Columns
+    new_tags: int  # identities tagged by the KDF in this build (not from the cache)
+
+
+def build_columns(
+    chunks: Iterable[Chunk], sk: StatusKey, state: Path, *, workers: int = 1
+) -> Built:
+    """The sorted status set of all rows: tags (cache first), status, until."""
+    cheap = sk.kdf["alg"] == "aes-cbc-mac"
+    cache = None if cheap else TagCache(state, sk)
+    keys: list[np.ndarray] = []
+    status: list[np.ndarray] = []
+    until: list[np.ndarray] = []
+    new = 0
+    for chunk in chunks:
+        if cache is None:
+            t = _macs(sk.key, chunk, ss.KEY_BYTES)
+            new += len(chunk)
+        else:
+            t, misses = cache.tags(chunk, workers)
+            new += misses
+        keys.append(t)
+        status.append(chunk.status)
+        until.append(chunk.until)
+    if cache is not None:
+        cache.save()
+    if not keys:
+        return Built(ss.Columns.empty(), 0)
+    k = np.concatenate(keys)
+    del keys
+    cols = ss.Columns.from_arrays(k, np.concatenate(status), np.concatenate(until), ss.KIND_FULL)
+    return Built(cols, new)
