@@ -11,24 +11,25 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_trust.py
 
 
 def test_bench_trust_runs_small(tmp_path) -> None:
+    args = ["--sizes", "3000", "--samples", "400", "--cold", "20", "--sd-iops", "0"]
     out = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--sizes",
-            "3000",
-            "--samples",
-            "400",
-            "--json",
-            "--workdir",
-            str(tmp_path),
-        ],
+        [sys.executable, str(SCRIPT), *args, "--workdir", str(tmp_path)],
         check=True,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    (r,) = json.loads(out.stdout)
+    line = out.stdout.splitlines()[0]
+    assert line.startswith("trust 3000: build ") and " s (baseline " in line
+    assert " MB, delta1% apply " in line and " µs cold " in line and line.endswith(" µs")
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), *args, "--json", "--workdir", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    (r,) = json.loads(out.stdout)["sizes"]
     assert r["n"] == 3000
     assert r["disk_B_per_entry"] == 17.0 + 32 / 3000  # 17-byte records plus the header
     assert r["wire_B_per_entry"] < r["disk_B_per_entry"]
@@ -37,3 +38,4 @@ def test_bench_trust_runs_small(tmp_path) -> None:
     removed = sum(1 for i in range(3000) if i % 400 == 1)
     assert r["delta_entries"] == changed + removed + 3000 // 400
     assert r["delta_vs_full_bytes"] < 0.1
+    assert r["baseline_s"] is not None and r["lookup_cold_p99_us"] is not None
