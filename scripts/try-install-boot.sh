@@ -32,6 +32,11 @@ find_leader() {  # the container's PID 1 as the host sees it: a descendant with 
   done
   return 1
 }
+system_state() { inside systemctl is-system-running 2>/dev/null || true; }
+boot_settled() {
+  case "$(system_state)" in running | degraded | maintenance | stopping) return 0 ;; esac
+  return 1
+}
 service_active() {
   [ "$(prop sentinel.service ActiveState)/$(prop sentinel.service SubState)" = active/running ]
 }
@@ -66,7 +71,9 @@ boot_checks() {
     return
   fi
   t=$(date +%s.%N)
-  state="$(timeout "$boot_timeout" nsenter --target "$LEADER" --all -- systemctl is-system-running --wait 2>&1 || true)"
+  # The leader is nspawn's child until it execs systemd: ask until systemd answers.
+  wait_for "$boot_timeout" boot_settled || true
+  state="$(system_state)"
   echo "  boot     system $state after $(elapsed "$t") s (systemd $(inside systemctl --version | sed -n '1s/^systemd \([0-9]*\).*/\1/p') as PID 1)"
   if [ "$state" != running ]; then
     inside systemctl --failed --no-legend --plain 2>/dev/null | sed 's/^/    failed unit: /' || true
@@ -118,7 +125,7 @@ boot_checks() {
     s="$(inside cat "/proc/$main/status")"
     if grep -qx $'NoNewPrivs:\t1' <<<"$s" && grep -qx $'Seccomp:\t2' <<<"$s" \
       && grep -qx $'CapEff:\t0000000000000000' <<<"$s"; then
-      ok "sandbox: no capabilities, no_new_privs, seccomp filter on (pid $main, user $(inside ps -o user= -p "$main"))"
+      ok "sandbox: no capabilities, no_new_privs, seccomp filter on (pid $main, uid $(awk '/^Uid:/ { print $2 }' <<<"$s"))"
     else
       fail "sandbox: /proc/$main/status: $(grep -E 'NoNewPrivs|Seccomp|CapEff' <<<"$s" | tr '\n' ' ')"
     fi
@@ -127,7 +134,7 @@ boot_checks() {
     # camera or pipeline); systemd must kill it after WatchdogSec and start it again.
     before="$(prop sentinel.service NRestarts)"
     t=$(date +%s.%N)
-    inside kill -STOP "$main"
+    inside bash -c "kill -STOP $main"
     if wait_for 150 sh -c "[ \"\$(nsenter --target $LEADER --all -- systemctl show sentinel.service -p NRestarts --value)\" -gt $before ]" \
       && wait_for 90 service_active && [ "$(prop sentinel.service MainPID)" != "$main" ]; then
       WATCHDOG=ok
@@ -135,7 +142,7 @@ boot_checks() {
     else
       WATCHDOG=failed
       fail "watchdog: no restart within 240 s of freezing pid $main ($(prop sentinel.service ActiveState))"
-      inside kill -CONT "$main" 2>/dev/null || true
+      inside bash -c "kill -CONT $main" 2>/dev/null || true
     fi
 
     # 5. SIGTERM (systemctl stop): a clean exit, the relay left locked (fail-secure).

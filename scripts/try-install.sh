@@ -93,7 +93,7 @@ elapsed() { awk -v a="$1" -v b="${2:-$(date +%s.%N)}" 'BEGIN { printf "%.1f", b 
 secs_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }'; }
 
 # ---------------------------------------------------------------------------- mounts
-MOUNTED=()
+MOUNTED=() OVERLAYS=()
 NSPAWN_PID=""
 cleanup() {
   local m
@@ -104,6 +104,7 @@ cleanup() {
   fi
   for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do umount -l "${MOUNTED[$i]}" 2>/dev/null || true; done
   MOUNTED=()
+  for m in "${OVERLAYS[@]}"; do umount -l "$m" 2>/dev/null || true; done
   if [ -n "${SERVER_PID:-}" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
   if [ "$KEEP" = 0 ] && [ -n "${RUN_DIR:-}" ]; then rm -rf -- "$RUN_DIR"; fi
   return 0
@@ -162,17 +163,23 @@ else
 fi
 
 RUN_DIR="$WORKDIR/$ARCH"
-fresh_root() {  # fresh_root NAME: a copy of the pristine base, with the source as a clone
+fresh_root() {  # fresh_root NAME: FRESH= the pristine base under an overlay (or a copy)
   local r="$RUN_DIR/$1"
-  rm -rf -- "$r"
-  mkdir -p "$RUN_DIR"
-  cp -a -- "$BASE" "$r"
+  umount "$r" 2>/dev/null || true
+  rm -rf -- "$r" "$r.upper" "$r.ovwork"
+  mkdir -p "$r" "$r.upper" "$r.ovwork"
+  # The base stays untouched below; what the run writes lands in NAME.upper.
+  if mount -t overlay overlay -o "lowerdir=$BASE,upperdir=$r.upper,workdir=$r.ovwork" "$r" 2>/dev/null; then
+    OVERLAYS+=("$r")
+  else
+    cp -a -- "$BASE/." "$r"
+  fi
   rm -f -- "$r/.complete"
   echo "sentinel-try" >"$r/etc/hostname"
   # Where this host reaches PyPI through a TLS proxy with its own CA, pip in the root
   # trusts what the host trusts (PIP_CERT above; a file no provisioning step touches).
   cp -L /etc/ssl/certs/ca-certificates.crt "$r/etc/ssl/host-ca-certificates.crt"
-  echo "$r"
+  FRESH="$r"
 }
 copy_source() {  # copy_source TREE ROOT DEST: the tracked files of a checkout, as a clone has them
   mkdir -p "$2$3"
@@ -245,8 +252,15 @@ PY
 }
 
 # ---------------------------------------------------------------------------- provision
+only_camera_failed() {  # only_camera_failed LOG: provisioning's one failure is the camera
+  # The self-test's camera check fails in a root without a camera: that alone is no
+  # failure of the install (the table shows it); anything else is.
+  grep -qE "FAILED +sentinel selftest exited 1" "$1" && grep -qE '^camera +FAIL' "$1" \
+    && [ "$(grep -cE '^[a-z ]+ +FAIL ' "$1")" = 1 ]
+}
 stage "provision (first run)"
-ROOT="$(fresh_root root)"
+fresh_root root
+ROOT="$FRESH"
 copy_source "$SRC" "$ROOT" /root/sentinel
 chroot_mounts "$ROOT"
 t=$(date +%s.%N)
@@ -255,11 +269,7 @@ if in_root "$ROOT" nice -n 10 bash /root/sentinel/scripts/provision.sh "${PROV_A
   ok "provision.sh: $(tail -1 "$RUN_DIR/provision-1.log")"
 else
   rc=$?
-  # The self-test's camera check fails in a root without a camera: that alone is no
-  # failure of the install (the table shows it); anything else is.
-  if [ "$rc" = 1 ] && grep -qE "FAILED +sentinel selftest" "$RUN_DIR/provision-1.log" \
-    && grep -qE '^camera +FAIL' "$RUN_DIR/provision-1.log" \
-    && [ "$(grep -cE '^[a-z ]+ +FAIL ' "$RUN_DIR/provision-1.log")" = 1 ]; then
+  if [ "$rc" = 1 ] && only_camera_failed "$RUN_DIR/provision-1.log"; then
     ok "provision.sh: $(tail -1 "$RUN_DIR/provision-1.log") (selftest: only the camera failed: none here)"
   else
     tail -30 "$RUN_DIR/provision-1.log" >&2
