@@ -474,6 +474,10 @@ relay_high=true; [ "$RELAY_ACTIVE_HIGH" = yes ] || relay_high=false
   echo "[retention]"
   echo "retention_days = $RETENTION_DAYS"
   echo
+  echo "# Kiosk and report pages on the device's loopback (systemd/sentinel-kiosk.service)."
+  echo "[web]"
+  echo "enabled = true"
+  echo
   echo "[fleet]"
   echo "device_id = \"$VENUE.$GATE\""
 } >"$WORK/sentinel.toml"

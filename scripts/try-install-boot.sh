@@ -37,6 +37,11 @@ boot_settled() {
   case "$(system_state)" in running | degraded | maintenance | stopping) return 0 ;; esac
   return 1
 }
+web_answers() {  # web_answers: the status line of GET /kiosk on the container's loopback
+  local line
+  line="$(inside bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080 && printf "GET /kiosk HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && head -1 <&3' 2>/dev/null | tr -d '\r')"
+  [[ "$line" == "HTTP/"*" 200"* ]] && echo "$line"
+}
 service_active() {
   [ "$(prop sentinel.service ActiveState)/$(prop sentinel.service SubState)" = active/running ]
 }
@@ -52,15 +57,21 @@ unit_ran_since() {  # unit_ran_since UNIT START_MONOTONIC: it started after that
 }
 
 boot_checks() {
-  local root="$1" state t main before after score u s
+  local root="$1" state t main before after score u s errors
   if ! command -v systemd-nspawn >/dev/null; then
     BOOTED="not booted: systemd-nspawn not installed (apt-get install systemd-container)"
     return
   fi
   # --register=no: no machined/D-Bus on a host whose PID 1 is not systemd; --keep-unit:
-  # no transient scope either.  The host's network is shared (the publisher listens on
-  # its 127.0.0.1); stdin is /dev/null, the console goes to a log.
-  systemd-nspawn --quiet --boot --register=no --keep-unit --directory="$root" \
+  # no transient scope either.  --private-network: the container has its own loopback
+  # only (its web server's 127.0.0.1:8080 is its own; the publisher is served in there).
+  # stdin is /dev/null, the console goes to a log.
+  if [ -n "${PUB:-}" ]; then
+    rm -rf -- "$root/srv/try-publisher"
+    mkdir -p "$root/srv"
+    cp -a -- "$PUB/site" "$root/srv/try-publisher"
+  fi
+  systemd-nspawn --quiet --boot --register=no --keep-unit --private-network --directory="$root" \
     --machine="sentinel-try-$ARCH" </dev/null >"$RUN_DIR/console.log" 2>&1 &
   NSPAWN_PID=$!
   local boot_timeout=120
@@ -84,6 +95,12 @@ boot_checks() {
     return ;;
   esac
 
+  if [ -n "${PUB:-}" ]; then  # the authority's static site, as the device sees it
+    inside systemd-run --quiet --unit=try-publisher -p DynamicUser=yes \
+      python3 -m http.server --bind 127.0.0.1 --directory /srv/try-publisher "$PORT" \
+      || fail "could not start the publisher in the container"
+  fi
+
   # 1. Type=notify: "active (running)" only after the daemon's READY=1.
   if wait_for 90 service_active; then
     BOOTED=active
@@ -94,6 +111,14 @@ boot_checks() {
     fail "sentinel.service did not reach active (running)"
   fi
   [ "$(prop sentinel.service Type)" = notify ] || fail "sentinel.service is not Type=notify"
+  # The web server (kiosk and report pages) inside the sandbox, with OpenCV and zxing-cpp.
+  if grep -qx 'enabled = true' "$root/etc/sentinel/sentinel.toml" && [ "$BOOTED" = active ]; then
+    if wait_for 60 web_answers; then ok "web server inside the sandbox: GET /kiosk -> $(web_answers)"
+    else fail "web server: no answer on the container's 127.0.0.1:8080"
+    fi
+  fi
+  errors="$(inside journalctl -u sentinel.service --no-pager -o cat -p err 2>/dev/null | grep -v -e '^Watchdog timeout' -e '^sentinel.service: ' || true)"
+  [ -z "$errors" ] || echo "$errors" | head -5 | sed 's/^/    service error: /'
 
   # 2. The hardening score on the real system.
   for u in sentinel.service sentinel-sync.service sentinel-purge.service; do

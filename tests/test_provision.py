@@ -149,6 +149,7 @@ def test_provision_twice_into_root_with_answers_file(tmp_path: Path) -> None:
     from sentinel import config
 
     cfg = config.load(root / "etc/sentinel/sentinel.toml")
+    assert cfg.web.enabled and cfg.web.host == "127.0.0.1"  # the kiosk unit's page, loopback
     assert (cfg.gate.relay_pin, cfg.gate.relay_active_high, cfg.retention.retention_days) == (
         5,
         False,
