@@ -133,6 +133,16 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_timestamp(args: argparse.Namespace) -> int:
+    from sentinel.authority.publish import load_private_key
+    from sentinel.trust.timestamp import write_timestamp
+
+    keys = [load_private_key(k) for k in args.key]
+    dest = write_timestamp(args.out, keys, validity=timedelta(hours=args.valid_hours))
+    print(f"signed {dest} (valid {args.valid_hours:g} h)")
+    return 0
+
+
 def _cmd_demo_publish(args: argparse.Namespace) -> int:
     from sentinel.authority.publish import publish_demo
 
@@ -309,6 +319,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="KDF processes")
     b.add_argument("--next-root-key", metavar="PEM", help="announce the next root public key")
     b.set_defaults(func=_cmd_build)
+
+    t = psub.add_parser(
+        "timestamp",
+        help="re-sign timestamp.json for the live manifest (run every few hours)",
+        description="Devices measure data age from this signed timestamp (TUF's timestamp "
+        "role), never from an HTTP reply; run it from a timer, e.g. hourly.\n\n"
+        "example:\n  sentinel publish timestamp --key authority/root_key.pem --out site/",
+        formatter_class=_RAW,
+    )
+    t.add_argument("--key", action="append", required=True, metavar="PEM", help="root key(s)")
+    t.add_argument("--out", required=True, metavar="DIR", help="publisher directory")
+    t.add_argument("--valid-hours", type=float, default=24.0)
+    t.set_defaults(func=_cmd_timestamp)
 
     d = psub.add_parser(
         "demo",

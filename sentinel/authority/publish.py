@@ -41,6 +41,7 @@ from sentinel.trust import bundle as bm
 from sentinel.trust import sealing
 from sentinel.trust import statusset as ss
 from sentinel.trust.sync import MANIFEST
+from sentinel.trust.timestamp import write_timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,7 +401,10 @@ def publish(
     _atomic_write(out / "index.json", json.dumps(index, indent=1).encode())
     # the root public key beside the bundle, for installers that pin it by fingerprint
     _atomic_write(out / "root_pub.pem", bm.public_pem(primary))
-    _atomic_write(out / MANIFEST, raw)  # last: the new version goes live
+    _atomic_write(out / MANIFEST, raw)  # the new version goes live
+    # then the signed timestamp naming it (re-signed by `sentinel publish timestamp`
+    # every few hours: devices measure data age from it, docs/security.md D2)
+    write_timestamp(out, keys, now=now)
     m = bm.verify_manifest(raw, [k.public_key() for k in keys], now)
     return Published(m, out, delta_entries, new_tags)
 

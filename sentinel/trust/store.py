@@ -541,7 +541,9 @@ class StoreTrust:
         applied = self.store.current()
         if applied is None:
             return None
-        lgs = self.store.meta("last_good_sync")
+        # Data age from the newest *signed* time a sync verified (sync.py, D2); a store
+        # that no sync of this version has touched yet falls back to the last good sync.
+        lgs = self.store.meta("fresh_at") or self.store.meta("last_good_sync")
         last = datetime.fromisoformat(lgs) if lgs else applied.applied_at
         snap = self._snap if applied.digest == self._snap.digest else self._load(applied)
         return replace(snap, updated_at=last)

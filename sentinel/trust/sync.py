@@ -14,7 +14,8 @@ import json
 import logging
 import random
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,8 +23,16 @@ from typing import Any, Protocol
 
 import httpx
 
-from sentinel.errors import BundleError, BundleFormatError, BundleHashError
+from sentinel.errors import (
+    BundleError,
+    BundleExpiredError,
+    BundleFormatError,
+    BundleHashError,
+    BundleRollbackError,
+)
+from sentinel.safefs import UnsafeFileError, open_regular, read_bounded
 from sentinel.trust import bundle as bm
+from sentinel.trust import timestamp as ts_mod
 from sentinel.trust.store import BundleStore
 
 log = logging.getLogger(__name__)
@@ -38,6 +47,10 @@ class SyncError(BundleError):
 class Source(Protocol):
     description: str
 
+    def timestamp(self) -> bytes | None:
+        """The signed timestamp document, or None when the publisher has none."""
+        ...
+
     def manifest(self, etag: str | None) -> tuple[bytes | None, str | None]:
         """(manifest bytes, etag), or (None, etag) when unchanged since ``etag``."""
         ...
@@ -49,6 +62,23 @@ class Source(Protocol):
 
 class DeviceWriteError(BundleError):
     """A part could not be written on the device (e.g. its disk is full); the source is fine."""
+
+
+# Every download has a total deadline (D6: a part dripped at 1 byte every 2 s kept a sync,
+# and the apply lock, busy for ever): trust.sync_timeout_s plus the time the part's
+# declared size takes at MIN_RATE; httpx's own timeout only bounds each single read.
+MIN_RATE = 16 * 1024  # bytes per second
+
+
+def _deadline(timeout_s: float, size: int = 0) -> float:
+    return time.monotonic() + timeout_s + size / MIN_RATE
+
+
+def _timed(chunks: Iterable[bytes], deadline: float, what: str) -> Iterator[bytes]:
+    for chunk in chunks:
+        if time.monotonic() > deadline:
+            raise SyncError(f"{what}: download did not finish in time (too slow)")
+        yield chunk
 
 
 def _check_stream(ref: bm.PartRef, chunks: Any, dest: Path) -> int:
@@ -91,34 +121,55 @@ class HttpSource:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.description = self.base_url
+        self.timeout_s = timeout_s
         self._own = client is None
         self.client = client or httpx.Client(
             timeout=httpx.Timeout(timeout_s), follow_redirects=True, trust_env=False
         )
 
+    def _small(self, name: str, cap: int, headers: dict[str, str]) -> tuple[int, bytes, str | None]:
+        """(status, body, etag) of a small document, capped and within the deadline."""
+        deadline = _deadline(self.timeout_s)
+        try:
+            with self.client.stream("GET", f"{self.base_url}/{name}", headers=headers) as resp:
+                if resp.status_code != 200:
+                    return resp.status_code, b"", resp.headers.get("ETag")
+                body = bytearray()
+                for chunk in _timed(resp.iter_bytes(), deadline, name):
+                    body += chunk
+                    if len(body) > cap:
+                        raise BundleFormatError(f"{name} larger than its cap")
+                return 200, bytes(body), resp.headers.get("ETag")
+        except httpx.HTTPError as exc:
+            raise SyncError(f"cannot fetch {name} from {self.base_url}: {exc}") from None
+
+    def timestamp(self) -> bytes | None:
+        # no-cache: a CDN must ask the origin, the timestamp is only hours long-lived
+        code, body, _ = self._small(ts_mod.NAME, ts_mod.MAX_BYTES, {"Cache-Control": "no-cache"})
+        if code in (403, 404, 410):
+            return None
+        if code != 200:
+            raise SyncError(f"{ts_mod.NAME}: HTTP {code} from {self.base_url}")
+        return body
+
     def manifest(self, etag: str | None) -> tuple[bytes | None, str | None]:
         headers = {"If-None-Match": etag} if etag else {}
-        try:
-            with self.client.stream("GET", f"{self.base_url}/{MANIFEST}", headers=headers) as resp:
-                if resp.status_code == 304:
-                    return None, etag
-                if resp.status_code != 200:
-                    raise SyncError(f"manifest: HTTP {resp.status_code} from {self.base_url}")
-                body = bytearray()
-                for chunk in resp.iter_bytes():
-                    body += chunk
-                    if len(body) > bm.MAX_MANIFEST_BYTES:
-                        raise BundleFormatError("manifest larger than its cap")
-                return bytes(body), resp.headers.get("ETag")
-        except httpx.HTTPError as exc:
-            raise SyncError(f"cannot fetch manifest from {self.base_url}: {exc}") from None
+        code, body, new_etag = self._small(MANIFEST, bm.MAX_MANIFEST_BYTES, headers)
+        if code == 304:  # unauthenticated: the caller does not count it as fresh (D2)
+            return None, etag
+        if code != 200:
+            raise SyncError(f"manifest: HTTP {code} from {self.base_url}")
+        return body, new_etag
 
     def fetch(self, ref: bm.PartRef, dest: Path) -> int:
+        deadline = _deadline(self.timeout_s, ref.size)
         try:
             with self.client.stream("GET", f"{self.base_url}/{ref.path}") as resp:
                 if resp.status_code != 200:
                     raise SyncError(f"part {ref.name}: HTTP {resp.status_code}")
-                return _check_stream(ref, resp.iter_bytes(), dest)
+                return _check_stream(
+                    ref, _timed(resp.iter_bytes(), deadline, f"part {ref.name}"), dest
+                )
         except httpx.HTTPError as exc:
             raise SyncError(f"download of part {ref.name} failed: {exc}") from None
 
@@ -128,26 +179,46 @@ class HttpSource:
 
 
 class DirSource:
-    """A publisher directory copied to removable media (``sentinel sync --from DIR``)."""
+    """A publisher directory copied to removable media (``sentinel sync --from DIR``).
+
+    Only regular files inside the folder are read (no FIFO, device or symlink: D6), each
+    with a bound: the manifest and timestamp at their caps, a part at its declared size."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.description = f"dir:{self.path}"
 
-    def manifest(self, etag: str | None) -> tuple[bytes | None, str | None]:
-        p = self.path / MANIFEST
+    def _read(self, name: str, cap: int, what: str) -> bytes:
+        p = self.path / name
         try:
-            if p.stat().st_size > bm.MAX_MANIFEST_BYTES:
-                raise BundleFormatError("manifest larger than its cap")
-            return p.read_bytes(), None
+            return read_bounded(p, cap, within=self.path)
+        except UnsafeFileError as exc:
+            if "larger than" in str(exc):
+                raise BundleFormatError(f"{what} larger than its cap") from None
+            raise SyncError(f"cannot read {p}: {exc}") from None
+
+    def timestamp(self) -> bytes | None:
+        try:
+            return self._read(ts_mod.NAME, ts_mod.MAX_BYTES, "timestamp")
+        except FileNotFoundError:
+            return None
         except OSError as exc:
-            raise SyncError(f"cannot read {p}: {exc.strerror}") from None
+            raise SyncError(f"cannot read {self.path / ts_mod.NAME}: {exc.strerror}") from None
+
+    def manifest(self, etag: str | None) -> tuple[bytes | None, str | None]:
+        try:
+            return self._read(MANIFEST, bm.MAX_MANIFEST_BYTES, "manifest"), None
+        except OSError as exc:
+            raise SyncError(f"cannot read {self.path / MANIFEST}: {exc.strerror}") from None
 
     def fetch(self, ref: bm.PartRef, dest: Path) -> int:
         p = self.path / ref.path
         try:
-            with p.open("rb") as f:
-                return _check_stream(ref, iter(lambda: f.read(1 << 20), b""), dest)
+            with open_regular(p, within=self.path) as f:
+                chunks = iter(lambda: f.read(1 << 20), b"")
+                return _check_stream(ref, chunks, dest)  # stops past the declared size
+        except UnsafeFileError as exc:
+            raise SyncError(f"cannot read part {ref.name}: {exc}") from None
         except OSError as exc:
             raise SyncError(f"cannot read part {ref.name} ({p}): {exc.strerror}") from None
 
@@ -226,18 +297,30 @@ class Syncer:
 
     def _sync(self, now: datetime) -> SyncResult:
         cur = self.store.current()
+        keys = self.store.root_keys(self.root_key)
+        ts = self._timestamp(keys, now)
+        if ts is not None and cur is not None and ts.names(cur.manifest):
+            self._fresh(now, cur.manifest, ts)  # nothing new, and the publisher says so
+            return SyncResult("up_to_date", cur.version)
         etag = self.store.meta("etag") if cur is not None else None
         raw, new_etag = self.source.manifest(etag)
         if raw is None:
-            self.store.set_meta(last_good_sync=now.isoformat(), last_error=None)
+            # An unsigned 304 proves nothing: no fresher data age, only "no error" (D2).
+            self.store.set_meta(last_error=None)
             return SyncResult("not_modified", cur.version if cur else None)
-        m = bm.verify_manifest(raw, self.store.root_keys(self.root_key), now)
+        m = bm.verify_manifest(raw, keys, now)
+        if ts is not None and not ts.names(m) and ts.version >= m.version:
+            # A cached or replayed manifest that is not the one the publisher now vouches for.
+            raise SyncError(
+                f"the manifest (version {m.version}) is not the one the signed timestamp "
+                f"names (version {ts.version}); a stale cache or a replay, retrying later"
+            )
         plan = bm.plan_update(
             m, cur.version if cur else None, cur.digest if cur else None, self.store.held()
         )
         if plan.up_to_date:
-            fresh = {"last_good_sync": now.isoformat()} if new_etag else {}
-            self.store.set_meta(etag=new_etag, last_error=None, **fresh)
+            self.store.set_meta(etag=new_etag, last_error=None)
+            self._fresh(now, m, ts)  # a replayed manifest: only its own signed issued_at
             return SyncResult("up_to_date", m.version)
         staging = self.store.staging
         shutil.rmtree(staging, ignore_errors=True)
@@ -255,6 +338,7 @@ class Syncer:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         self.store.set_meta(etag=new_etag)
+        self._fresh(now, m, ts)
         details["downloaded_bytes"] = total
         self.audit("bundle_applied", details)
         self.store.set_meta(audit_pending=None)
@@ -265,6 +349,40 @@ class Syncer:
             total,
         )
         return SyncResult("applied", m.version, plan.use_delta, total)
+
+    def _timestamp(self, keys: list[bm.PublicKey], now: datetime) -> ts_mod.Timestamp | None:
+        """The publisher's signed timestamp if it has one that is valid and not older than
+        the newest seen (a replayed older one is refused); expired ones are ignored."""
+        raw = self.source.timestamp()
+        if raw is None:
+            return None
+        try:
+            ts = ts_mod.verify_timestamp(raw, keys, now)
+        except BundleExpiredError as exc:  # the publisher's timer stopped: no freshness
+            log.warning("%s: %s; data age from the manifest only", self.source.description, exc)
+            return None
+        seen = self.store.meta("timestamp_issued_at")
+        if seen and ts.issued_at < datetime.fromisoformat(seen):
+            raise BundleRollbackError(
+                f"timestamp issued {ts.issued_at.isoformat()} is older than the one already "
+                f"seen ({seen}): a replay"
+            )
+        return ts
+
+    def _fresh(self, now: datetime, m: bm.Manifest, ts: ts_mod.Timestamp | None) -> None:
+        """Record a good sync; the data age (``fresh_at``) moves only to signed times."""
+        signed = m.issued_at
+        values: dict[str, str | None] = {"last_good_sync": now.isoformat(), "last_error": None}
+        if ts is not None:
+            values["timestamp_issued_at"] = ts.issued_at.isoformat()
+            if ts.names(m):
+                signed = max(signed, ts.issued_at)
+        old = self.store.meta("fresh_at")
+        fresh = min(signed, now)  # never ahead of this device's clock
+        if old and datetime.fromisoformat(old) > fresh:
+            fresh = datetime.fromisoformat(old)
+        values["fresh_at"] = fresh.isoformat()
+        self.store.set_meta(**values)
 
 
 def backoff_s(
