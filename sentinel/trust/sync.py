@@ -309,12 +309,9 @@ class Syncer:
             self.store.set_meta(last_error=None)
             return SyncResult("not_modified", cur.version if cur else None)
         m = bm.verify_manifest(raw, keys, now)
-        if ts is not None and not ts.names(m) and ts.version >= m.version:
-            # A cached or replayed manifest that is not the one the publisher now vouches for.
-            raise SyncError(
-                f"the manifest (version {m.version}) is not the one the signed timestamp "
-                f"names (version {ts.version}); a stale cache or a replay, retrying later"
-            )
+        # A manifest the timestamp does not name (a stale cache, a replay, an older copy on
+        # a stick) may still be applied if it is newer than ours, but only its own
+        # issued_at counts for the data age (``_fresh``).
         plan = bm.plan_update(
             m, cur.version if cur else None, cur.digest if cur else None, self.store.held()
         )
