@@ -1,20 +1,37 @@
-"""Fleet benchmark on loopback: simulated devices → mosquitto → ingester → PostgreSQL.
+"""Fleet benchmark on 127.0.0.1: simulated devices → mosquitto → N ingesters → PostgreSQL.
 
-    .venv/bin/python benchmarks/bench_fleet.py [--devices 1000] [--events 10] [--report-rows N]
+    nice -n 10 .venv/bin/python benchmarks/bench_fleet.py --ingesters 2 --devices 10000 --seconds 60
 
-Devices are simulated identities, each with its own SQLite journal+outbox; their backlogs
-drain ``--concurrent`` devices (sender connections) at a time, since a thousand paho client
-threads in one process would measure this test rig, not the broker and the ingester.
-Prints events/s ingested, p50/p99 lag from journal write to PostgreSQL row, peak RSS of
-broker and ingester, and the manager report query time over N events.
+Starts its own mosquitto (per-device passwords and ACL, as in production) and a throwaway
+PostgreSQL cluster (tests/servers.py), then:
+
+1. offered load: the one-process load generator (sentinel.fleet.loadgen, every device its
+   own MQTT client, heartbeats, a backlog each) publishes unpaced for ``--seconds`` while
+   the ingesters are away; the broker queues for two ingester groups (persistent MQTT 5
+   sessions on shared subscriptions);
+2. ingest rate: group "solo" (1 ingester) drains its copy into database ``solo``, then
+   group "fleet" (``--ingesters``) drains the same messages into database ``fleet``:
+   events/s into PostgreSQL and the 1 → K ratio, separated from the generator's own limit;
+3. lag: with the ingesters online, ``--rate`` events/s offered; journal-write (event time)
+   to PostgreSQL row (``ingested_at``) p50/p99;
+4. crashes: ``--kills`` SIGKILLs of a random ingester while batches flow, each restarted
+   with the same client id; lost = acknowledged ids missing, duplicated = extra rows, and
+   the roll-ups against a full recount;
+5. roll-ups over ``--rollup-events`` events: the hourly roll-up rows those events make,
+   synthesised in PostgreSQL with generate_series (not raw event rows), then the city
+   pages' queries per level (scope check in SQL included), median and p99.
+
+The last line is ``fleet: <N> events/s into PostgreSQL with <K> ingesters, <D> devices,
+lag p99 <L> s, lost <x>, duplicated <y>``.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import os
-import resource
+import json
+import random
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -22,197 +39,354 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sentinel.fleet import central  # noqa: E402
-from sentinel.fleet.mqtt import BrokerSettings  # noqa: E402
-from sentinel.fleet.outbox import Outbox  # noqa: E402
-from sentinel.fleet.sender import Sender  # noqa: E402
-from sentinel.journal import Event, Journal  # noqa: E402
+from sentinel.fleet import central, city, loadgen  # noqa: E402
+from sentinel.fleet.brokerauth import write_broker_auth  # noqa: E402
 from tests.servers import Mosquitto, postgres  # noqa: E402
 
+BROKER_TUNING = "set_tcp_nodelay true\nmax_inflight_messages 0\n"
 
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+
+def proc_stat(pid: int) -> tuple[float, float]:
+    """(peak RSS MiB, CPU seconds) of a live process."""
+    rss = float("nan")
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                rss = int(line.split()[1]) / 1024
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return rss, (int(f[11]) + int(f[12])) / 100
+    except (OSError, IndexError, ValueError):
+        return rss, float("nan")
+
+
+def hierarchy_csv(venues: list[str]) -> str:
+    """city → up to 10 districts → streets of 50 venues → grids of 10 → communities of 2."""
+    lines = ["city,district,street,grid,community,venue"]
+    streets = -(-len(venues) // 50)
+    for k, v in enumerate(venues):
+        district = (k // 50) * min(10, streets) // streets
+        lines.append(f"c0,d{district},s{k // 50},g{k // 10},b{k // 2},{v}")
+    return "\n".join(lines) + "\n"
+
+
+class Rig:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+        self.devices = loadgen.device_list(args.devices, args.venues or max(1, args.devices // 2))
+        self.fleet_users = [f"central-{k}" for k in range(1, args.ingesters + 1)]
+        t = time.perf_counter()
+        self.passwords = write_broker_auth(
+            self.tmp / "auth", self.devices, ["central-solo", *self.fleet_users]
+        )
+        (self.tmp / "devices.json").write_text(json.dumps(self.passwords))
+        for user in ["central-solo", *self.fleet_users]:
+            (self.tmp / f"{user}.pw").write_text(self.passwords[user])
+        print(
+            f"broker credentials for {len(self.passwords)} users: {time.perf_counter() - t:.1f} s"
+        )
+        self.broker = Mosquitto(self.tmp / "mqtt", auth_dir=self.tmp / "auth", extra=BROKER_TUNING)
+        self.procs: dict[str, subprocess.Popen[str]] = {}
+        self.ing_rss = 0.0
+        self.ing_cpu = 0.0
+        self.gen_rss = 0.0
+
+    def ingester(self, user: str, group: str, dsn: str) -> subprocess.Popen[str]:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "sentinel", "central", "ingest", "--dsn", dsn,
+             "--broker", f"127.0.0.1:{self.broker.port}", "--client-id", user,
+             "--group", group, "--username", user,
+             "--password-file", str(self.tmp / f"{user}.pw")],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        assert line.startswith("ingesting"), line
+        self.procs[user] = p
+        return p
+
+    def sample(self, user: str) -> None:
+        p = self.procs.get(user)
+        if p is not None and p.poll() is None:
+            self.ing_rss = max(self.ing_rss, proc_stat(p.pid)[0])
+
+    def stop(self, user: str, sig: int = signal.SIGTERM) -> str:
+        p = self.procs.pop(user)
+        rss, cpu = proc_stat(p.pid)
+        self.ing_rss = max(self.ing_rss, rss)
+        self.ing_cpu += cpu if cpu == cpu else 0.0
+        p.send_signal(sig)
+        out = p.communicate(timeout=60)[0]
+        return out.strip().splitlines()[-1] if out.strip() else ""
+
+    def generate(self, run: str, seconds: float, **kw: Any) -> dict[str, Any]:
+        cmd = [sys.executable, "-m", "sentinel.fleet.loadgen", "--port", str(self.broker.port),
+               "--devices", str(kw.get("devices", self.args.devices)),
+               "--venues", str(self.args.venues or max(1, self.args.devices // 2)),
+               "--seconds", str(seconds), "--run", run,
+               "--passwords", str(self.tmp / "devices.json"),
+               "--rate", str(kw.get("rate", 0)), "--backlog", str(kw.get("backlog", 0)),
+               "--window", str(kw.get("window", self.args.window))]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        summary = json.loads(out.stdout)
+        self.gen_rss = max(self.gen_rss, summary["peak_rss_mib"])
+        return summary
+
+
+def wait_rows(conn: psycopg.Connection[Any], run: str, want: int, limit_s: float) -> float:
+    """Seconds until ``want`` rows of ``run`` are in, or ``limit_s`` passed."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit_s:
+        (n,) = conn.execute(
+            "SELECT count(*) FROM events WHERE event_id LIKE %s", (f"{run}-%",)
+        ).fetchone()
+        if n >= want:
+            break
+        time.sleep(0.2)
+    return time.perf_counter() - t0
+
+
+def drain_rate(conn: psycopg.Connection[Any], run: str) -> float:
+    """Rows per second over the span of their ingested_at (first to last row)."""
+    n, span = conn.execute(
+        "SELECT count(*), extract(epoch FROM max(ingested_at) - min(ingested_at)) "
+        "FROM events WHERE event_id LIKE %s",
+        (f"{run}-%",),
+    ).fetchone()
+    return float(n) / max(float(span or 0), 1e-3)
+
+
+def duplicated(conn: psycopg.Connection[Any]) -> int:
+    rows, distinct, rolled = conn.execute(
+        "SELECT count(*), count(DISTINCT event_id), "
+        "(SELECT coalesce(sum(n), 0) FROM rollup_hourly WHERE level = 5) FROM events"
+    ).fetchone()
+    return int(rows - distinct) + abs(int(rolled) - int(rows))
+
+
+def rollup_bench(dsn: str, events: int, venues: int, samples: int) -> list[str]:
+    """Synthesised roll-ups of ``events`` events over a year; per-level query timings."""
+    out = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        central.migrate(conn)
+        names = [f"rv{k:05d}" for k in range(venues)]
+        city.import_hierarchy(conn, hierarchy_csv(names))
+        hours = 365 * 24
+        end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        t0 = end - timedelta(hours=hours)
+        cells = venues * hours
+        base, extra = divmod(events, cells)
+        t = time.perf_counter()
+        conn.execute("ALTER TABLE rollup_hourly DROP CONSTRAINT rollup_hourly_pkey")
+        conn.execute(
+            "INSERT INTO rollup_hourly (level, area, hour, decision, reason, n) "
+            "SELECT 5, 'rv' || lpad(v::text, 5, '0'), %s::timestamptz + h * interval '1 hour', "
+            "CASE WHEN (v + h) %% 6 = 5 THEN 'admit' ELSE 'refuse' END, "
+            "(ARRAY['EXPIRED','TEST_TOO_OLD','REVOKED','BAD_SIGNATURE','CODE_RED','ADMIT'])"
+            "[1 + (v + h) %% 6], %s + CASE WHEN v::bigint * %s + h < %s THEN 1 ELSE 0 END "
+            "FROM generate_series(0, %s - 1) v, generate_series(0, %s - 1) h",
+            (t0, base, hours, extra, venues, hours),
+        )
+        conn.execute(
+            "INSERT INTO rollup_hourly (level, area, hour, decision, reason, n) "
+            "SELECT l, p.path[l + 1], r.hour, r.decision, r.reason, sum(r.n) "
+            "FROM rollup_hourly r JOIN venue_places p ON p.venue = r.area "
+            "CROSS JOIN generate_series(0, 4) l WHERE r.level = 5 GROUP BY 1, 2, 3, 4, 5"
+        )
+        conn.execute(
+            "ALTER TABLE rollup_hourly ADD PRIMARY KEY (level, area, hour, decision, reason)"
+        )
+        conn.execute("ALTER TABLE rollup_daily DROP CONSTRAINT rollup_daily_pkey")
+        conn.execute(
+            "INSERT INTO rollup_daily SELECT level, area, (hour AT TIME ZONE 'UTC')::date, "
+            "decision, reason, sum(n) FROM rollup_hourly GROUP BY 1, 2, 3, 4, 5"
+        )
+        conn.execute(
+            "ALTER TABLE rollup_daily ADD PRIMARY KEY (level, area, day, decision, reason)"
+        )
+        conn.execute("VACUUM ANALYZE")
+        load_s = time.perf_counter() - t
+        per_level = conn.execute(
+            "SELECT level, sum(n), count(*) FROM rollup_hourly GROUP BY 1 UNION ALL "
+            "SELECT level, sum(n), count(*) FROM rollup_daily GROUP BY 1"
+        ).fetchall()
+        assert all(int(s) == events for _l, s, _c in per_level), per_level
+        n_rows = sum(int(c) for _l, _s, c in per_level)
+        out.append(
+            f"roll-ups of {events:,} events over 365 days, {venues} venues: {n_rows:,} hourly "
+            f"and daily roll-up rows synthesised in PostgreSQL with generate_series "
+            f"({load_s:.0f} s; not raw event rows); every level sums to the same total"
+        )
+        rng = random.Random(7)
+        for level in range(6):
+            areas = [r[0] for r in conn.execute("SELECT id FROM areas WHERE level = %s", (level,))]
+            times = []
+            for i in range(samples):
+                area = rng.choice(areas)
+                user = f"office-{level}-{i}"
+                city.add_scope(conn, user, city.LEVELS[level], area)
+                q0 = time.perf_counter()
+                whole = city.area_counts(conn, user, level, area, t0, end)
+                kids = city.drill_down(conn, user, level, area, end - timedelta(days=30), end, end)
+                times.append(time.perf_counter() - q0)
+                assert whole is not None and whole.total > 0
+                assert level == 5 or kids
+            times.sort()
+            out.append(
+                f"roll-up report, {city.LEVELS[level]:<9} (365-day total + 30-day drill-down, "
+                f"{samples} offices): median {statistics.median(times) * 1000:.1f} ms, "
+                f"p99 {times[min(len(times) - 1, int(len(times) * 0.99))] * 1000:.1f} ms"
+            )
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--devices", type=int, default=1000)
-    ap.add_argument("--events", type=int, default=10)
-    ap.add_argument("--concurrent", type=int, default=50, help="devices connected at once")
-    ap.add_argument("--report-rows", type=int, default=10_000_000)
+    ap.add_argument("--ingesters", type=int, default=2)
+    ap.add_argument("--devices", type=int, default=10_000)
+    ap.add_argument("--venues", type=int, default=0, help="default: devices / 2")
+    ap.add_argument("--seconds", type=float, default=60, help="offered-load phase")
+    ap.add_argument("--backlog", type=int, default=5, help="events queued per device")
+    ap.add_argument("--window", type=int, default=5, help="events in flight per device")
+    ap.add_argument("--rate", type=float, default=5000, help="lag phase: events/s offered")
+    ap.add_argument("--lag-seconds", type=float, default=30)
+    ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--kill-every", type=float, default=2.5)
+    ap.add_argument("--kill-devices", type=int, default=1000)
+    ap.add_argument("--rollup-events", type=int, default=100_000_000)
+    ap.add_argument("--rollup-venues", type=int, default=1000)
+    ap.add_argument("--rollup-samples", type=int, default=50)
     args = ap.parse_args()
-    # each simulated device holds ~9 file descriptors (journal, keys, outbox, WAL files)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
-    broker = Mosquitto(tmp / "mqtt")
-    broker.start()
-    with postgres() as dsn:
-        conn = psycopg.connect(dsn, autocommit=True)
-        central.migrate(conn)
-        ing = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sentinel",
-                "central",
-                "ingest",
-                "--dsn",
-                dsn,
-                "--broker",
-                f"127.0.0.1:{broker.port}",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
+    fds = loadgen.raise_fd_limit(4 * args.devices + 4096)  # the broker inherits it too
+    print(f"open files limit {fds}; machine shared (2 cores), figures from one run")
+    rig = Rig(args)
+    rig.broker.start()
+    lines: list[str] = []
+    with postgres() as base_dsn:
+        dsns = {}
+        with psycopg.connect(base_dsn, autocommit=True) as admin:
+            for name in ("solo", "fleet", "rollup"):
+                admin.execute(f"CREATE DATABASE {name}")
+                dsns[name] = base_dsn.replace("dbname=postgres", f"dbname={name}")
+        venues = sorted({v for v, _d in rig.devices})
+        for name in ("solo", "fleet"):
+            with psycopg.connect(dsns[name], autocommit=True) as c:
+                central.migrate(c)
+                city.import_hierarchy(c, hierarchy_csv(venues))
+        solo = psycopg.connect(dsns["solo"], autocommit=True)
+        fleet = psycopg.connect(dsns["fleet"], autocommit=True)
+        # 0. sessions and shared subscriptions exist, then every ingester goes away
+        rig.ingester("central-solo", "solo", dsns["solo"])
+        for u in rig.fleet_users:
+            rig.ingester(u, "fleet", dsns["fleet"])
+        for u in list(rig.procs):
+            rig.stop(u)
+        # 1. offered load, queued by the broker for both groups
+        g = rig.generate("q", args.seconds, backlog=args.backlog)
+        offered = g["events"]
+        lines.append(
+            f"generator: {g['connected']}/{args.devices} devices connected in "
+            f"{g['all_connected_s'] or float('nan'):.1f} s, each its own client id, "
+            f"credentials and heartbeat; {offered:,} events acknowledged by the broker in "
+            f"{g['traffic_s']:.1f} s ({offered / max(g['traffic_s'], 1e-3):,.0f} events/s "
+            f"offered, one process, {g['cpu_s'] / max(offered, 1) * 1e6:.0f} µs CPU/event); "
+            f"{g['heartbeats']:,} heartbeats, {g['reconnects']} reconnects"
         )
-        assert ing.stdout is not None
-        ing.stdout.readline()  # "ingesting from ..."
-        # journal writes: every device's events into its own SQLite file (journal + outbox
-        # in one transaction). Files are closed after writing: paho's select() loop cannot
-        # use file descriptors above 1024, and a real device has one journal, not 1,000.
-        devices = [f"dev{d:04d}" for d in range(args.devices)]
-        total = args.devices * args.events
-        t0 = time.perf_counter()
-        for dev in devices:
-            with Journal(tmp / f"{dev}.db") as j:
-                ob = Outbox(j.path, dev)
-                j.hooks.append(ob.hook)
-                for i in range(args.events):
-                    j.record(
-                        Event(
-                            datetime.now(UTC),
-                            f"venue{dev[-2:]}",
-                            "g1",
-                            "refuse" if i % 4 else "admit",
-                            "EXPIRED",
-                            "dcc-test",
-                        )
-                    )
-                ob.close()
-        t_write = time.perf_counter() - t0
-        # Phase A, throughput: every device's backlog drains, --concurrent devices
-        # connected at a time.
-        t1 = time.perf_counter()
-        for k in range(0, len(devices), args.concurrent):
-            wave = [
-                (Outbox(tmp / f"{dev}.db", dev), dev) for dev in devices[k : k + args.concurrent]
-            ]
-            senders = [
-                Sender(ob, BrokerSettings(port=broker.port), venue="v", device_id=dev)
-                for ob, dev in wave
-            ]
-            for s in senders:
-                s.start()
-            for s in senders:
-                s.drained(300, time.monotonic)
-                s.stop()
-            for ob, _dev in wave:
-                ob.close()
-            # paho frees a stopped client's wake-up socket pair only when the client is
-            # collected, and its callbacks form reference cycles: collect between waves
-            del senders
-            gc.collect()
-        while int(conn.execute("SELECT count(*) FROM events").fetchone()[0]) < total:
-            if time.perf_counter() - t1 > 600:
-                print("timeout waiting for ingestion")
-                break
-            time.sleep(0.1)
-        t_ingest = time.perf_counter() - t1
-        # Phase B, lag: --concurrent devices online, each journaling live events
-        conn.execute("TRUNCATE events")
-        journals, live = [], []
-        for dev in devices[: args.concurrent]:
-            j = Journal(tmp / f"{dev}.db")
-            ob = Outbox(j.path, dev)
-            j.hooks.append(ob.hook)
-            journals.append((j, ob))
-            live.append(Sender(ob, BrokerSettings(port=broker.port), venue="v", device_id=dev))
-        for s in live:
-            s.start()
-        n_live = 0
-        for _round in range(args.events):
-            for j, _ob in journals:
-                j.record(
-                    Event(datetime.now(UTC), "venue-live", "g1", "refuse", "EXPIRED", "dcc-test")
-                )
-                n_live += 1
-        while int(conn.execute("SELECT count(*) FROM events").fetchone()[0]) < n_live:
-            if time.perf_counter() - t1 > 900:
-                break
-            time.sleep(0.1)
-        senders = live
+        # 2. drain: 1 ingester, then K ingesters, the same queued messages
+        rig.ingester("central-solo", "solo", dsns["solo"])
+        wait_rows(solo, "q", offered, 1800)
+        rig.stop("central-solo")
+        rate1 = drain_rate(solo, "q")
+        lost1 = loadgen.count_lost(solo, "q", g["acked"])
+        solo.close()
+        for u in rig.fleet_users:
+            rig.ingester(u, "fleet", dsns["fleet"])
+        wait_rows(fleet, "q", offered, 1800)
+        rate_k = drain_rate(fleet, "q")
+        lost_k = loadgen.count_lost(fleet, "q", g["acked"])
+        lines.append(
+            f"ingest (queued messages drained into PostgreSQL): 1 ingester {rate1:,.0f} "
+            f"events/s, {args.ingesters} ingesters {rate_k:,.0f} events/s, ratio 1 -> "
+            f"{args.ingesters}: {rate_k / max(rate1, 1e-9):.2f}"
+        )
+        # 3. lag at --rate offered, ingesters online
+        g_lag = rig.generate("lag", args.lag_seconds, rate=args.rate)
+        wait_rows(fleet, "lag", g_lag["events"], 600)
         lags = [
-            r[0]
-            for r in conn.execute(
-                "SELECT extract(epoch FROM ingested_at - time) FROM events"
-            ).fetchall()
+            float(r[0])
+            for r in fleet.execute(
+                "SELECT extract(epoch FROM ingested_at - time) FROM events "
+                "WHERE event_id LIKE 'lag-%' ORDER BY 1"
+            )
         ]
-        broker_rss = peak_rss_mib(broker.proc.pid) if broker.proc else float("nan")
-        ing_rss = peak_rss_mib(ing.pid)
-        for s in senders:
-            s.stop()
-        for j, ob in journals:
-            ob.close()
-            j.close()
-        ing.terminate()
-        ing.wait()
-        lags_s = sorted(float(x) for x in lags)
-        print(
-            f"devices {args.devices} x {args.events} events = {total} events "
-            f"({args.concurrent} device connections at a time)"
+        p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else float("nan")
+        lost_lag = loadgen.count_lost(fleet, "lag", g_lag["acked"])
+        lines.append(
+            f"lag journal write -> PostgreSQL row at {args.rate:,.0f} events/s asked "
+            f"({g_lag['events'] / max(g_lag['traffic_s'], 1e-3):,.0f} events/s offered by "
+            f"{g_lag['connected']} devices): p50 {statistics.median(lags):.3f} s, "
+            f"p99 {p99:.3f} s ({len(lags):,} events)"
         )
-        print(f"journal write (all devices, serial): {total / t_write:,.0f} events/s")
-        print(f"ingested: {total / t_ingest:,.0f} events/s end to end ({t_ingest:.1f} s)")
-        print(
-            f"lag journal write -> PostgreSQL row: p50 {statistics.median(lags_s):.2f} s, "
-            f"p99 {lags_s[int(len(lags_s) * 0.99) - 1]:.2f} s ({len(lags_s)} live events "
-            f"from {len(live)} connected devices)"
+        for u in rig.fleet_users:
+            rig.sample(u)
+        # 4. SIGKILL an ingester --kills times while batches flow
+        kill_s = args.kills * args.kill_every + 3
+        gen = subprocess.Popen(
+            [sys.executable, "-m", "sentinel.fleet.loadgen", "--port", str(rig.broker.port),
+             "--devices", str(min(args.kill_devices, args.devices)),
+             "--venues", str(args.venues or max(1, args.devices // 2)),
+             "--seconds", str(kill_s), "--run", "kill", "--rate", str(args.rate / 2),
+             "--window", str(args.window), "--passwords", str(rig.tmp / "devices.json")],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        rng = random.Random(1)
+        wait_rows(fleet, "kill", 1, 180)
+        for _k in range(args.kills):
+            time.sleep(args.kill_every * (0.5 + rng.random()))
+            victim = rng.choice(rig.fleet_users)
+            rig.sample(victim)
+            rig.stop(victim, signal.SIGKILL)
+            rig.ingester(victim, "fleet", dsns["fleet"])
+        g_kill = json.loads(gen.communicate(timeout=900)[0])
+        rig.gen_rss = max(rig.gen_rss, g_kill["peak_rss_mib"])
+        wait_rows(fleet, "kill", g_kill["events"], 600)
+        time.sleep(1.0)  # a last redelivery may still be on its way: it must change nothing
+        lost_kill = loadgen.count_lost(fleet, "kill", g_kill["acked"])
+        summaries = [rig.stop(u) for u in list(rig.procs)]
+        dup = duplicated(fleet)
+        rollups_ok = city.stored_rollups(fleet) == city.recount(fleet)
+        broker_rss, broker_cpu = proc_stat(rig.broker.proc.pid) if rig.broker.proc else (0, 0)
+        lines.append(
+            f"crashes: {args.kills} SIGKILLs of an ingester while {g_kill['connected']} "
+            f"devices sent {g_kill['events']:,} events: lost {lost_kill}, duplicated {dup} "
+            f"(rows vs distinct ids vs venue roll-ups), roll-ups = full recount: {rollups_ok}; "
+            f"restarted ingesters: {'; '.join(s for s in summaries if s)}"
         )
-        print(f"peak RSS: broker {broker_rss:.1f} MiB, ingester {ing_rss:.1f} MiB")
-        # the report over many events: synthetic rows straight into PostgreSQL
-        if args.report_rows:
-            now = datetime.now(UTC)
-            for k in range(13):
-                central.ensure_partitions(conn, (now - timedelta(days=31 * k)).date(), 0)
-            t2 = time.perf_counter()
-            conn.execute(
-                "INSERT INTO events (event_id, device_id, venue, gate, time, decision, reason, "
-                "credential_kind, bundle_version) SELECT 'r' || g, 'dev' || (g %% 1000), "
-                "'venue' || (g %% 300), 'g' || (g %% 4), now() - (g %% 31536000) * interval "
-                "'1 second', CASE WHEN g %% 5 = 0 THEN 'refuse' ELSE 'admit' END, "
-                "(ARRAY['EXPIRED','TEST_TOO_OLD','BAD_SIGNATURE','REVOKED'])[1 + g %% 4], "
-                "'dcc-test', '7' FROM generate_series(1, %s) g",
-                (args.report_rows,),
+        lines.append(
+            f"peak RSS: generator {rig.gen_rss:.0f} MiB ({args.devices} clients), broker "
+            f"{broker_rss:.0f} MiB, ingester {rig.ing_rss:.0f} MiB (largest); CPU: broker "
+            f"{broker_cpu:.0f} s, ingesters {rig.ing_cpu:.0f} s in all phases"
+        )
+        fleet.close()
+        if args.rollup_events:
+            lines += rollup_bench(
+                dsns["rollup"], args.rollup_events, args.rollup_venues, args.rollup_samples
             )
-            conn.execute("ANALYZE events")
-            t_load = time.perf_counter() - t2
-            conn.execute("INSERT INTO managers VALUES ('alice', 'venue7'), ('alice', 'venue8')")
-            times = []
-            for _ in range(7):
-                t3 = time.perf_counter()
-                central.refusals_by_reason(conn, "alice", now - timedelta(days=30), now)
-                times.append(time.perf_counter() - t3)
-            times_y = []
-            for _ in range(3):
-                t3 = time.perf_counter()
-                central.refusals_by_reason(conn, "alice", now - timedelta(days=365), now)
-                times_y.append(time.perf_counter() - t3)
-            print(
-                f"report over {args.report_rows:,} events (loaded in {t_load:.0f} s): "
-                f"manager's 2 venues, 30 days: median {statistics.median(times) * 1000:.1f} ms;"
-                f" 365 days: median {statistics.median(times_y) * 1000:.1f} ms"
-            )
-        conn.close()
-    broker.stop()
-    os.system(f"rm -rf {tmp}")  # noqa: S605
+    rig.broker.stop()
+    shutil.rmtree(rig.tmp, ignore_errors=True)
+    for line in lines:
+        print(line)
+    lost = lost1 + lost_k + lost_lag + lost_kill
+    print(
+        f"fleet: {rate_k:.0f} events/s into PostgreSQL with {args.ingesters} ingesters, "
+        f"{args.devices} devices, lag p99 {p99:.2f} s, lost {lost}, duplicated {dup}"
+    )
     return 0
 
 

@@ -48,8 +48,8 @@ def db(pg_dsn: str) -> Iterator[psycopg.Connection]:
     conn = psycopg.connect(pg_dsn, autocommit=True)
     central.migrate(conn)
     conn.execute(
-        "TRUNCATE events, devices, managers, central_audit, rollup_hourly, alerts, areas, "
-        "venue_places, office_scopes"
+        "TRUNCATE events, devices, managers, central_audit, rollup_hourly, rollup_daily, alerts, "
+        "areas, venue_places, office_scopes"
     )
     city.import_hierarchy(conn, CSV)
     city.add_scope(conn, "office-nanjing", "street", "nanjing-rd")
@@ -134,6 +134,18 @@ def test_rollups_match_a_full_recount_even_with_redelivery(
     write(pg_dsn, rows[100:])  # 100 redelivered: must change nothing
     assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 300
     assert city.stored_rollups(db) == city.recount(db)
+    assert city.stored_rollups(db, "day") == city.recount(db, "day")
+    # windows cutting days and hours: whole days from rollup_daily, edges from rollup_hourly
+    hour = NOW.replace(minute=0, second=0, microsecond=0)
+    for back, length in ((0, 1), (5, 3), (30, 50), (100, 80), (190, 200)):
+        start = hour - timedelta(hours=back + length) + timedelta(hours=1)
+        end = start + timedelta(hours=length)
+        (want,) = db.execute(
+            "SELECT count(*) FROM events WHERE venue <> 'v0005' AND time >= %s AND time < %s",
+            (start, end),
+        ).fetchone()
+        got = city.area_counts(db, None, 0, "sh", start, end)
+        assert got is not None and got.total == want, (back, length)
     # v0005 is outside the hierarchy: counted at venue level only
     got = db.execute(
         "SELECT level, sum(n) FROM rollup_hourly WHERE area IN ('v0005', 'sh') GROUP BY 1"
@@ -147,14 +159,7 @@ def run_devices(port: int, n: int, seconds: float, **kw) -> dict:
 
 
 def lost(db: psycopg.Connection, run: str, acked: list[int]) -> int:
-    """Acknowledged events (ids run-<i>-<seq>, seq < acked[i]) missing from events."""
-    have = db.execute(
-        "SELECT split_part(event_id, '-', 2)::int, count(*) FROM events "
-        "WHERE event_id LIKE %s AND split_part(event_id, '-', 3)::int < "
-        "(%s::int[])[split_part(event_id, '-', 2)::int + 1] GROUP BY 1",
-        (f"{run}-%", acked),
-    ).fetchall()
-    return sum(acked) - sum(int(c) for _i, c in have)
+    return loadgen.count_lost(db, run, acked)
 
 
 def test_two_ingesters_share_the_stream_and_roll_up_exactly(
@@ -172,6 +177,7 @@ def test_two_ingesters_share_the_stream_and_roll_up_exactly(
         assert lost(db, "s", out["acked"]) == 0
         assert db.execute("SELECT count(*) FROM devices").fetchone()[0] == 20
         assert city.stored_rollups(db) == city.recount(db)
+        assert city.stored_rollups(db, "day") == city.recount(db, "day")
     finally:
         for ing in ings:
             ing.stop()
@@ -224,6 +230,7 @@ def test_crash_between_commit_and_ack_duplicates_nothing(
         summary = again.communicate(timeout=30)[0]
     assert f"redelivered {committed}" in summary  # every committed one came again: skipped
     assert city.stored_rollups(db) == city.recount(db)
+    assert city.stored_rollups(db, "day") == city.recount(db, "day")
     n_alerts = db.execute("SELECT count(*), count(DISTINCT event_id) FROM alerts").fetchone()
     assert n_alerts == (400, 400)
 
@@ -253,6 +260,7 @@ def test_sigkill_mid_stream_loses_nothing(
     dup = db.execute("SELECT count(*) - count(DISTINCT event_id) FROM events").fetchone()[0]
     assert dup == 0
     assert city.stored_rollups(db) == city.recount(db)
+    assert city.stored_rollups(db, "day") == city.recount(db, "day")
 
 
 def test_alert_reaches_the_street_office_within_2_s_and_is_audited(
@@ -352,6 +360,10 @@ def test_index_plan_explained(db: psycopg.Connection, pg_dsn: str) -> None:
         (NOW, NOW),
     )
     db.execute(
+        "INSERT INTO rollup_daily SELECT level, area, (hour AT TIME ZONE 'UTC')::date, "
+        "decision, reason, sum(n) FROM rollup_hourly GROUP BY 1, 2, 3, 4, 5"
+    )
+    db.execute(
         "INSERT INTO alerts (event_id, venue, gate, time, reason, state) SELECT 'a' || g, "
         "'v000' || (g % 5), 'g1', now(), 'CODE_RED', "
         "CASE WHEN g % 50 = 0 THEN 'open' ELSE 'closed' END FROM generate_series(1, 20000) g"
@@ -370,10 +382,10 @@ def test_index_plan_explained(db: psycopg.Connection, pg_dsn: str) -> None:
     seq = [(n["Relation Name"], n.get("Plan Rows")) for n in nodes if n["Node Type"] == "Seq Scan"]
     assert not seq, seq
     assert any("Index" in n["Node Type"] for n in nodes), nodes
-    params = {"u": None, "lvl": 1, "a": "huangpu", "start": start, "end": NOW,
-              "offline_before": NOW}  # fmt: skip
+    params = {"u": None, "lvl": 1, "a": "huangpu", "offline_before": NOW}
+    params.update(city._window(start, NOW))
     nodes = explain(db, city._CHILDREN, params)
-    assert "rollup_hourly_pkey" in {n.get("Index Name") for n in nodes}
+    assert {"rollup_hourly_pkey", "rollup_daily_pkey"} <= {n.get("Index Name") for n in nodes}
     assert not [n for n in nodes if n["Node Type"] == "Seq Scan" and "rollup" in str(n)]
     nodes = explain(
         db,

@@ -41,7 +41,8 @@ def db(pg_dsn: str) -> Iterator[psycopg.Connection]:
     conn = psycopg.connect(pg_dsn, autocommit=True)
     central.migrate(conn)
     conn.execute(
-        "TRUNCATE events, devices, managers, daily_counts, central_audit, rollup_hourly, alerts, "
+        "TRUNCATE events, devices, managers, daily_counts, central_audit, rollup_hourly, "
+        "rollup_daily, alerts, "
         "areas, venue_places, office_scopes"
     )
     yield conn

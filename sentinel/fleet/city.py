@@ -10,7 +10,8 @@ the user and asks PostgreSQL (``area_visible`` / ``visible_venues``, schema migr
 whether the area is theirs, in the same statement that reads the numbers: a request for
 an area outside the subtree returns no rows, whatever the page asked for.
 
-Roll-ups are read from ``rollup_hourly`` (kept in step by the ingester, one row per hour,
+Roll-ups are read from ``rollup_daily`` for whole UTC days and ``rollup_hourly`` for the
+hours at a window's edges (both kept in step by the ingester: one row per day or hour,
 level, area, decision and reason), never from ``events``; ``recount`` rebuilds the same
 numbers from ``events`` for the tests and for ``sentinel central rollup-check``.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -124,9 +125,19 @@ WITH kids AS (
     SELECT id, name FROM areas
     WHERE level = %(lvl)s + 1 AND parent = %(a)s AND {_VISIBLE}
 ), r AS (
-    SELECT area, decision, reason, sum(n) AS n FROM rollup_hourly
-    WHERE level = %(lvl)s + 1 AND area IN (SELECT id FROM kids)
-      AND hour >= %(start)s AND hour < %(end)s
+    SELECT area, decision, reason, sum(n) AS n FROM (
+        SELECT x.area, x.decision, x.reason, x.n FROM kids JOIN rollup_daily x
+            ON x.level = %(lvl)s + 1 AND x.area = kids.id
+           AND x.day >= %(d0)s AND x.day < %(d1)s
+        UNION ALL
+        SELECT x.area, x.decision, x.reason, x.n FROM kids JOIN rollup_hourly x
+            ON x.level = %(lvl)s + 1 AND x.area = kids.id
+           AND x.hour >= %(start)s AND x.hour < %(h0)s
+        UNION ALL
+        SELECT x.area, x.decision, x.reason, x.n FROM kids JOIN rollup_hourly x
+            ON x.level = %(lvl)s + 1 AND x.area = kids.id
+           AND x.hour >= %(h1)s AND x.hour < %(end)s
+    ) u
     GROUP BY 1, 2, 3
 ), d AS (
     SELECT p.path[%(lvl)s + 2] AS area, count(*) AS n,
@@ -141,11 +152,30 @@ ORDER BY k.id
 """
 
 _SELF = f"""
-SELECT decision, reason, sum(n) FROM rollup_hourly
-WHERE level = %(lvl)s AND area = %(a)s AND hour >= %(start)s AND hour < %(end)s
-  AND {_VISIBLE}
+SELECT decision, reason, sum(n) FROM (
+    SELECT decision, reason, n FROM rollup_daily
+    WHERE level = %(lvl)s AND area = %(a)s AND day >= %(d0)s AND day < %(d1)s
+    UNION ALL
+    SELECT decision, reason, n FROM rollup_hourly
+    WHERE level = %(lvl)s AND area = %(a)s AND hour >= %(start)s AND hour < %(h0)s
+    UNION ALL
+    SELECT decision, reason, n FROM rollup_hourly
+    WHERE level = %(lvl)s AND area = %(a)s AND hour >= %(h1)s AND hour < %(end)s
+) x
+WHERE {_VISIBLE}
 GROUP BY 1, 2
 """
+
+
+def _window(start: datetime, end: datetime) -> dict[str, Any]:
+    """Whole UTC days [d0, d1) from rollup_daily, the hours at the edges from rollup_hourly."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    d0 = midnight if midnight == start else midnight + timedelta(days=1)
+    d1 = end.replace(hour=0, minute=0, second=0, microsecond=0)
+    if d0 >= d1:  # no whole day inside: hours only
+        return {"start": start, "end": end, "d0": d0.date(), "d1": d0.date(), "h0": end, "h1": end}
+    return {"start": start, "end": end, "d0": d0.date(), "d1": d1.date(), "h0": d0, "h1": d1}
 
 
 def _fold(level: int, area: str, name: str, rows: list[tuple[str, str, int]]) -> AreaCounts:
@@ -171,7 +201,7 @@ def area_counts(
     end: datetime,
 ) -> AreaCounts | None:
     """Totals of one area from the roll-ups; None when ``user`` may not see it."""
-    params = {"u": user, "lvl": level, "a": area, "start": start, "end": end}
+    params = {"u": user, "lvl": level, "a": area, **_window(start, end)}
     visible = conn.execute(
         f"SELECT {_VISIBLE} AND EXISTS (SELECT 1 FROM areas WHERE level = %(lvl)s AND id = %(a)s)",
         params,
@@ -197,14 +227,8 @@ def drill_down(
     """One row per child area of (level, area) that ``user`` may see (none if not theirs)."""
     if level >= 5:
         return []
-    params = {
-        "u": user,
-        "lvl": level,
-        "a": area,
-        "start": start,
-        "end": end,
-        "offline_before": offline_before,
-    }
+    params = {"u": user, "lvl": level, "a": area, "offline_before": offline_before}
+    params.update(_window(start, end))
     grouped: dict[str, tuple[str, list[tuple[str, str, int]], int, int]] = {}
     for kid, name, decision, reason, n, devs, off in conn.execute(_CHILDREN, params):
         entry = grouped.setdefault(kid, (name, [], int(devs), int(off)))
@@ -230,12 +254,18 @@ def parent_chain(conn: psycopg.Connection[Any], level: int, area: str) -> list[t
     return chain[::-1]
 
 
-def recount(conn: psycopg.Connection[Any]) -> list[tuple[int, str, datetime, str, str, int]]:
-    """The roll-ups rebuilt from ``events`` (with today's hierarchy), in key order."""
+def recount(
+    conn: psycopg.Connection[Any], unit: str = "hour"
+) -> list[tuple[int, str, Any, str, str, int]]:
+    """The roll-ups (``unit`` hour or day) rebuilt from ``events`` with today's hierarchy."""
+    bucket = {
+        "hour": "date_trunc('hour', e.time, 'UTC')",
+        "day": "(e.time AT TIME ZONE 'UTC')::date",
+    }[unit]
     rows = conn.execute(
-        """
+        f"""
         SELECT l, CASE WHEN l = 5 THEN e.venue ELSE p.path[l + 1] END,
-               date_trunc('hour', e.time, 'UTC'), e.decision, e.reason, count(*)
+               {bucket}, e.decision, e.reason, count(*)
         FROM events e LEFT JOIN venue_places p ON p.venue = e.venue
         CROSS JOIN generate_series(0, 5) AS l
         WHERE l = 5 OR p.path IS NOT NULL
@@ -245,9 +275,12 @@ def recount(conn: psycopg.Connection[Any]) -> list[tuple[int, str, datetime, str
     return [(int(a), b, c, d, e, int(f)) for a, b, c, d, e, f in rows]
 
 
-def stored_rollups(conn: psycopg.Connection[Any]) -> list[tuple[int, str, datetime, str, str, int]]:
+def stored_rollups(
+    conn: psycopg.Connection[Any], unit: str = "hour"
+) -> list[tuple[int, str, Any, str, str, int]]:
+    table, col = {"hour": ("rollup_hourly", "hour"), "day": ("rollup_daily", "day")}[unit]
     rows = conn.execute(
-        "SELECT level, area, hour, decision, reason, n FROM rollup_hourly WHERE n <> 0 "
+        f"SELECT level, area, {col}, decision, reason, n FROM {table} WHERE n <> 0 "
         "ORDER BY 1, 2, 3, 4, 5"
     ).fetchall()
     return [(int(a), b, c, d, e, int(f)) for a, b, c, d, e, f in rows]

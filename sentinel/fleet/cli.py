@@ -138,11 +138,12 @@ def _cmd(args: argparse.Namespace) -> int:
     elif args.action == "rollup-check":
         from sentinel.fleet.city import recount, stored_rollups
 
-        want, got = recount(conn), stored_rollups(conn)
-        print(f"roll-ups: {len(got)} rows stored, {len(want)} recounted from events")
-        if want != got:
-            print("roll-ups DIFFER from a full recount")
-            return 1
+        for unit in ("hour", "day"):
+            want, got = recount(conn, unit), stored_rollups(conn, unit)
+            print(f"{unit}ly roll-ups: {len(got)} rows stored, {len(want)} recounted")
+            if want != got:
+                print(f"{unit}ly roll-ups DIFFER from a full recount")
+                return 1
         print("roll-ups match a full recount")
     elif args.action == "purge":
         n = central.purge(conn, now, args.retention_days)

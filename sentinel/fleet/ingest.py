@@ -11,7 +11,8 @@
   rows the INSERT actually returned feed the roll-ups and alerts: nothing is duplicated.
 * One statement per batch: multi-row INSERT from ``unnest`` arrays, then (in the same
   statement, data-modifying CTEs) the hourly roll-up for every level of each new row's
-  path, and an alert for each new refusal of an authority-marked kind.
+  path (per hour and per day), and an alert for each new refusal of an authority-marked
+  kind.
 * The topic is the identity (security review D3): the broker's ACL lets a device publish
   only on ``sentinel/<its venue>/<its id>/...``; the ingester takes venue and device from
   the topic and refuses a payload that names another, a reason, decision or credential
@@ -190,6 +191,14 @@ WITH ins AS (
     WHERE l = 5 OR path IS NOT NULL
     GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
     ON CONFLICT (level, area, hour, decision, reason) DO UPDATE SET n = r.n + EXCLUDED.n
+), rolld AS (
+    INSERT INTO rollup_daily AS r (level, area, day, decision, reason, n)
+    SELECT l, CASE WHEN l = 5 THEN venue ELSE path[l + 1] END,
+           (time AT TIME ZONE 'UTC')::date, decision, reason, count(*)
+    FROM placed CROSS JOIN generate_series(0, 5) AS l
+    WHERE l = 5 OR path IS NOT NULL
+    GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (level, area, day, decision, reason) DO UPDATE SET n = r.n + EXCLUDED.n
 ), al AS (
     INSERT INTO alerts (event_id, venue, gate, time, reason, street)
     SELECT event_id, venue, gate, time, reason, coalesce(path[3], '') FROM placed

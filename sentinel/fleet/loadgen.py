@@ -136,6 +136,7 @@ class Generator:
             "all_connected_s": self.all_connected_s,
             "elapsed_s": time.monotonic() - t0,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
         }
 
     def _start(self) -> None:
@@ -263,6 +264,17 @@ class Generator:
                 "faults": "",
             }
         ).encode()
+
+
+def count_lost(conn: Any, run: str, acked: list[int]) -> int:
+    """Acknowledged events of ``run`` (ids run-<i>-<seq>, seq < acked[i]) missing from
+    ``events`` in the PostgreSQL connection ``conn``."""
+    row = conn.execute(
+        "SELECT count(*) FROM events WHERE event_id LIKE %s AND "
+        "split_part(event_id, '-', 3)::int < (%s::int[])[split_part(event_id, '-', 2)::int + 1]",
+        (f"{run}-%", acked),
+    ).fetchone()
+    return sum(acked) - int(row[0])
 
 
 def device_list(n: int, venues: int) -> list[tuple[str, str]]:

@@ -137,6 +137,16 @@ MIGRATIONS: list[tuple[int, str]] = [
             n bigint NOT NULL,
             PRIMARY KEY (level, area, hour, decision, reason)
         );
+        -- the same per day (UTC): long windows read days, and hours only at their edges
+        CREATE TABLE rollup_daily (
+            level smallint NOT NULL,
+            area text NOT NULL,
+            day date NOT NULL,
+            decision text NOT NULL,
+            reason text NOT NULL,
+            n bigint NOT NULL,
+            PRIMARY KEY (level, area, day, decision, reason)
+        );
         CREATE TABLE alert_kinds (
             reason text PRIMARY KEY,
             marked_at timestamptz NOT NULL DEFAULT now()
