@@ -290,3 +290,22 @@ def test_d5_event_stream_flood_does_not_stop_the_service(tmp_path: Path) -> None
         proc.wait(timeout=30)
         reader.join(timeout=10)
         proc.stderr.close()
+
+
+def test_d15_users_db_alone_does_not_reveal_the_pin(tmp_path: Path) -> None:
+    """Review #91: scrypt over 0000-9999 against a readable users.db recovered the PIN.
+    Now the PIN has 6+ digits and is keyed by users.db.pinkey (another 0600 file): the
+    hash in users.db does not verify against the PIN itself."""
+    from sentinel.web.users import UserError, UserStore, check_secret
+
+    store = UserStore(tmp_path / "users.db")
+    for short in ("4321", "12345", "１２３４５６"):
+        with pytest.raises(UserError):
+            store.set_pin(short)
+    store.set_pin("864213")
+    with sqlite3.connect(tmp_path / "users.db") as db:
+        rows = dict(db.execute("SELECT key, value FROM settings"))
+    assert len(rows) == 1
+    (stored,) = rows.values()
+    assert not check_secret("864213", stored)  # the offline search of the review finds nothing
+    assert store.check_pin("864213") == "ok"
