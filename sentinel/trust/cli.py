@@ -100,6 +100,7 @@ def status_report(cfg: Any, now: datetime) -> dict[str, Any]:
             age=_age(now - m.issued_at),
             applied_at=applied.applied_at.isoformat(),
             last_good_sync=lgs,
+            fresh_at=store.meta("fresh_at"),  # newest signed time verified (D2)
             stale=stale,
             stale_action=st.stale_action,
             max_age_hours=cfg.trust.max_data_age_hours,
@@ -134,6 +135,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(f"bundle version   {r['version']}  (issued {r['issued_at']}, {r['age']} ago)")
     print(f"expires          {r['expires_at']}")
     print(f"last good sync   {r['last_good_sync']}")
+    if r.get("fresh_at"):
+        print(f"data as of       {r['fresh_at']} (signed by the publisher)")
     print(f"data             {state} (max age {r['max_age_hours']:g} h, then {r['stale_action']})")
     print(f"signers          {r['signers']:,}")
     print(f"revocations      {r['revocations']:,}")
