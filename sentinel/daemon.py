@@ -24,6 +24,7 @@ from sentinel.config import Config
 from sentinel.errors import ConfigError
 from sentinel.gate import Gate
 from sentinel.journal import Journal
+from sentinel.journal.space import DiskFull
 from sentinel.pipeline import Pipeline
 from sentinel.reasons import ReasonCode
 from sentinel.safefs import private_dir
@@ -118,8 +119,8 @@ class Daemon:
         self.trust = trust or make_trust(config)
         self.gate = Gate(config.gate, pin_factory=pin_factory)
         try:
-            self.journal = Journal(Path(config.data_dir) / "journal.db")
-        except Exception:
+            self.journal = self._open_journal()
+        except BaseException:
             self.gate.close()
             raise
         self.pipeline = Pipeline(config, self.trust, self.gate, self.journal)
@@ -133,6 +134,26 @@ class Daemon:
         except BaseException:
             self.close()
             raise
+
+    # How often a start on a disk too full to open the journal looks again.
+    disk_retry_s: float = 30.0
+
+    def _open_journal(self) -> Journal:
+        """The journal; on a disk too full even to open it, wait for space (the purge
+        timer or an operator frees it) instead of exiting into systemd's restart limit.
+        The gate stays locked meanwhile; SIGTERM still stops the service."""
+        told = False
+        while True:
+            try:
+                return Journal(Path(self.config.data_dir) / "journal.db")
+            except DiskFull as exc:
+                if not told:
+                    log.error("%s: waiting for free space", exc)
+                    self.notify(f"READY=1\nSTATUS=waiting for free space: {exc}")
+                    told = True
+                self.watchdog()
+                if self.stop.wait(min(self.disk_retry_s, self.watchdog.interval_s)):
+                    raise
 
     def _attach_parts(self) -> None:
         for name in PART_MODULES:

@@ -229,3 +229,39 @@ def test_service_keeps_deciding_on_a_full_disk(
         grants = d.gate.grants
     assert grants == 1  # the admitted visitor got the gate
     assert seen == ["DISK_FULL", "ADMIT", "VACCINATION_INCOMPLETE"]
+
+
+def test_start_on_a_disk_too_full_to_open_waits_for_space_not_a_restart_loop(
+    small: Path, trust: TrustList, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below the open floor the daemon reports READY + why and waits (pinging the
+    watchdog), then starts once space is back; it never exits into systemd's limit."""
+    import threading
+
+    from sentinel.daemon import Daemon
+
+    monkeypatch.setattr(Daemon, "disk_retry_s", 0.05)
+    cfg = replace(Config(), data_dir=str(small / "data"))
+    filler = fill(small, 64 * 1024)
+    waiting = threading.Event()
+    msgs: list[str] = []
+
+    def notify(msg: str) -> None:
+        msgs.append(msg)
+        if msg.startswith("READY=1\nSTATUS=waiting for free space"):
+            waiting.set()
+
+    made: list[Daemon] = []
+    t = threading.Thread(
+        target=lambda: made.append(
+            Daemon(cfg, pin_factory=MockFactory(), trust=StaticTrust(trust), notify=notify)
+        )
+    )
+    t.start()
+    assert waiting.wait(60)
+    assert not made
+    filler.unlink()
+    t.join(60)
+    (d,) = made
+    d.close()
+    assert "WATCHDOG=1" in msgs and "journal not opened" in msgs[0]
