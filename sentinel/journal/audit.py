@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from sentinel.errors import AuditError, JournalError
+from sentinel.journal.devicekey import _write_atomic, load_or_create_device_key
 from sentinel.journal.space import (
     OPEN_FLOOR_BYTES,
     DiskFull,
@@ -54,80 +55,6 @@ EXPORT_FORMAT = "sentinel-audit-export/1"
 KINDS = ("purge", "bundle_applied", "config_changed", "override", "export", "login")
 _FIELDS = ("seq", "time", "kind", "details", "prev_hash", "hash", "signature")
 MAX_EXPORT_BYTES = 256 * 1024 * 1024
-
-
-def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Temp file in the same directory, fsync, os.replace, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _load_device_key(path: Path) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise JournalError(f"{path}: not an Ed25519 private key")
-    return key
-
-
-def load_or_create_device_key(path: Path) -> Ed25519PrivateKey:
-    """The device's Ed25519 key (PEM, mode 0600), created on first use.
-
-    Concurrent first starts (daemon, purge timer, ``sentinel sync``) end with one key:
-    creation holds an exclusive lock beside the key, and the key file is put in place
-    with ``link`` (fails if it exists) rather than ``rename`` (would replace a key another
-    process already signs with).
-    """
-    try:
-        return _load_device_key(path)
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if path.exists():
-            return _load_device_key(path)
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            tfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(tfd, "wb") as f:
-                f.write(pem)
-                f.flush()
-                os.fsync(f.fileno())
-            os.link(tmp, path)
-        except FileExistsError:
-            return _load_device_key(path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
-        return key
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    dfd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def public_pem(key: Ed25519PublicKey) -> str:

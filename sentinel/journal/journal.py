@@ -29,8 +29,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +39,29 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sentinel.errors import JournalError
 from sentinel.journal import space
 from sentinel.journal.keystore import KeyStore, connect
+from sentinel.journal.model import (
+    EVENT_COLUMNS,
+    Event,
+    Personal,
+    _aad,
+    _as_personal,
+    day_start_iso,
+    first_kept_day,
+    utc_iso,
+)
 from sentinel.safefs import private_file
 
 NONCE_BYTES = 12  # NIST SP 800-38D: 96-bit nonces, random per message
 _PAD = 64  # plaintexts are padded to a multiple of this, so lengths do not leak names
+__all__ = [
+    "EVENT_COLUMNS",
+    "Event",
+    "Journal",
+    "Personal",
+    "day_start_iso",
+    "first_kept_day",
+    "utc_iso",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -65,77 +83,6 @@ CREATE TABLE IF NOT EXISTS purge_log (
     event_rows INTEGER NOT NULL DEFAULT 0, count_rows INTEGER NOT NULL DEFAULT 0,
     audited INTEGER NOT NULL DEFAULT 0);
 """
-
-# The non-personal columns of an event row; stable: reports and exports read them.
-EVENT_COLUMNS = (
-    "event_id",
-    "time",
-    "venue",
-    "gate",
-    "decision",
-    "reason",
-    "credential_kind",
-    "bundle_version",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One presentation outcome.  No names, no raw identifiers."""
-
-    time: datetime
-    venue: str
-    gate: str
-    decision: str  # "admit" / "refuse" / "event" / "override" / "exit"
-    reason: str  # ReasonCode value
-    credential_kind: str
-    bundle_version: str = ""
-    event_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Personal:
-    """The personal display fields of one presentation; stored only encrypted.
-
-    ``display_name`` is the masked name (``M******* E****, 1974``), ``document_masked``
-    a masked document number (ID documents; never the number itself), ``pseudonym`` the
-    keyed hash that counts repeat refusals.
-    """
-
-    display_name: str = ""
-    document_masked: str = ""
-    pseudonym: str = ""
-
-    def is_empty(self) -> bool:
-        return not (self.display_name or self.document_masked or self.pseudonym)
-
-
-def utc_iso(t: datetime) -> str:
-    """The stored form of a time: ISO 8601 in UTC (sorts as text)."""
-    if t.tzinfo is None:
-        raise JournalError(f"naive datetime {t!r}: journal times must carry a timezone")
-    return t.astimezone(UTC).isoformat()
-
-
-def day_start_iso(day: date) -> str:
-    """The stored form of ``day`` 00:00 UTC, for range comparisons."""
-    return datetime(day.year, day.month, day.day, tzinfo=UTC).isoformat()
-
-
-def first_kept_day(now: datetime, days: int) -> date:
-    """The oldest calendar day (UTC) inside a window of ``days`` days ending today."""
-    return now.astimezone(UTC).date() - timedelta(days=days - 1)
-
-
-def _as_personal(p: Personal | Mapping[str, str] | None) -> Personal | None:
-    if p is None or isinstance(p, Personal):
-        return p
-    return Personal(**{k: str(v) for k, v in p.items() if v})
-
-
-def _aad(event_id: str, day: str) -> bytes:
-    # Binds a ciphertext to its row: it cannot be moved to another event or day.
-    return f"sentinel-journal/1|{event_id}|{day}".encode()
 
 
 class Journal:
