@@ -49,3 +49,26 @@ def fill(path: Path, leave_bytes: int) -> Path:
             except OSError:
                 break
     return filler
+
+
+@contextlib.contextmanager
+def ext4(where: Path, size_mb: int) -> Iterator[Path]:
+    """Mount a fresh ext4 image of ``size_mb`` MiB on a loop device at ``where``."""
+    img = where.with_suffix(".img")
+    with img.open("wb") as f:
+        f.truncate(size_mb * 1024 * 1024)
+    mk = subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(img)], capture_output=True)
+    where.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(
+        ["mount", "-o", "loop", str(img), str(where)], capture_output=True, text=True
+    )
+    if mk.returncode != 0 or r.returncode != 0:
+        why = (mk.stderr.decode() if mk.returncode else r.stderr).strip()
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot make and loop-mount an ext4 image on CI: {why}")
+        pytest.skip(f"loop-mounting ext4 is not permitted here: {why}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+        img.unlink(missing_ok=True)

@@ -265,3 +265,36 @@ def test_start_on_a_disk_too_full_to_open_waits_for_space_not_a_restart_loop(
     (d,) = made
     d.close()
     assert "WATCHDOG=1" in msgs and "journal not opened" in msgs[0]
+
+
+_OPEN = """
+import sys
+from sentinel.journal import Journal
+from sentinel.journal.audit import open_audit
+from sentinel.errors import JournalError
+try:
+    Journal(sys.argv[1] + "/journal.db").close()
+    open_audit(sys.argv[1]).close()
+except JournalError as exc:
+    print(exc)
+    sys.exit(7)
+"""
+
+
+def test_no_sigbus_on_a_nearly_full_ext4(tmp_path: Path) -> None:
+    """Review D7: with a few tens of KiB left on ext4 SQLite's -shm mmap can SIGBUS;
+    the guard refuses first with a clear error (exit 7 here, never -SIGBUS)."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.smallfs import ext4
+
+    with ext4(tmp_path / "e", 16) as m:
+        (m / "data").mkdir()
+        fill(m, 32 * 1024)
+        r = subprocess.run(
+            [sys.executable, "-c", _OPEN, str(m / "data")], capture_output=True, text=True
+        )
+    assert r.returncode != -signal.SIGBUS
+    assert r.returncode == 7 and "disk full on the device" in r.stdout, (r.stdout, r.stderr)
