@@ -227,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ids", type=int, default=96, help="ID documents (template engine)")
     p.add_argument("--tesseract", type=int, default=24, help="ID documents for tesseract")
     p.add_argument("--skip-qr", action="store_true")
+    p.add_argument("--corpus", type=int, default=0, help="hard-corpus samples per category")
+    p.add_argument("--sequences", type=int, default=0, help="video sequences per kind")
+    p.add_argument("--engines", default="template,cnn", help="MRZ engines for the corpus")
     args = p.parse_args(argv)
     cv2.setNumThreads(1)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
@@ -239,8 +242,178 @@ def main(argv: list[str] | None = None) -> int:
     bench_empty(sizes)  # type: ignore[arg-type]
     bench_decide()
     bench_ids(args.ids, {"template": args.ids, "tesseract": args.tesseract})
+    if args.corpus:
+        if texts:
+            bench_qr_corpus(texts, args.corpus, sizes)  # type: ignore[arg-type]
+        bench_id_corpus(args.corpus, args.engines.split(","))
+    if args.sequences:
+        bench_sequences(args.sequences, args.engines.split(",")[-1])
     return 0
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# --- the hard corpus (benchmarks/corpus_scan.py) ------------------------------------------
+
+
+def _qr_configs() -> dict[str, Callable]:
+    from sentinel.scan.decoders import ZxingDecoder
+
+    def alone(**kw: object) -> Callable:
+        return ZxingDecoder(**kw).decode  # type: ignore[arg-type]
+
+    def scanner(steps: tuple[str, ...]) -> Callable:
+        return Scanner("zxing", None, retry_steps=steps).decode
+
+    def union(*fns: Callable) -> Callable:
+        def run(g: np.ndarray) -> list:
+            out: list = []
+            for fn in fns:
+                out += fn(g)
+            return out
+
+        return run
+
+    peers = [cls().decode for cls in BACKENDS.values()]
+    return {
+        "zxing-cpp, invert off (old primary)": alone(try_invert=False),
+        "zxing-cpp defaults": alone(),
+        "- try_rotate": alone(try_rotate=False),
+        "- try_downscale": alone(try_downscale=False),
+        "binarizer GlobalHistogram": alone(binarizer="GlobalHistogram"),
+        "binarizer FixedThreshold": alone(binarizer="FixedThreshold"),
+        "+ crops only": scanner(("crops",)),
+        "+ unsharp only": scanner(("unsharp",)),
+        "+ upscale only": scanner(("upscale",)),
+        "+ clahe only": scanner(("clahe",)),
+        "Sentinel scanner (default)": Scanner("zxing", None).decode,
+        "pyzbar": peers[0],
+        "OpenCV": peers[2],
+        "union zxing+pyzbar+OpenCV": union(*peers),
+    }
+
+
+def bench_qr_corpus(texts: list[str], per: int, sizes: list[tuple[int, int]]) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import corpus_scan as cs
+
+    configs = _qr_configs()
+    print(f"\n## QR options on the hard corpus ({per} per category and size), read rate\n")
+    hits: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    times: dict[str, list[float]] = defaultdict(list)
+    for size in sizes:
+        for s in cs.qr_corpus(texts, per, size):
+            g = cv2.cvtColor(s.frame, cv2.COLOR_BGR2GRAY)
+            for name, fn in configs.items():
+                found, dt = timed(fn, g)
+                hits[(name, s.category)].append(any(x.text == s.truth for x in found))  # type: ignore[attr-defined]
+                hits[(name, "all")].append(hits[(name, s.category)][-1])
+                times[name].append(dt)
+    cats = list(cs.QR_CATEGORIES) + ["all"]
+    print("| configuration | " + " | ".join(cats) + " | median ms |")
+    print("| --- | " + " | ".join("---:" for _ in cats) + " | ---: |")
+    for name in configs:
+        row = [f"{100 * np.mean(hits[(name, c)]):.0f}%" for c in cats]
+        print(f"| {name} | " + " | ".join(row) + f" | {ms(times[name])[0]:.1f} |")
+
+
+def bench_id_corpus(per: int, engines: list[str]) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import corpus_scan as cs
+
+    print(f"\n## ID documents on the hard corpus ({per} per category), read per frame\n")
+    samples = list(cs.id_corpus(per))
+    cats = list(cs.MRZ_CATEGORIES) + ["all"]
+    print("| engine | " + " | ".join(cats) + " | wrong numbers | wrong states | median ms |")
+    print("| --- | " + " | ".join("---:" for _ in cats) + " | ---: | ---: | ---: |")
+    by_format: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    for engine in engines:
+        try:
+            reader = IdReader(engine, fuse=False)
+        except Exception as exc:  # tesseract or the model missing
+            print(f"| {engine} | unavailable: {exc} |")
+            continue
+        hits: dict[str, list[bool]] = defaultdict(list)
+        wrong = wrong_state = 0
+        times = []
+        for s in samples:
+            g = cv2.cvtColor(s.frame, cv2.COLOR_BGR2GRAY)
+            found, dt = timed(reader.read, g)
+            times.append(dt)
+            want = iddoc.parse_symbol_text(s.kind, s.truth)
+            ok = False
+            for sym in found:  # type: ignore[attr-defined]
+                doc = iddoc.parse_symbol_text(sym.kind, sym.text)
+                if doc.number != want.number:
+                    wrong += 1
+                elif doc.issuing_country != want.issuing_country:
+                    wrong_state += 1
+                else:
+                    ok = True
+            hits[s.category].append(ok)
+            hits["all"].append(ok)
+            fmt = iddoc.mrz_format(s.truth.split("\n")) or "CN"
+            by_format[(engine, fmt)].append(ok)
+        row = [f"{100 * np.mean(hits[c]):.0f}%" for c in cats]
+        print(
+            f"| {engine} | " + " | ".join(row) + f" | {wrong} | {wrong_state} | "
+            f"{ms(times)[0]:.0f} |"
+        )
+    print(
+        "\nby format, all categories: "
+        + "; ".join(
+            f"{e} {f} {100 * np.mean(v):.0f}% of {len(v)}"
+            for (e, f), v in sorted(by_format.items())
+        )
+    )
+
+
+def bench_sequences(n: int, engine: str, fps: float = 30.0) -> None:
+    """Time to decision on rendered video (a card or phone sliding into view, 30 fps),
+    from the first frame in which the document is wholly visible.  Real time is
+    simulated: the scanner takes the newest frame whenever it is free, so a slow frame
+    makes it skip frames, as on the device."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import corpus_scan as cs
+
+    print(f"\n## Time to decision on video sequences ({n} per kind, {fps:.0f} fps)\n")
+    print("| kind | decided | wrong | median ms | p95 ms | median ms per processed frame |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    rng = np.random.default_rng(300)
+    for kind in ("TD1", "TD3", "TD2", "CN", "QR"):
+        delays, per_frame, decided, wrong = [], [], 0, 0
+        for i in range(n):
+            truth, frames, first = cs.sequence(kind, rng, seed=7000 + i)
+            sc = Scanner("zxing", None, id_reader=IdReader(engine), id_every_frames=1)
+            clock, idx, result = 0.0, 0, None
+            while idx < len(frames):
+                t0 = max(clock, idx / fps)
+                found, dt = timed(sc.scan, frames[idx])
+                per_frame.append(dt)
+                clock = t0 + dt
+                good = [s for s in found if _same_doc(s, truth, kind)]
+                wrong += len(found) - len(good)
+                if good:
+                    result = clock
+                    break
+                idx = max(idx + 1, int(clock * fps))  # the newest frame when free
+            if result is not None:
+                decided += 1
+                delays.append(max(0.0, result - first / fps))
+        med, p95 = ms(delays)
+        print(
+            f"| {kind} | {decided}/{n} | {wrong} | {med:.0f} | {p95:.0f} | {ms(per_frame)[0]:.0f} |"
+        )
+
+
+def _same_doc(sym: object, truth: str, kind: str) -> bool:
+    if kind == "QR":
+        return sym.text == truth  # type: ignore[attr-defined]
+    try:
+        got = iddoc.parse_symbol_text(sym.kind, sym.text)  # type: ignore[attr-defined]
+    except CredentialError:
+        return False
+    want = iddoc.parse_symbol_text("ID_NUMBER" if kind == "CN" else "MRZ", truth)
+    return (got.number, got.issuing_country) == (want.number, want.issuing_country)

@@ -85,7 +85,8 @@ class ScanConfig:
     motion_recheck_frames: int = 15
     # Retry frames where the primary found nothing (1.5x upscale, local contrast).
     retries: bool = True
-    # Read ID documents (MRZ, identity number) from the camera; "template" or "tesseract".
+    # Read ID documents (MRZ, identity number) from the camera; "cnn", "template" or
+    # "tesseract" (docs/scanner.md has the measurements that chose the default).
     id_documents: bool = True
     ocr_engine: str = "template"
     # Look for an ID document on every Nth decoded frame without a barcode.
@@ -216,7 +217,7 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("policy", "mode"): ("custom", "3G", "2G", "2G+", "booster"),
     ("scan", "backend"): ("zxing", "pyzbar", "opencv"),
     ("scan", "fallback"): ("zxing", "pyzbar", "opencv"),
-    ("scan", "ocr_engine"): ("template", "tesseract"),
+    ("scan", "ocr_engine"): ("cnn", "template", "tesseract"),
 }
 
 

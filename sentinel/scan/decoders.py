@@ -75,37 +75,51 @@ class ZxingDecoder:
 
     name = "zxing"
 
-    def __init__(self, formats: tuple[str, ...] = ("QRCode",), *, try_invert: bool = True) -> None:
+    def __init__(
+        self,
+        formats: tuple[str, ...] = ("QRCode",),
+        *,
+        try_invert: bool = True,
+        try_rotate: bool = True,
+        try_downscale: bool = True,
+        binarizer: str = "LocalAverage",
+    ) -> None:
         import zxingcpp
 
         self._z = zxingcpp
         self._formats = [getattr(zxingcpp.BarcodeFormat, f) for f in formats]
+        self._rotate, self._downscale = try_rotate, try_downscale
+        self._binarizer = getattr(zxingcpp.Binarizer, binarizer)
         # light-on-dark codes (dark-mode phones, watches, green health-code screens):
         # zxing-cpp reads them itself for ~0.1 ms per empty 640×480 frame (docs/scanner.md)
         self._invert = try_invert
         # whether the last decode found a symbol it could not read (a finder pattern, a
         # checksum error): the Scanner retries only then, keeping empty frames cheap
         self.saw_candidate = False
+        self.candidates: list[tuple[tuple[int, int], ...]] = []
 
     def decode(self, frame: np.ndarray) -> list[Symbol]:
         out = []
         results = self._z.read_barcodes(
             gray(frame),
             formats=self._formats,
-            try_rotate=True,
-            try_downscale=True,
+            try_rotate=self._rotate,
+            try_downscale=self._downscale,
             try_invert=self._invert,
+            binarizer=self._binarizer,
             return_errors=True,
         )
         self.saw_candidate = bool(results)
+        self.candidates = []
         for r in results:
-            if not r.valid:
-                continue
             pos = r.position
             poly = tuple(
                 (int(p.x), int(p.y))
                 for p in (pos.top_left, pos.top_right, pos.bottom_right, pos.bottom_left)
             )
+            if not r.valid:
+                self.candidates.append(poly)  # found but not read: where to look closer
+                continue
             name = r.format.name
             kind = _ZXING_KIND.get(name, name.upper())
             out.append(Symbol(kind, r.text, bytes(r.bytes), poly))
@@ -179,6 +193,7 @@ class Scanner:
         fallback: str | None = "pyzbar",
         *,
         retries: bool = True,
+        retry_steps: tuple[str, ...] = ("crops", "unsharp", "upscale", "clahe"),
         motion_threshold: float = 2.0,
         recheck_frames: int = 15,
         roi: tuple[int, int, int, int] | None = None,
@@ -190,6 +205,7 @@ class Scanner:
             BACKENDS[fallback]() if fallback and fallback != backend else None
         )
         self.retries = retries
+        self.retry_steps = retry_steps
         self.roi = roi
         self.motion = MotionGate(motion_threshold, recheck_frames=recheck_frames)
         self._last: list[Symbol] = []
@@ -243,19 +259,54 @@ class Scanner:
         return found
 
     def _retry(self, g: np.ndarray) -> list[Symbol]:
-        # Measured in bench_scan.py: an unsharp mask rescues most blurred codes (motion,
-        # focus); 1.5x upscaling with it the smallest modules (far away, 640×480); local
-        # contrast equalization uneven light (glare, dim).
-        found = self.primary.decode(_unsharp(g, 1.0))
-        if found:
-            return found
-        if g.shape[0] <= 900:
-            up = cv2.resize(g, None, fx=1.5, fy=1.5, interpolation=cv2.INTER_CUBIC)
-            found = self.primary.decode(_unsharp(up, 1.5))
+        # Each step measured in bench_scan.py ("QR options"): crops around the codes
+        # zxing-cpp found but could not read, at twice the resolution (small codes); an
+        # unsharp mask (motion, focus blur); 1.5x upscaling with it (the smallest modules
+        # at 640×480); local contrast equalization (glare, dim light).
+        candidates = list(getattr(self.primary, "candidates", []))
+        for step in self.retry_steps:
+            found = self._RETRY[step](self, g, candidates)
             if found:
-                return _scaled(found, 1.5)
-        clahe = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8)).apply(g)
-        return self.primary.decode(clahe)
+                return found
+        return []
+
+    def _crops(self, g: np.ndarray, candidates: list) -> list[Symbol]:
+        h, w = g.shape[:2]
+        for poly in candidates[:3]:
+            xs, ys = [p[0] for p in poly], [p[1] for p in poly]
+            side = max(max(xs) - min(xs), max(ys) - min(ys))
+            m = int(0.35 * side) + 8
+            x0, y0 = max(0, min(xs) - m), max(0, min(ys) - m)
+            x1, y1 = min(w, max(xs) + m), min(h, max(ys) + m)
+            crop = g[y0:y1, x0:x1]
+            if crop.shape[0] < 16 or crop.shape[1] < 16:
+                continue
+            f = 2.0 if max(crop.shape) < 500 else 1.0
+            if f > 1:
+                crop = cv2.resize(crop, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
+            found = self.primary.decode(crop)
+            if found:
+                return _offset(_scaled(found, f), x0, y0)
+        return []
+
+    def _unsharp_step(self, g: np.ndarray, _c: list) -> list[Symbol]:
+        return self.primary.decode(_unsharp(g, 1.0))
+
+    def _upscale_step(self, g: np.ndarray, _c: list) -> list[Symbol]:
+        if g.shape[0] > 900:
+            return []
+        up = cv2.resize(g, None, fx=1.5, fy=1.5, interpolation=cv2.INTER_CUBIC)
+        return _scaled(self.primary.decode(_unsharp(up, 1.5)), 1.5)
+
+    def _clahe_step(self, g: np.ndarray, _c: list) -> list[Symbol]:
+        return self.primary.decode(cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8)).apply(g))
+
+    _RETRY = {
+        "crops": _crops,
+        "unsharp": _unsharp_step,
+        "upscale": _upscale_step,
+        "clahe": _clahe_step,
+    }
 
     def read_id(self, frame: np.ndarray) -> list[Symbol]:
         """ID documents: PDF417 / Code 128 barcodes, else an MRZ or identity number (OCR);

@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -240,15 +241,22 @@ class TemplateOCR:
     every cell is matched against the 37 glyphs rendered from Debian's ``fonts-ocr-b``.
     """
 
-    def __init__(self, font_path: str = OCRB_FONT, *, height_px: int = 32) -> None:
+    def __init__(
+        self, font_path: str = OCRB_FONT, *, height_px: int = 20, classifier: Any = None
+    ) -> None:
         from PIL import Image, ImageDraw, ImageFont
+
+        # ocrb_net.CellClassifier: when set, templates only place the cells and the
+        # network names the characters (measured better on degraded print, see docs)
+        self.classifier = classifier
 
         size = 100
         font = ImageFont.truetype(font_path, size)
         adv = font.getlength("0")
         top, bottom = int(0.17 * size), int(0.96 * size)
         self.height = height_px
-        self.cell_w = max(8, round(height_px * adv / (bottom - top)))
+        self.adv_ratio = adv / (bottom - top)  # a glyph's advance over the line height
+        self.cell_w = max(8, round(height_px * self.adv_ratio))
         self.ink_ratio = 0.0
         glyphs = []
         widths = []
@@ -263,22 +271,23 @@ class TemplateOCR:
         # mean ink width of a glyph as a fraction of the pitch: places the last cell
         self.ink_ratio = float(np.mean(widths))
 
-    def prepare(self, strip: np.ndarray) -> tuple[np.ndarray, float]:
-        """Match every glyph along one strip: (responses per glyph and x, strip scale)."""
+    def prepare(self, strip: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+        """Match every glyph along one strip: (responses per glyph and x, ink width at
+        the template height, the padded line)."""
         h, w = strip.shape[:2]
         if h < 2 or w < 2:  # nothing left of the strip after levelling
-            return np.full((len(self.glyphs), 1), -1.0, np.float32), 0.0
+            return np.full((len(self.glyphs), 1), -1.0, np.float32), 0.0, strip
         scale = self.height / h
         new_w = max(int(w * scale), self.cell_w + 1)
         line = cv2.resize(strip, (new_w, self.height), interpolation=cv2.INTER_AREA)
         line = cv2.copyMakeBorder(line, 0, 0, self.cell_w, self.cell_w, cv2.BORDER_REPLICATE)
         resp = np.stack([cv2.matchTemplate(line, g, cv2.TM_CCOEFF_NORMED)[0] for g in self.glyphs])
-        return resp, w * scale
+        return resp, w * scale, line
 
-    def read_line(self, prepared: tuple[np.ndarray, float], classes: str) -> tuple[str, float]:
+    def read_line(self, prepared: tuple, classes: str) -> tuple[str, float]:
         """Read ``len(classes)`` characters from a prepared strip, each among the characters
         its class allows (``_CLASSES``); return the text and its mean match score."""
-        resp, ink_w = prepared
+        resp, ink_w = prepared[0], prepared[1]
         n = len(classes)
         pad = self.cell_w
         pitch = ink_w / (n - 1 + self.ink_ratio)
@@ -288,7 +297,7 @@ class TemplateOCR:
         # the first glyph's left ink edge is at ``pad``; glyphs have about
         # (1 - ink_ratio)/2 of a pitch of side bearing
         x = pad - (1 - self.ink_ratio) / 2 * pitch
-        text, scores = [], []
+        text, scores, starts = [], [], []
         slack = max(1, int(pitch * 0.25))
         width = resp.shape[1]
         for cls in classes:
@@ -300,8 +309,36 @@ class TemplateOCR:
             i = lo + int(j)
             text.append(_WHITELIST[int(g)])
             scores.append(float(allowed[g, j]))
+            starts.append(i)
             # follow the found glyph, but keep to the pitch (drift from keystone)
             x = 0.5 * (x + i) + pitch
+        if self.classifier is not None and len(prepared) > 2:
+            return self._classify(prepared[2], starts, pitch, classes)
+        return "".join(text), float(np.mean(scores))
+
+    def _classify(
+        self, line: np.ndarray, starts: list[int], pitch: float, classes: str
+    ) -> tuple[str, float]:
+        """Name the characters of the cells the templates placed, with the network; each
+        cell is resampled to the pitch the network was trained on."""
+        from sentinel.scan.ocrb_net import CELL_H, CELL_OFFSET, CELL_W
+
+        f = pitch / self.cell_w  # line pixels per training pixel
+        cells = []
+        for i in starts:
+            a = int(round(i - CELL_OFFSET * f))
+            b = int(round(a + CELL_W * f))
+            cell = line[:, max(0, a) : max(0, a) + max(1, b - a)]
+            if cell.shape[1] < 2:
+                cell = np.full((CELL_H, CELL_W), 255, np.uint8)
+            cells.append(cv2.resize(cell, (CELL_W, CELL_H), interpolation=cv2.INTER_LINEAR))
+        probs = self.classifier.probs(cells)
+        text, scores = [], []
+        for p, cls in zip(probs, classes, strict=True):
+            masked = np.where(_MASKS[cls], p, -1.0)
+            k = int(np.argmax(masked))
+            text.append(_WHITELIST[k])
+            scores.append(float(masked[k]))
         return "".join(text), float(np.mean(scores))
 
 
@@ -352,6 +389,7 @@ _CLASSES = {
     "S": "MFX<",
     "X": "0123456789X",
 }
+_MASKS = {c: np.array([ch in allowed for ch in _WHITELIST]) for c, allowed in _CLASSES.items()}
 _LAYOUTS = {
     3: (("LA" + "AAA" + "N" * 9 + "d" + "N" * 15,
          "D" * 7 + "S" + "D" * 7 + "AAA" + "N" * 11 + "D",
@@ -376,13 +414,23 @@ class IdReader:
         self.max_blocks = max_blocks
         # votes across frames (a presentation is a second of video); stateless without
         self.votes: MrzVotes | None = MrzVotes() if fuse else None
-        self._template = TemplateOCR() if engine == "template" else None
+        self._template: TemplateOCR | None = None
+        self._cnn = None
+        if engine == "cnn":
+            from sentinel.scan.ocrb_net import CELL_H, CellClassifier, CnnLineReader
+
+            t = TemplateOCR()
+            self._cnn = CnnLineReader(CellClassifier(), t.ink_ratio, CELL_H * t.adv_ratio)
+        elif engine == "template":
+            self._template = TemplateOCR()
         self._tesseract = TesseractOCR() if engine == "tesseract" else None
 
     def _texts(self, crop: np.ndarray, expect_h: float = 0.0) -> list[tuple[str, float]]:
         """Candidate readings of the block, each with its mean match score."""
         if self._tesseract is not None:
             return [(self._tesseract.read(cv2.resize(crop, None, fx=2, fy=2)), 0.0)]
+        if self._cnn is not None:
+            return self._cnn_texts(crop, expect_h)
         assert self._template is not None
         ink = _binarize(crop)
         spans = line_spans(crop, ink, expect_h)[-5:]
@@ -411,6 +459,40 @@ class IdReader:
                     ]
                     text = "\n".join(t for t, _ in reads)
                     out.append((text, float(np.mean([sc for _, sc in reads]))))
+        return out
+
+    def _cnn_texts(self, crop: np.ndarray, expect_h: float) -> list[tuple[str, float]]:
+        assert self._cnn is not None
+        ink = _binarize(crop)
+        spans = line_spans(crop, ink, expect_h)[-5:]
+        strips: dict[tuple[int, ...], np.ndarray] = {}
+        cache: dict[tuple[tuple[int, ...], int], np.ndarray | None] = {}
+
+        def probs(span: tuple[int, ...], n: int) -> np.ndarray | None:
+            if (span, n) not in cache:
+                if span not in strips:
+                    strips[span] = _level(crop, ink, *span)
+                assert self._cnn is not None
+                cache[(span, n)] = self._cnn.probs(strips[span], n)
+            return cache[(span, n)]
+
+        out = []
+        for count in (3, 2, 1):
+            for start in range(len(spans) - count, -1, -1):
+                run = harmonize(spans[start : start + count])
+                if count > 1 and not _same_width(run):
+                    continue
+                for layout in _LAYOUTS[count]:
+                    ps = [probs(sp, len(cl)) for sp, cl in zip(run, layout, strict=True)]
+                    if any(p is None for p in ps):
+                        continue
+                    texts, scores = [], []
+                    for p, cl in zip(ps, layout, strict=True):
+                        masked = np.where(np.stack([_MASKS[c] for c in cl]), p, -1.0)
+                        idx = masked.argmax(axis=1)
+                        texts.append("".join(_WHITELIST[i] for i in idx))
+                        scores.append(float(masked[np.arange(len(cl)), idx].mean()))
+                    out.append(("\n".join(texts), float(np.mean(scores))))
         return out
 
     def read(self, frame: np.ndarray) -> list[Symbol]:
