@@ -1,6 +1,7 @@
-"""Make the kiosk's font: a WOFF2 subset of Noto Sans CJK SC with every character the
-kiosk shows (its templates and script, the reason messages, the override reasons, the
-freshness line), plus printable ASCII and Latin-1.
+"""Make the pages' font: a WOFF2 subset of Noto Sans CJK SC with every character the
+kiosk and the other pages show (every template and the kiosk script, the reason
+messages, the override reasons, the strings in sentinel/web/*.py), plus printable ASCII
+and Latin-1.
 
 Shipped in the package (``sentinel/web/static/fonts/``), so the kiosk renders Chinese on
 a device without any CJK font installed (Raspberry Pi OS Lite has none) and without
@@ -32,7 +33,7 @@ EXTRA = "✓×▣⚠●·—–…“”‘’←→"  # symbols the kiosk draws
 
 
 def kiosk_text() -> str:
-    """Every character the kiosk page can show (sorted, unique)."""
+    """Every character the pages can show (sorted, unique)."""
     from sentinel.config import VenueConfig
     from sentinel.reasons import MESSAGES
     from sentinel.web import app
@@ -41,7 +42,7 @@ def kiosk_text() -> str:
     parts += [zh + en for en, zh in MESSAGES.values()]
     parts += [zh + en for en, zh in app.OVERRIDE_REASONS.values()]
     web = ROOT / "sentinel" / "web"
-    for f in [*web.glob("templates/kiosk*.html"), web / "static" / "kiosk.js", web / "app.py"]:
+    for f in [*web.glob("templates/*.html"), web / "static" / "kiosk.js", *web.glob("*.py")]:
         parts.append(f.read_text(encoding="utf-8"))
     text = "".join(parts)
     # the CJK characters and punctuation in those sources (and everything in BASE/EXTRA)

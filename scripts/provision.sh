@@ -294,7 +294,7 @@ step "venue $VENUE, gate $GATE, into ${ROOT}, pins $PIN_FACTORY, lock $LOCK_TYPE
 # 1. System packages (the running system only).
 step "system packages"
 read -r -a apt_runtime <<<"$(sed -n 's/^APT_RUNTIME=(\(.*\))$/\1/p' "$SRC_DIR/scripts/setup.sh")"
-[ "$KIOSK" = yes ] && apt_runtime+=(cage chromium espeak-ng)   # kiosk unit; spoken prompts
+[ "$KIOSK" = yes ] && apt_runtime+=(cage chromium espeak-ng fonts-wqy-microhei)   # kiosk unit; prompts; CJK fallback
 if [ "$ON_HOST" = 0 ]; then
   say "skipped" "packages (--root: the host's packages are not touched): ${apt_runtime[*]}"
 else

@@ -255,3 +255,17 @@ def test_spoken_prompts_follow_the_tone(browser: Browser, site: tuple[WebContext
         assert page.evaluate("window.sentinelSound.cut") >= 1
     finally:
         context.close()
+
+
+def test_the_other_pages_render_chinese_with_the_shipped_font(
+    browser: Browser, site: tuple[WebContext, str]
+) -> None:
+    _ctx, url = site
+    context = browser.new_context(viewport={"width": 800, "height": 480})
+    page = context.new_page()
+    try:
+        page.goto(f"{url}/login")
+        page.evaluate("() => document.fonts.ready.then(() => true)")
+        _check_real_font(page, 'h1 [lang="zh"]', "login")
+    finally:
+        context.close()
