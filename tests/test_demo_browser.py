@@ -92,7 +92,7 @@ def test_demo_service_end_to_end(browser: Browser) -> None:
         page = context.new_page()
         page.goto(f"{kiosk}/kiosk")
         body = page.locator("body")
-        expect(body).to_have_attribute("data-status", "ok", timeout=5000)
+        expect(body).to_have_attribute("data-status", "ok", timeout=10000)
         seen: dict[str, str] = {}
         for state in ("admit", "refuse"):
             t0 = time.monotonic()

@@ -178,7 +178,7 @@ def test_kiosk_fits_renders_and_sounds_at_each_screen(
     try:
         page.goto(f"{url}/kiosk")
         body = page.locator("body")
-        expect(body).to_have_attribute("data-status", "ok", timeout=5000)
+        expect(body).to_have_attribute("data-status", "ok", timeout=10000)
         page.evaluate("document.fonts.ready")
         expect(page.locator("#banner-stale")).to_be_visible()
         _check_screen(page, f"{w}x{h} idle")
@@ -194,7 +194,7 @@ def test_kiosk_fits_renders_and_sounds_at_each_screen(
         for i, (shot, reason, name) in enumerate(cases, start=1):
             _push(ctx, reason, name)
             cue = cue_for(reason.value)[0]
-            expect(body).to_have_attribute("data-cue", cue, timeout=2000)
+            expect(body).to_have_attribute("data-cue", cue, timeout=5000)
             expect(page.locator("#reason-en")).to_have_text(MESSAGES[reason][0])
             page.wait_for_function("n => window.sentinelSound.log.length >= n", arg=i)
             played = page.evaluate("window.sentinelSound.log")[-1]
@@ -224,7 +224,7 @@ def test_muted_kiosk_plays_nothing(browser: Browser, tmp_path: Path) -> None:
         page.goto(f"{server.url}/kiosk")
         expect(page.locator("body")).to_have_attribute("data-status", "ok", timeout=5000)
         _push(ctx, ReasonCode.EXPIRED)
-        expect(page.locator("body")).to_have_attribute("data-cue", "refuse", timeout=2000)
+        expect(page.locator("body")).to_have_attribute("data-cue", "refuse", timeout=5000)
         assert page.evaluate("window.sentinelSound.log") == []
         assert page.evaluate("window.sentinelSound.ctx") is None
     finally:
@@ -246,11 +246,11 @@ def test_spoken_prompts_follow_the_tone(browser: Browser, site: tuple[WebContext
         expect(page.locator("body")).to_have_attribute("data-prompts", "1", timeout=5000)
         expect(page.locator("body")).to_have_attribute("data-status", "ok", timeout=5000)
         _push(ctx, ReasonCode.CODE_EXPIRED)
-        page.wait_for_function("() => window.sentinelSound.spoken.length >= 2", timeout=5000)
+        page.wait_for_function("() => window.sentinelSound.spoken.length >= 2", timeout=15000)
         assert page.evaluate("window.sentinelSound.spoken") == ["refresh-zh", "refresh-en"]
         # A newer result cuts the older prompt off instead of talking over it.
         _push(ctx, ReasonCode.BAD_SIGNATURE)
-        page.wait_for_function("() => window.sentinelSound.spoken.length >= 4", timeout=5000)
+        page.wait_for_function("() => window.sentinelSound.spoken.length >= 4", timeout=15000)
         assert page.evaluate("window.sentinelSound.spoken")[2:] == ["staff-zh", "staff-en"]
         assert page.evaluate("window.sentinelSound.cut") >= 1
     finally:
