@@ -267,6 +267,16 @@ def main() -> int:
     print(f"open files limit {fds}; machine shared (2 cores), figures from one run")
     rig = Rig(args)
     rig.broker.start()
+    try:
+        return run(args, rig)
+    finally:
+        for p in rig.procs.values():
+            p.kill()
+        rig.broker.stop()
+        shutil.rmtree(rig.tmp, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, rig: Rig) -> int:
     lines: list[str] = []
     with postgres() as base_dsn:
         dsns = {}
@@ -378,8 +388,6 @@ def main() -> int:
             lines += rollup_bench(
                 dsns["rollup"], args.rollup_events, args.rollup_venues, args.rollup_samples
             )
-    rig.broker.stop()
-    shutil.rmtree(rig.tmp, ignore_errors=True)
     for line in lines:
         print(line)
     lost = lost1 + lost_k + lost_lag + lost_kill
