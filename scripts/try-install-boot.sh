@@ -113,10 +113,28 @@ boot_checks() {
   [ "$(prop sentinel.service Type)" = notify ] || fail "sentinel.service is not Type=notify"
   # The web server (kiosk and report pages) inside the sandbox, with OpenCV and zxing-cpp.
   if grep -qx 'enabled = true' "$root/etc/sentinel/sentinel.toml" && [ "$BOOTED" = active ]; then
-    if wait_for 60 web_answers; then ok "web server inside the sandbox: GET /kiosk -> $(web_answers)"
+    if wait_for 60 web_answers >/dev/null; then ok "web server inside the sandbox: GET /kiosk -> $(web_answers)"
     else fail "web server: no answer on the container's 127.0.0.1:8080"
     fi
   fi
+  # The decoders (OpenCV, zxing-cpp, zbar) and the crypto under the very same sandbox:
+  # sentinel.service's unit with `sentinel demo` as a oneshot ExecStart (no camera here).
+  inside sh -c 'sed -e "/^\(Type\|NotifyAccess\|WatchdogSec\|Restart\|RestartSec\|TimeoutStartSec\|StartLimit[A-Za-z]*\)=/d" \
+    -e "s#^ExecStart=.*#ExecStart=/opt/sentinel/venv/bin/sentinel demo#" \
+    -e "s/^\[Service\]\$/[Service]\nType=oneshot\nTimeoutStartSec=30min/" \
+    /etc/systemd/system/sentinel.service >/run/systemd/system/try-sandboxed-demo.service'
+  inside systemctl daemon-reload
+  t=$(date +%s.%N)
+  inside systemctl start try-sandboxed-demo.service || true
+  if [ "$(prop try-sandboxed-demo.service Result)" = success ] \
+    && inside journalctl -u try-sandboxed-demo.service --no-pager -o cat | grep -q "demo cases decided as expected"; then
+    ok "sandboxed demo: $(inside journalctl -u try-sandboxed-demo.service --no-pager -o cat | grep -o '[0-9]*/[0-9]* demo cases decided as expected') under sentinel.service's hardening ($(elapsed "$t") s)"
+  else
+    fail "sandboxed demo: $(prop try-sandboxed-demo.service Result)"
+    inside journalctl -u try-sandboxed-demo.service --no-pager -n 15 -o cat | sed 's/^/    /' || true
+  fi
+  inside rm -f /run/systemd/system/try-sandboxed-demo.service
+  inside systemctl daemon-reload
   errors="$(inside journalctl -u sentinel.service --no-pager -o cat -p err 2>/dev/null | grep -v -e '^Watchdog timeout' -e '^sentinel.service: ' || true)"
   [ -z "$errors" ] || echo "$errors" | head -5 | sed 's/^/    service error: /'
 
