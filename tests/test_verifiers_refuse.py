@@ -124,3 +124,33 @@ def test_forged_signature_under_a_trusted_kid_is_refused(
     assert dcc.decode(forged).kid == trusted.kid
     assert _decide(genuine, trust) is ReasonCode.ADMIT
     assert _decide(forged, trust) is ReasonCode.BAD_SIGNATURE
+
+
+def test_cose_structure_edges(signer: di.IssuerKey, trust: TrustList) -> None:
+    """RFC 9052 §4.2: COSE_Sign1 is tag 18 (or untagged; a CWT tag 61 may wrap it); any other
+    tag, a 3- or 5-element array, or headers of the wrong type are MALFORMED."""
+    import zlib
+
+    import base45
+    import cbor2
+
+    text = _issue(di.vaccination(on="2022-01-10"), signer)
+    cose = dcc.decode(text)
+    parts = [cose.protected_bytes, dict(cose.unprotected), cose.payload, cose.signature]
+
+    def hc1(obj: object) -> str:
+        return "HC1:" + base45.b45encode(zlib.compress(cbor2.dumps(obj))).decode()
+
+    assert _decide(hc1(cbor2.CBORTag(18, parts)), trust) is ReasonCode.ADMIT
+    assert _decide(hc1(parts), trust) is ReasonCode.ADMIT  # untagged
+    assert _decide(hc1(cbor2.CBORTag(61, cbor2.CBORTag(18, parts))), trust) is ReasonCode.ADMIT
+    for bad in (
+        cbor2.CBORTag(98, parts),  # COSE_Sign, not COSE_Sign1
+        cbor2.CBORTag(17, parts),  # COSE_Mac0
+        parts[:3],
+        [*parts, b""],
+        [cose.protected_bytes, [], cose.payload, cose.signature],
+        [cose.protected_bytes, {}, "text payload", cose.signature],
+        [cbor2.dumps([1, 2]), {}, cose.payload, cose.signature],  # protected not a map
+    ):
+        assert _decide(hc1(bad), trust) is ReasonCode.MALFORMED, bad
