@@ -30,7 +30,9 @@ def admit_latency_us(n: int) -> list[float]:
     """Time from calling admit() until the relay pin reads released (timers included)."""
     out = []
     factory = MockFactory()
-    with Gate(replace(GateConfig(), pulse_s=0.001), pin_factory=factory) as gate:
+    with Gate(
+        replace(GateConfig(), pulse_s=0.01), pin_factory=factory
+    ) as gate:  # the shortest valid pulse
         pin = factory.pin(gate.config.relay_pin)
         for _ in range(n):
             t0 = time.perf_counter()
