@@ -298,3 +298,42 @@ def test_no_sigbus_on_a_nearly_full_ext4(tmp_path: Path) -> None:
         )
     assert r.returncode != -signal.SIGBUS
     assert r.returncode == 7 and "disk full on the device" in r.stdout, (r.stdout, r.stderr)
+
+
+def test_disk_full_reaches_kiosk_banner_and_fleet_heartbeat(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from sentinel.fleet.outbox import Outbox
+    from sentinel.fleet.service import heartbeat_fields
+    from sentinel.web.app import WebContext, kiosk_status
+
+    now = datetime(2022, 5, 1, 12, tzinfo=UTC)
+    ctx = WebContext.for_config(replace(Config(), data_dir=str(tmp_path)), clock=lambda: now)
+    ev = lambda r: Event(now, "v", "g", "event", r, "")  # noqa: E731
+    ctx.hub.on_event(ev("DISK_FULL"), None)
+    s = kiosk_status(ctx)
+    assert s["alarm"] == "DISK_FULL" and s["alarm_en"].startswith("Storage full")
+    ctx.hub.on_event(ev("DOOR_FORCED"), None)  # a door alarm outranks it
+    assert kiosk_status(ctx)["alarm"] == "DOOR_FORCED"
+    ctx.hub.on_event(ev("DOOR_CLOSED"), None)
+    ctx.hub.on_event(ev("DISK_FULL"), None)
+    ctx.hub.on_event(ev("DISK_RECOVERED"), None)
+    assert kiosk_status(ctx)["alarm"] == ""
+
+    cfg = replace(Config(), data_dir=str(tmp_path))
+    pipe = SimpleNamespace(disk_full_since=now, unjournaled=3)
+    trust = SimpleNamespace(state=lambda: SimpleNamespace(updated_at=None, bundle_version=""))
+    daemon = SimpleNamespace(config=cfg, trust=trust, gate=None, pipeline=pipe)
+    with Journal(tmp_path / "journal.db") as j:
+        outbox = Outbox(j.path, "dev-1")
+        hb = heartbeat_fields(daemon, outbox, now)
+        outbox.close()
+    assert hb["disk_full"] is True and hb["unjournaled"] == 3 and "disk_full" in hb["faults"]
+
+
+def test_selftest_fails_its_disk_check_with_disk_full(small: Path) -> None:
+    from sentinel.gate.selftest import FAIL, SelftestOptions, check_disk
+
+    fill(small, 1024 * 1024)
+    c = check_disk(small, SelftestOptions(min_free_mb=0, warn_free_mb=0))
+    assert c.status == FAIL and "DISK_FULL" in c.detail
