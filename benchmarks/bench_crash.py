@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from sentinel.config import Config, replace  # noqa: E402
+from sentinel.credentials.dcc_schema import warm  # noqa: E402
 from sentinel.credentials.trustlist import TrustList  # noqa: E402
 from sentinel.errors import AuditError  # noqa: E402
 from sentinel.journal import Event, Journal  # noqa: E402
@@ -213,6 +214,7 @@ def _sites(base: Path, n: int) -> tuple[list[Path], Any]:
 
 def run(target: str, kills: int, base: Path, rng: random.Random) -> dict[str, int]:
     tot = {"kills": 0, "acknowledged": 0, "lost": 0, "gaps": 0, "chain": 0, "repaired": 0}
+    warm()  # DCC schemas compiled once here, inherited by every forked child
     sites, root_pub = _sites(base / "pub", 25) if target in ("bundle", "two") else ([], None)
     data = base / "data0"
     acked: set[str] = set()
@@ -288,6 +290,7 @@ def _current(data: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--kills", type=int, default=300, help="kills per target (default 300)")
+    ap.add_argument("--two-kills", type=int, default=None, help="kills for 'two' (default --kills)")
     ap.add_argument("--targets", default="override,bundle,two")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--dir", type=Path, default=None)
@@ -298,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for target in args.targets.split(","):
             t0 = time.monotonic()
-            r = run(target, args.kills, Path(tmp) / target, rng)
+            n = args.two_kills if target == "two" and args.two_kills is not None else args.kills
+            r = run(target, n, Path(tmp) / target, rng)
             print(
                 f"{target}: {r['kills']} kills, {r['acknowledged']} acknowledged, lost "
                 f"{r['lost']}, gaps {r['gaps']}, chain failures {r['chain']}, repaired at "

@@ -43,6 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from sentinel.config import Config, replace  # noqa: E402
+from sentinel.credentials.dcc_schema import warm  # noqa: E402
 from sentinel.credentials.trustlist import TrustList  # noqa: E402
 from sentinel.errors import SentinelError  # noqa: E402
 from sentinel.journal import Event, Journal  # noqa: E402
@@ -257,6 +258,7 @@ def run(
     cuts: int, mount: Path, work: Path, sync: str, seed: int, quiet: bool = False
 ) -> dict[str, int]:
     rng = random.Random(seed)
+    warm()  # DCC schemas compiled once here, inherited by every forked child
     sites, root_pub = _sites(work / "pub", max(4, cuts // 10 + 2))
     tot = {"cuts": 0, "acknowledged": 0, "lost": 0, "integrity": 0, "audit": 0}
     lost_seen: set[str] = set()  # each lost acknowledgement counted once
