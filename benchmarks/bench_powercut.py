@@ -261,6 +261,8 @@ def run(
     warm()  # DCC schemas compiled once here, inherited by every forked child
     sites, root_pub = _sites(work / "pub", max(4, cuts // 10 + 2))
     tot = {"cuts": 0, "acknowledged": 0, "lost": 0, "integrity": 0, "audit": 0}
+    by_kind: dict[str, int] = {}  # what was lost: "event", "outbox row", "bundle", ...
+    tot["by_kind"] = by_kind  # type: ignore[assignment]
     lost_seen: set[str] = set()  # each lost acknowledgement counted once
     with PowercutFS(mount) as fs:
         data = mount / "data0"
@@ -312,6 +314,9 @@ def run(
             lost_seen |= set(lost)
             tot["integrity"] += bool(bad)
             tot["lost"] += len(new)
+            for item in new:
+                kind = item.split(" ")[0] if not item.startswith("outbox") else "outbox row"
+                by_kind[kind] = by_kind.get(kind, 0) + 1
             tot["audit"] += bool(audit)
             if (bad or audit or new) and not quiet:
                 print(
@@ -339,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         r = run(args.cuts, Path(tmp) / "mnt", Path(tmp) / "work", args.synchronous, seed)
     print(
         f"synchronous={args.synchronous}, seed {seed}, {time.monotonic() - t0:.0f} s "
-        "(shared machine)"
+        f"(shared machine); lost by kind: {r['by_kind'] or 'none'}"
     )
     print(
         f"powercut: {r['cuts']} cuts, {r['acknowledged']} acknowledged, lost {r['lost']}, "
