@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import cv2
 import numpy as np
 
 from sentinel.authority import healthcode_issue as hci
 from sentinel.credentials.iddoc import check_digit
 from sentinel.reasons import ReasonCode
-from sentinel.scan.synth import Degrade, blank_frame, place, place_image, render_id_card, render_qr
+from sentinel.scan.synth import blank_frame, render_id_card, render_qr
 
 FPS = 10
 SHOW_FRAMES = 8  # a presentation in view (0.8 s at FPS)
@@ -122,7 +123,6 @@ class DemoCamera:
         self.current: Scene | None = None
         self._empty = blank_frame(WIDTH, HEIGHT, seed=0)
         self._next = time.monotonic()
-        self._n = 0
 
     def _due(self) -> bool:
         """Wait for the next frame time; False once stopped."""
@@ -136,24 +136,37 @@ class DemoCamera:
             self._next = time.monotonic()
         return True
 
+    def _put(self, image: np.ndarray, angle: float, fill: float, shift: float) -> np.ndarray:
+        """``image`` held up in the empty scene, turned by ``angle`` degrees: one affine
+        warp onto the background (a few ms; the synth corpus's degradations cost ~50 ms
+        a frame, too much at 10 fps on a Pi)."""
+        ih, iw = image.shape[:2]
+        scale = min(HEIGHT * fill / ih, 0.95 * WIDTH / iw)
+        m = cv2.getRotationMatrix2D((iw / 2, ih / 2), angle, scale)
+        m[0, 2] += WIDTH / 2 + shift * WIDTH - iw / 2
+        m[1, 2] += HEIGHT / 2 - ih / 2
+        frame = self._empty.copy()
+        cv2.warpAffine(
+            image,
+            m,
+            (WIDTH, HEIGHT),
+            dst=frame,
+            flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_TRANSPARENT,
+        )
+        return frame
+
     def frames(self) -> Iterator[np.ndarray]:
         for si, scene in enumerate(self.scenes):
-            image = scene.draw(self.clock())
+            image = cv2.cvtColor(scene.draw(self.clock()), cv2.COLOR_GRAY2BGR)
             self.current = scene
             self.on_scene(scene)
+            fill = 0.8 if scene.card else 0.6
             for k in range(SHOW_FRAMES):
-                self._n += 1
-                d = Degrade(
-                    angle_deg=-6 + 2 * k + si % 5,
-                    keystone=0.04,
-                    blur_px=0.5,
-                    noise=2.0,
-                    fill=0.8 if scene.card else 0.6,
-                )
                 if not self._due():
                     return
-                put = place_image if scene.card else place
-                yield put(image, WIDTH, HEIGHT, d, seed=self._n)
+                # a hand: turning a little, drifting a little, frame by frame
+                yield self._put(image, 6 - 1.5 * k - si % 5, fill, 0.02 * (k % 3) - 0.02)
             for _ in range(GAP_FRAMES):
                 if not self._due():
                     return

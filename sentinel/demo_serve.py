@@ -1,6 +1,7 @@
 """``sentinel demo --serve``: the real service, as ``sentinel run`` starts it, on a demo setup.
 
-Everything lives in one directory (a temporary one unless ``--out``):
+Everything lives in one directory (a temporary one unless ``--out``; there its
+``authority/`` and ``data/`` are made afresh at each start and kept after exit):
 
 * a demo authority (root key, DCC signer, health-code issuer, status set) publishing a
   signed bundle, served over HTTP on 127.0.0.1 (a free port) by a local publisher;
@@ -201,6 +202,8 @@ def serve_demo(
     tmp = out_dir is None
     out = Path(tempfile.mkdtemp(prefix="sentinel-demo-")) if out_dir is None else out_dir
     out.mkdir(parents=True, exist_ok=True)
+    for sub in ("authority", "data"):  # --out again: a fresh demo, not a half-old one
+        shutil.rmtree(out / sub, ignore_errors=True)
     now = datetime.now(UTC)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
 

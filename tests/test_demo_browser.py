@@ -6,12 +6,8 @@ exit code 0 and the temporary directory gone."""
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +16,7 @@ import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 
 from tests.servers import free_port
+from tests.test_demo_serve import Demo
 from tests.test_web_browser import ARGS, CHROMIUM
 
 pytestmark = pytest.mark.browser
@@ -33,50 +30,6 @@ def browser() -> Iterator[Browser]:
         )
         yield b
         b.close()
-
-
-class Demo:
-    """``sentinel demo --serve`` in a subprocess; its stdout lines in a queue."""
-
-    def __init__(self, port: int) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sentinel", "demo", "--serve", "--port", str(port)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        with self.proc.stdout:
-            for line in self.proc.stdout:
-                self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def until(self, pattern: str, timeout_s: float) -> re.Match[str]:
-        end = time.monotonic() + timeout_s
-        while (left := end - time.monotonic()) > 0:
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            self.seen.append(line)
-            if m := re.search(pattern, line):
-                return m
-        raise AssertionError(f"no line matching {pattern!r}; output:\n" + "\n".join(self.seen))
-
-    def rest(self) -> list[str]:
-        out = []
-        while (line := self.lines.get(timeout=10)) is not None:
-            out.append(line)
-        return out
 
 
 def test_demo_service_end_to_end(browser: Browser) -> None:

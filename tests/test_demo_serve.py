@@ -5,9 +5,14 @@ at provisioning.  The live service with a browser: tests/test_demo_browser.py.""
 
 from __future__ import annotations
 
+import os
+import queue
+import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +29,7 @@ from sentinel.pipeline import Pipeline
 from sentinel.reasons import ReasonCode, is_admit
 from sentinel.trust import bundle as bm
 from sentinel.trust.store import StoreTrust
+from tests.servers import free_port
 
 
 def test_every_scripted_presentation_is_decided_as_scripted(tmp_path: Path) -> None:
@@ -61,6 +67,65 @@ def test_demo_config_is_a_device_config_on_the_local_publisher(tmp_path: Path) -
     assert cfg.web.enabled and (cfg.web.host, cfg.web.port) == ("127.0.0.1", 8181)
     assert cfg.trust.publisher_url == "http://127.0.0.1:9/" and cfg.gate.pin_factory == "mock"
     assert cfg.retention.retention_days == 1 and cfg.retention.purge_interval_s <= 60
+
+
+class Demo:
+    """``sentinel demo --serve`` in a subprocess; its stdout lines in a queue."""
+
+    def __init__(self, port: int, *extra: str) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sentinel", "demo", "--serve", "--port", str(port), *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        with self.proc.stdout:
+            for line in self.proc.stdout:
+                self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def until(self, pattern: str, timeout_s: float) -> re.Match[str]:
+        end = time.monotonic() + timeout_s
+        while (left := end - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
+            if m := re.search(pattern, line):
+                return m
+        raise AssertionError(f"no line matching {pattern!r}; output:\n" + "\n".join(self.seen))
+
+    def rest(self) -> list[str]:
+        out = []
+        while (line := self.lines.get(timeout=10)) is not None:
+            out.append(line)
+        return out
+
+
+def test_demo_service_runs_again_on_its_kept_directory(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    for run in range(2):  # the second start once failed: "user 'manager' already exists"
+        demo = Demo(free_port(), "--out", str(out))
+        try:
+            demo.until(r"Ctrl-C stops the demo", 90)
+            demo.until(r"\d\d:\d\d:\d\d ok   ADMIT", 10)
+        finally:
+            demo.proc.send_signal(signal.SIGINT)
+            rc = demo.proc.wait(timeout=30)
+        rest = demo.rest()
+        assert rc == 0, (run, demo.seen + rest)
+        assert (out / "data" / "journal.db").is_file()  # --out: kept after exit
 
 
 def _sentinel(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
