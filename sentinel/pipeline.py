@@ -231,8 +231,13 @@ class Pipeline:
         since, self.disk_full_since = self.disk_full_since, None
         assert since is not None
         log.warning("journal writes work again (%d event(s) not journaled)", self.unjournaled)
-        # The outage goes into the journal at the time it began, then its end.
-        self.notify(self._device_event_of(ReasonCode.DISK_FULL, "event", since))
+        # The outage goes into the journal at the time it began (the listeners were told
+        # then), then its end.
+        try:
+            self.journal.record(self._device_event_of(ReasonCode.DISK_FULL, "event", since))
+        except DiskFull as exc:
+            self._disk_full(exc, now)
+            return
         self.notify(self._device_event_of(ReasonCode.DISK_RECOVERED, "event", now))
 
     def _tell(self, event: Event, decision: Decision | None) -> None:

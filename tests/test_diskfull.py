@@ -75,6 +75,7 @@ def test_full_disk_keeps_the_gate_working_and_reports_disk_full(
         ((now + timedelta(seconds=20)).isoformat(), "DISK_RECOVERED"),
     ]
     assert seen[-2:] == [("event", "DISK_RECOVERED"), ("admit", "ADMIT")]
+    assert seen.count(("event", "DISK_FULL")) == 1  # told once, when it began
     assert pipe.disk_full_since is None
 
 
