@@ -338,3 +338,25 @@ def test_selftest_fails_its_disk_check_with_disk_full(small: Path) -> None:
     fill(small, 1024 * 1024)
     c = check_disk(small, SelftestOptions(min_free_mb=0, warn_free_mb=0))
     assert c.status == FAIL and "DISK_FULL" in c.detail
+
+
+def test_override_on_a_full_disk_opens_and_still_reaches_the_chain(small: Path) -> None:
+    from sentinel.gate.override import OverrideRequest, record_override
+
+    cfg = replace(Config(), data_dir=str(small / "data"))
+    factory = MockFactory()
+    with Gate(cfg.gate, pin_factory=factory) as gate, Journal(small / "data/j.db") as j:
+        pipe = Pipeline(cfg, StaticTrust(TrustList()), gate, j)
+        open_audit(small / "data").close()
+        j.write_reserve_bytes = free_bytes(small) + 1  # the journal refuses, the chain has room
+        eid = record_override(
+            OverrideRequest.parse("emergency", "staff-1"),
+            gate=gate,
+            pipeline=pipe,
+            data_dir=small / "data",
+        )
+        assert eid == "" and gate.grants == 1 and pipe.disk_full_since is not None
+    with open_audit(small / "data") as a:
+        (e,) = [e for e in a.entries() if e["kind"] == "override"]
+        a.verify()
+    assert '"journaled":false' in e["details"] and '"reason":"emergency"' in e["details"]

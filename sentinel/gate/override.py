@@ -7,6 +7,7 @@ visitor can reach the journal or the audit chain this way.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from sentinel.reasons import ReasonCode
+
+log = logging.getLogger(__name__)
 
 # The same keys as the kiosk's override menu (sentinel/web/app.py).
 OVERRIDE_REASONS: dict[str, tuple[str, str]] = {
@@ -57,7 +60,8 @@ def record_override(
 
     The audit entry is committed with the journal row (``audit_pending``) and then moved
     into the chain, so a crash between the two is repaired at the next start (review D4).
-    Raises JournalError after the gate opened when neither could be written (disk full).
+    On a full disk (the journal refuses) the entry goes to the chain alone and "" is
+    returned; the gate has opened either way.
     """
     from sentinel.errors import JournalError
     from sentinel.journal.audit import open_audit
@@ -76,8 +80,15 @@ def record_override(
         pipeline._device_event_of(ReasonCode.OVERRIDE, "override", now),
         audit=("override", details),
     )
-    if not event_id:
-        raise JournalError("override done but not recorded: the device's disk is full")
-    with open_audit(data_dir) as audit:
-        deliver(pipeline.journal, audit, now=now)
-    return event_id
+    if event_id:
+        with open_audit(data_dir) as audit:
+            deliver(pipeline.journal, audit, now=now)
+        return event_id
+    # Disk full: the journal refused (DISK_FULL is on the kiosk); the audit chain still
+    # has room below the journal's reserve, so the override goes there directly.
+    try:
+        with open_audit(data_dir) as audit:
+            audit.append("override", {**details, "event_id": "", "journaled": False}, now)
+    except JournalError as exc:
+        log.error("override at %s recorded nowhere (disk full): %s", now.isoformat(), exc)
+    return ""
