@@ -124,3 +124,35 @@ def test_es256_signature_must_be_exactly_r_and_s_of_32_bytes() -> None:
     with pytest.raises(CredentialError) as exc:
         hc.verify_code(text(padded), keys, NOW)
     assert exc.value.reason is ReasonCode.BAD_SIGNATURE
+
+
+def test_text_without_the_hc_prefix_is_unreadable() -> None:
+    good = code(claims())
+    assert reason("HX:" + good[3:]) is ReasonCode.UNREADABLE
+    assert reason(good[3:]) is ReasonCode.UNREADABLE
+
+
+def test_default_freshness_window_and_lifetime_cap() -> None:
+    """Defaults of ``verify_code``: 30 s of clock skew either side, 10 minutes of lifetime."""
+    text = code(claims())  # iat T, exp T + 120
+    assert hc.verify_code(text, KEYS, NOW + timedelta(seconds=150)).status == "green"
+    assert reason(text, NOW + timedelta(seconds=151)) is ReasonCode.CODE_EXPIRED
+    assert hc.verify_code(text, KEYS, NOW - timedelta(seconds=30)).status == "green"
+    assert reason(text, NOW - timedelta(seconds=31)) is ReasonCode.CODE_NOT_YET_VALID
+    assert hc.verify_code(code(claims(exp=T + 600)), KEYS, NOW).status == "green"
+    assert reason(code(claims(exp=T + 601))) is ReasonCode.SCHEMA_INVALID
+    assert reason(code(claims(exp=T))) is ReasonCode.SCHEMA_INVALID  # exp must follow iat
+
+
+def test_issuing_key_validity_is_inclusive_at_both_ends() -> None:
+    start, end = NOW - timedelta(days=1), NOW + timedelta(days=1)
+    keys = HealthCodeKeys((IssuingKey(KID, -8, KEY.public_key(), start, end),))
+    for at in (start, end):
+        t = int(at.timestamp())
+        text = code(claims(iat=t, exp=t + 60))
+        assert hc.verify_code(text, keys, at).status == "green"
+    t = int(end.timestamp()) + 1
+    late = code(claims(iat=t, exp=t + 60))
+    with pytest.raises(CredentialError) as exc:
+        hc.verify_code(late, keys, end + timedelta(seconds=1))
+    assert exc.value.reason is ReasonCode.SIGNER_NOT_VALID
