@@ -4,6 +4,7 @@
     scripts/mutation.sh sentinel/policy.py            # one module, its own tests
     scripts/mutation.sh sentinel/policy.py --list     # the mutants only, no test run
     scripts/mutation.sh all                           # every module below, in turn
+    scripts/mutation.sh sentinel/dcc.py --sample 40   # a seeded sample of 40 mutants
 
 Why not mutmut or cosmic-ray: both mutate every operator and constant (thousands of mutants
 for these modules) and, for mutmut 3, need the whole suite to run under its trampoline; on
@@ -342,12 +343,19 @@ def _drop_pyc(path: Path) -> None:
         f.unlink(missing_ok=True)
 
 
-def run_module(module: str, *, only_list: bool, json_out: Path | None) -> tuple[int, int]:
+def run_module(
+    module: str, *, only_list: bool, json_out: Path | None, sample: int = 0, seed: int = 1
+) -> tuple[int, int]:
     path = ROOT / module
     tests = [t for t in TESTS.get(module, []) if (ROOT / t).exists()]
     if not tests:
         raise SystemExit(f"mutation: no tests mapped to {module} (edit TESTS in {__file__})")
     found = mutants(path)
+    if sample and sample < len(found):  # a seeded sample: the same mutants on every run
+        import random
+
+        picked = sorted(random.Random(f"{seed}:{module}").sample(range(len(found)), sample))
+        found = [found[i] for i in picked]
     equivalent = _equivalent(module)
     if only_list:
         for m, _ in found:
@@ -405,13 +413,17 @@ def main() -> int:
     ap.add_argument("module", help="a module path such as sentinel/policy.py, or 'all'")
     ap.add_argument("--list", action="store_true", help="print the mutants, run nothing")
     ap.add_argument("--json", type=Path, help="write every mutant and its result here")
+    ap.add_argument("--sample", type=int, default=0, help="a seeded sample of N mutants")
+    ap.add_argument("--seed", type=int, default=1, help="seed of --sample")
     args = ap.parse_args()
     modules = list(TESTS) if args.module == "all" else [args.module]
     total_k = total_s = 0
     for mod in modules:
         if mod not in TESTS:
             raise SystemExit(f"mutation: unknown module {mod}; one of: {', '.join(TESTS)}")
-        k, s = run_module(mod, only_list=args.list, json_out=args.json)
+        k, s = run_module(
+            mod, only_list=args.list, json_out=args.json, sample=args.sample, seed=args.seed
+        )
         total_k, total_s = total_k + k, total_s + s
     if len(modules) > 1 and not args.list:
         print(
