@@ -154,3 +154,47 @@ def test_cose_structure_edges(signer: di.IssuerKey, trust: TrustList) -> None:
         [cbor2.dumps([1, 2]), {}, cose.payload, cose.signature],  # protected not a map
     ):
         assert _decide(hc1(bad), trust) is ReasonCode.MALFORMED, bad
+
+
+def test_key_usage_restricts_what_a_signer_may_sign() -> None:
+    """DCC Vol. 3 §5 (EKU OIDs): a test-only signer signs no vaccinations."""
+    only_t = di.make_signer(
+        "XX", cert_types="t", not_before=NOW - timedelta(days=9), not_after=NOW + timedelta(days=9)
+    )
+    trust = TrustList.from_certificates([only_t.der], country="XX")
+    assert dcc.certificate_types(only_t.certificate) == frozenset("t")
+    test = _issue(di.test(NOW - timedelta(hours=5)), only_t)
+    vac = _issue(di.vaccination(on="2022-01-10"), only_t)
+    assert _decide(test, trust) is ReasonCode.ADMIT
+    assert _decide(vac, trust) is ReasonCode.SIGNER_NOT_ALLOWED
+
+
+def test_colliding_kids_are_each_tried(signer: di.IssuerKey) -> None:
+    """Two trusted certificates under one kid (kids are 8 bytes): the one that verifies
+    signs, whichever comes first; neither verifying is a bad signature."""
+    from sentinel.credentials.trustlist import Signer
+
+    other = di.make_signer(
+        "XX",
+        not_before=datetime(2021, 1, 1, tzinfo=UTC),
+        not_after=datetime(2030, 1, 1, tzinfo=UTC),
+    )
+    text = _issue(di.vaccination(on="2022-01-10"), signer)
+    kid = signer.kid
+    for order in ((other, signer), (signer, other)):
+        trust = TrustList(Signer(kid, "XX", k.certificate) for k in order)
+        assert _decide(text, trust) is ReasonCode.ADMIT
+    wrong = TrustList([Signer(kid, "XX", other.certificate)])
+    assert _decide(text, wrong) is ReasonCode.BAD_SIGNATURE
+
+
+def test_expiry_and_issue_time_edges_with_the_clock_skew(signer: di.IssuerKey) -> None:
+    """exp is honoured up to the skew (5 min by default), iat may lie up to the skew ahead."""
+    trust = TrustList.from_certificates([signer.der], country="XX")
+    skew = timedelta(minutes=5)
+    exp = NOW + timedelta(days=1)
+    text = di.issue(di.vaccination(on="2022-01-10"), signer, issued_at=NOW, expires_at=exp)
+    assert _decide(text, trust, exp + skew) is ReasonCode.ADMIT
+    assert _decide(text, trust, exp + skew + timedelta(seconds=1)) is ReasonCode.EXPIRED
+    assert _decide(text, trust, NOW - skew) is ReasonCode.ADMIT
+    assert _decide(text, trust, NOW - skew - timedelta(seconds=1)) is ReasonCode.NOT_YET_VALID
