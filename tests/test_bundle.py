@@ -292,3 +292,19 @@ def test_batch_cbc_mac_equals_the_library_cbc_mode() -> None:
     assert np.asarray(many).shape == (4, 16)
     with pytest.raises(ValueError):
         ss.mac_message(b"x" * 80)
+
+
+def test_inflate_runs_in_bounded_memory(tmp_path) -> None:
+    """Value columns compress ~1000:1; one read must not inflate to the whole set."""
+    import hashlib
+    import tracemalloc
+    import zlib
+
+    raw = b"\0" * (64 << 20)
+    z = tmp_path / "z"
+    z.write_bytes(zlib.compress(raw, 9))
+    tracemalloc.start()
+    ss.decompress_to(z, tmp_path / "out", len(raw), hashlib.sha256(raw).hexdigest())
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 8 << 20

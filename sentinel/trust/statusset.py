@@ -431,14 +431,20 @@ def compress_to(src: Path, dest: Path, level: int = 1) -> None:
         fo.write(comp.flush())
 
 
+_OUT = 1 << 20  # at most this much inflated output per call: bounded memory, whatever the ratio
+
+
 def decompress_to(src: Path, dest: Path, raw_size: int, raw_sha256: str) -> None:
-    """Inflate a downloaded part into ``dest`` with a hard cap; check the raw digest."""
+    """Inflate a downloaded part into ``dest`` with a hard cap; check the raw digest.
+
+    Output comes in pieces of at most ``_OUT`` bytes: the value columns compress a
+    thousandfold, so one megabyte read could otherwise inflate to hundreds."""
     d = zlib.decompressobj()
     h = hashlib.sha256()
     total = 0
     with src.open("rb") as fi, dest.open("wb") as fo:
         for chunk in iter(lambda: fi.read(1 << 20), b""):
-            out = d.decompress(chunk, raw_size + 1 - total)
+            out = d.decompress(chunk, min(_OUT, raw_size + 1 - total))
             while True:
                 total += len(out)
                 if total > raw_size:
@@ -447,7 +453,7 @@ def decompress_to(src: Path, dest: Path, raw_size: int, raw_sha256: str) -> None
                 fo.write(out)
                 if not d.unconsumed_tail:
                     break
-                out = d.decompress(d.unconsumed_tail, raw_size + 1 - total)
+                out = d.decompress(d.unconsumed_tail, min(_OUT, raw_size + 1 - total))
         tail = d.flush()
         total += len(tail)
         if total > raw_size:
