@@ -76,7 +76,8 @@ class Periodic:
 def make_trust(cfg: Config) -> TrustProvider:
     """The applied bundle under data_dir (or, with trust.publisher_url, the one to come),
     falling back to trust.trust_file until a bundle is applied."""
-    from sentinel.trust.store import BundleStore, StoreTrust
+    from sentinel.trust.applied import StoreTrust
+    from sentinel.trust.store import BundleStore
 
     fallback = FileTrust(cfg.trust.trust_file, cfg.trust) if cfg.trust.trust_file else None
     if cfg.trust.publisher_url or BundleStore.exists(cfg.data_dir):

@@ -33,7 +33,8 @@ from sentinel.config import TrustConfig
 from sentinel.credentials.trustlist import TrustList
 from sentinel.trust import bundle as bm
 from sentinel.trust import sealing
-from sentinel.trust.store import BundleStore, StoreTrust
+from sentinel.trust.applied import StoreTrust
+from sentinel.trust.store import BundleStore
 from sentinel.trust.sync import DirSource, Syncer, SyncResult
 
 __all__ = [

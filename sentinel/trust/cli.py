@@ -68,7 +68,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 
 def status_report(cfg: Any, now: datetime) -> dict[str, Any]:
     """What ``sentinel status`` prints, as a dict (also used by tests and other areas)."""
-    from sentinel.trust.store import BundleStore, StoreTrust
+    from sentinel.trust.applied import StoreTrust
+    from sentinel.trust.store import BundleStore
 
     out: dict[str, Any] = {"data_dir": str(cfg.data_dir), "version": None}
     if not BundleStore.exists(cfg.data_dir):
