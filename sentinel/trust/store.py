@@ -1,16 +1,18 @@
-"""The device's applied credential set: SQLite store + mmapped status file, and its provider.
+"""The device's applied credential set: the SQLite store and its status files.
 
 Layout under ``<data_dir>/trust/``::
 
     store.db                 SQLite: table meta (key → value), table parts (name, sha256, data)
-    status/<sha256>.sset     the applied status set, named by its digest (see statusset.py)
+    status/<digest>.sset     the base status set, paged (``statusfile.py``)
+    status/overlay-*.sset    the deltas applied since the base, composed (small, paged)
     staging/                 downloads in progress (cleared before each sync)
     apply.lock               one sync at a time (daemon timer, `sentinel sync`)
 
-The provider over this store is ``applied.StoreTrust``.  Apply is all-or-nothing: the new status file is written and checked under its own name
-first, then one SQLite transaction switches version, manifest, small parts and the status
-file name.  A reader sees the old bundle or the new one, never a mix; a crash before
-the commit leaves the old bundle in place.
+Apply is all-or-nothing: new status files are written, fsynced and checked under their
+own names first, then one SQLite transaction switches version, manifest, small parts and
+the status file names.  A reader sees the old bundle or the new one, never a mix; a crash
+(SIGKILL, power) before the commit leaves the old bundle in place.  The provider over
+this store is ``applied.StoreTrust``.
 """
 
 from __future__ import annotations
