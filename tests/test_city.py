@@ -393,3 +393,24 @@ def test_index_plan_explained(db: psycopg.Connection, pg_dsn: str) -> None:
         (["v0000"],),
     )
     assert any(n.get("Index Name") == "alerts_venue_open" for n in nodes), nodes
+
+
+def test_cli_hierarchy_import_and_rollup_check(
+    db: psycopg.Connection, pg_dsn: str, tmp_path: Path
+) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "sentinel", "central", *args, "--dsn", pg_dsn],
+            capture_output=True,
+            text=True,
+        )
+
+    (tmp_path / "city.csv").write_text(CSV)
+    assert "imported 5 venues" in cli("hierarchy-import", str(tmp_path / "city.csv")).stdout
+    write(pg_dsn, [event(f"v000{i % 5}", i) for i in range(20)])
+    ok = cli("rollup-check")
+    assert ok.returncode == 0 and "match a full recount" in ok.stdout
+    db.execute("UPDATE rollup_daily SET n = n + 1 WHERE level = 2 AND area = 'bund-st'")
+    bad = cli("rollup-check")
+    assert bad.returncode == 1 and "daily roll-ups DIFFER" in bad.stdout
+    assert cli("scope-add", "u", "planet", "x").returncode == 1

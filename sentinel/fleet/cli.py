@@ -138,11 +138,11 @@ def _cmd(args: argparse.Namespace) -> int:
     elif args.action == "rollup-check":
         from sentinel.fleet.city import recount, stored_rollups
 
-        for unit in ("hour", "day"):
+        for unit, label in (("hour", "hourly"), ("day", "daily")):
             want, got = recount(conn, unit), stored_rollups(conn, unit)
-            print(f"{unit}ly roll-ups: {len(got)} rows stored, {len(want)} recounted")
+            print(f"{label} roll-ups: {len(got)} rows stored, {len(want)} recounted")
             if want != got:
-                print(f"{unit}ly roll-ups DIFFER from a full recount")
+                print(f"{label} roll-ups DIFFER from a full recount")
                 return 1
         print("roll-ups match a full recount")
     elif args.action == "purge":
