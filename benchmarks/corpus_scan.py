@@ -303,11 +303,12 @@ def _curve(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     m = img.shape[0] // 6  # room for the bend
     img = cv2.copyMakeBorder(img, m, m, m // 2, m // 2, cv2.BORDER_CONSTANT, value=235)
     h, w = img.shape
-    k = float(rng.uniform(0.03, 0.07))
+    k = float(rng.uniform(0.01, 0.035))
+    bend = float(rng.uniform(0.4, 0.75))  # half the arc, radians
     xs = np.linspace(-1, 1, w, dtype=np.float32)
-    src_x = (np.arcsin(np.clip(xs * np.sin(1.2), -1, 1)) / 1.2 + 1) / 2 * (w - 1)
+    src_x = (np.arcsin(np.clip(xs * np.sin(bend), -1, 1)) / bend + 1) / 2 * (w - 1)
     map_x = np.tile(src_x, (h, 1))
-    map_y = np.arange(h, dtype=np.float32)[:, None] - k * h * (1 - np.cos(xs * 1.2))[None, :]
+    map_y = np.arange(h, dtype=np.float32)[:, None] - k * h * (1 - np.cos(xs * bend))[None, :]
     return cv2.remap(
         img, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR, borderValue=235
     )

@@ -116,8 +116,8 @@ def normalize(cell: np.ndarray) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--samples", type=int, default=40000)
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--samples", type=int, default=16000)
+    p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=9303)
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
@@ -157,14 +157,22 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             acc = (net(torch.from_numpy(xv)).argmax(1).numpy() == yv).mean()
         print(f"epoch {epoch + 1}: loss {loss.item():.3f}, held-out accuracy {acc:.4f}", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    axes = {"cell": {0: "n"}, "logits": {0: "n"}}
-    torch.onnx.export(
-        net, torch.zeros(1, 1, CELL_H, CELL_W), str(args.out), input_names=["cell"],
-        output_names=["logits"], opset_version=13, dynamic_axes=axes, dynamo=False,
-    )  # fmt: skip
+        export(net, args.out)  # after every epoch: a usable model early on a busy machine
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes) in {time.time() - t:.0f} s")
     return 0
+
+
+def export(net: object, out: Path) -> None:
+    import torch
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    axes = {"cell": {0: "n"}, "logits": {0: "n"}}
+    torch.onnx.export(
+        net, torch.zeros(1, 1, CELL_H, CELL_W), str(tmp), input_names=["cell"],
+        output_names=["logits"], opset_version=13, dynamic_axes=axes, dynamo=False,
+    )  # fmt: skip
+    tmp.replace(out)  # atomically: a reader never sees half a model
 
 
 if __name__ == "__main__":

@@ -78,3 +78,45 @@ def test_a_read_with_an_impossible_issuing_state_is_not_returned() -> None:
     assert IdReader(fuse=False).read(frame) == []
     good = synth.render_id_card(lines[0][:2] + "NLD" + lines[0][5:] + "\n" + lines[1], seed=3)
     assert IdReader(fuse=False).read(synth.place_image(good, 1280, 720, synth.Degrade(fill=0.8)))
+
+
+def test_a_close_check_digit_blind_rival_keeps_a_read_from_one_frame() -> None:
+    """S (28) and 8 differ by 20: the 7-3-1 check digits cannot tell them apart, so a cell
+    whose runner-up is such a rival is ambiguous; an unrelated runner-up is not."""
+    from sentinel.scan.mrz import _WHITELIST, decide_cells
+
+    def cell(winner: str, rival: str, p_rival: float) -> np.ndarray:
+        p = np.full(len(_WHITELIST), 0.001)
+        p[_WHITELIST.index(winner)] = 0.8
+        p[_WHITELIST.index(rival)] = p_rival
+        return p
+
+    assert decide_cells(np.stack([cell("8", "S", 0.3)]), "N")[2] is True
+    assert decide_cells(np.stack([cell("8", "B", 0.3)]), "N")[2] is False  # the digit sees it
+    assert decide_cells(np.stack([cell("8", "S", 0.01)]), "N")[2] is False
+    # a digits-only field has no blind rival at all (digits differ by less than ten)
+    assert decide_cells(np.stack([cell("8", "S", 0.3)]), "D") == ("8", pytest.approx(0.8), False)
+
+
+def test_votes_split_between_blind_rivals_decide_nothing() -> None:
+    s_read = _flip(TD3, 1, 1, "S")  # "L8989..." read as "LS989...": the same check digits
+    assert iddoc.parse_mrz(s_read).number != iddoc.parse_mrz(TD3).number  # both pass!
+    votes = MrzVotes()
+    assert votes.add(TD3, 0.8) is None
+    assert votes.add(s_read, 0.7) is None  # split 8/S: no decision
+    assert votes.add(TD3, 0.8) is None  # 1.6 vs 0.7: still too close
+    votes.add(TD3, 0.8)
+    assert votes.add(TD3, 0.8) == TD3  # 3.2 vs 0.7: settled
+
+
+def test_the_shipped_classifier_reads_a_card() -> None:
+    from sentinel.scan.ocrb_net import MODEL
+
+    assert MODEL.is_file() and MODEL.stat().st_size > 100_000  # shipped in the package
+    rng = np.random.default_rng(31)
+    text = synth.make_mrz("TD3", rng)
+    frame = synth.place_image(
+        synth.render_id_card(text, seed=4), 1280, 720, synth.Degrade(fill=0.8)
+    )
+    (sym,) = IdReader("cnn", fuse=False).read(frame)
+    assert iddoc.parse_mrz(sym.text).number == iddoc.parse_mrz(text).number

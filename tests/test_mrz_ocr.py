@@ -54,7 +54,7 @@ def test_template_ocr_respects_field_classes() -> None:
     card = synth.render_id_card("11010519491231002X", seed=1)
     h = card.shape[0]
     (strip,) = split_lines(card[h - 112 : h - 50, 250:])  # the number line, no label
-    text, score = ocr.read_line(ocr.prepare(strip), "D" * 17 + "X")
+    text, score, _ = ocr.read_line(ocr.prepare(strip), "D" * 17 + "X")
     assert text == "11010519491231002X" and score > 0.8
 
 

@@ -3,7 +3,8 @@
 Each frame's best raw read of a zone (checked or not) votes per character, weighted by
 its match score; after every frame the per-position winners form a fused text, which is
 accepted only when it passes every check the single-frame reads must pass (all check
-digits, the composite, ICAO 9303 lists, real dates).  So two frames that each misread a
+digits, the composite, ICAO 9303 lists, real dates) and no position is split between
+characters the check digits cannot tell apart.  So two frames that each misread a
 different character still give the right zone, and a wrong one still needs every check
 digit to agree with it.  Votes are dropped after ``forget_after`` frames without a read of
 that shape (the document went away).
@@ -57,6 +58,8 @@ class MrzVotes:
         if self._frames[shape] < 2:
             return None
         flat = "".join(max(v.items(), key=lambda kv: kv[1])[0] for v in votes)
+        if any(_blind_rival(v) for v in votes):
+            return None  # frames split between characters no check digit tells apart
         fused, k = [], 0
         for n in shape:
             fused.append(flat[k : k + n])
@@ -76,3 +79,18 @@ class MrzVotes:
                 self._votes.pop(shape, None)
                 self._frames.pop(shape, None)
                 self._idle.pop(shape, None)
+
+
+def _blind_rival(votes: dict[str, float]) -> bool:
+    """Whether the runner-up of a position differs from the winner by a multiple of ten in
+    ICAO value (invisible to the 7-3-1 check digit) and got a quarter of its votes."""
+    from sentinel.scan.mrz import _VALUES, _WHITELIST
+
+    if len(votes) < 2:
+        return False
+    winner, w = max(votes.items(), key=lambda kv: kv[1])
+    u = _VALUES[_WHITELIST.index(winner)]
+    for ch, weight in votes.items():
+        if ch != winner and (_VALUES[_WHITELIST.index(ch)] - u) % 10 == 0 and weight > 0.25 * w:
+            return True
+    return False

@@ -1,30 +1,34 @@
-"""ID documents from a camera frame: find long text lines (an MRZ block or an identity
-number), deskew them, OCR them with Tesseract, and hand back ``Symbol``s whose text
-passed every check digit.
-
-OCR runs Debian's ``tesseract`` binary with the image piped through stdin and the text
-read from stdout, so no crop of a document ever touches the disk.  The character set is
-restricted to the MRZ alphabet.  A read is returned only when ``sentinel.credentials.
-iddoc`` accepts it (all check digits, the composite, real dates), so an OCR error asks
-for another frame instead of producing a wrong number.
+"""ID documents from a camera frame: find the machine-readable zone or an identity
+number (``mrz_locate``: line by line, any orientation), rectify it, cut it into lines of
+the fixed pitch of each layout (TD1 3×30, TD2 2×36, TD3 2×44, GB 11643 1×18), read them
+(``mrz_ocr`` templates, ``ocrb_net`` network or Tesseract), and hand back ``Symbol``s that
+passed every check: all check digits, the composite, ICAO 9303's document-code and
+state lists, real dates (``credentials.iddoc``), and no check-digit-blind rival close to
+a character of a protected field.  Reads of several frames vote per character
+(``fusion``).  Nothing here writes an image to disk.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
 
-from sentinel.errors import CredentialError, HardwareError
+from sentinel.errors import CredentialError
+from sentinel.scan.mrz_ocr import (  # noqa: F401 - OCRB_FONT, TemplateOCR: public here too
+    _LAYOUTS,
+    _MASKS,
+    _VALUES,
+    _WHITELIST,
+    OCRB_FONT,
+    TemplateOCR,
+    TesseractOCR,
+    decide_cells,
+)
 from sentinel.scan.symbol import Symbol
 
-_WHITELIST = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<"
 _LOCATE_WIDTH = 640  # locate lines on a downscaled copy: cheap, and enough for MRZ text
-OCRB_FONT = "/usr/share/fonts/opentype/ocr-b/OCRB.otf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,173 +237,6 @@ def _level(crop: np.ndarray, ink: np.ndarray, a: int, b: int, x0: int, x1: int) 
     return level[top : bottom + 1, cols[0] : cols[-1] + 1]
 
 
-class TemplateOCR:
-    """Fixed-pitch OCR of OCR-B text by normalized correlation with rendered glyphs.
-
-    MRZ text is one font (OCR-B, ISO 1073-2) at a fixed pitch, and the number of
-    characters per line is fixed by the format, so each line is cut into ``n`` cells and
-    every cell is matched against the 37 glyphs rendered from Debian's ``fonts-ocr-b``.
-    """
-
-    def __init__(
-        self, font_path: str = OCRB_FONT, *, height_px: int = 20, classifier: Any = None
-    ) -> None:
-        from PIL import Image, ImageDraw, ImageFont
-
-        # ocrb_net.CellClassifier: when set, templates only place the cells and the
-        # network names the characters (measured better on degraded print, see docs)
-        self.classifier = classifier
-
-        size = 100
-        font = ImageFont.truetype(font_path, size)
-        adv = font.getlength("0")
-        top, bottom = int(0.17 * size), int(0.96 * size)
-        self.height = height_px
-        self.adv_ratio = adv / (bottom - top)  # a glyph's advance over the line height
-        self.cell_w = max(8, round(height_px * self.adv_ratio))
-        self.ink_ratio = 0.0
-        glyphs = []
-        widths = []
-        for ch in _WHITELIST:
-            img = Image.new("L", (int(adv) + 4, size + 20), 255)
-            ImageDraw.Draw(img).text((2, 0), ch, fill=0, font=font)
-            a = np.asarray(img)[top:bottom, 2 : 2 + int(adv)]
-            cols = np.flatnonzero((a < 128).sum(axis=0))
-            widths.append((cols[-1] - cols[0] + 1) / adv if len(cols) else 0.0)
-            glyphs.append(cv2.resize(a, (self.cell_w, height_px), interpolation=cv2.INTER_AREA))
-        self.glyphs = glyphs
-        # mean ink width of a glyph as a fraction of the pitch: places the last cell
-        self.ink_ratio = float(np.mean(widths))
-
-    def prepare(self, strip: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-        """Match every glyph along one strip: (responses per glyph and x, ink width at
-        the template height, the padded line)."""
-        h, w = strip.shape[:2]
-        if h < 2 or w < 2:  # nothing left of the strip after levelling
-            return np.full((len(self.glyphs), 1), -1.0, np.float32), 0.0, strip
-        scale = self.height / h
-        new_w = max(int(w * scale), self.cell_w + 1)
-        line = cv2.resize(strip, (new_w, self.height), interpolation=cv2.INTER_AREA)
-        line = cv2.copyMakeBorder(line, 0, 0, self.cell_w, self.cell_w, cv2.BORDER_REPLICATE)
-        resp = np.stack([cv2.matchTemplate(line, g, cv2.TM_CCOEFF_NORMED)[0] for g in self.glyphs])
-        return resp, w * scale, line
-
-    def read_line(self, prepared: tuple, classes: str) -> tuple[str, float]:
-        """Read ``len(classes)`` characters from a prepared strip, each among the characters
-        its class allows (``_CLASSES``); return the text and its mean match score."""
-        resp, ink_w = prepared[0], prepared[1]
-        n = len(classes)
-        pad = self.cell_w
-        pitch = ink_w / (n - 1 + self.ink_ratio)
-        masks = {
-            c: np.array([ch in allowed for ch in _WHITELIST]) for c, allowed in _CLASSES.items()
-        }
-        # the first glyph's left ink edge is at ``pad``; glyphs have about
-        # (1 - ink_ratio)/2 of a pitch of side bearing
-        x = pad - (1 - self.ink_ratio) / 2 * pitch
-        text, scores, starts = [], [], []
-        slack = max(1, int(pitch * 0.25))
-        width = resp.shape[1]
-        for cls in classes:
-            lo, hi = max(0, int(round(x)) - slack), min(width, int(round(x)) + slack + 1)
-            if lo >= hi:
-                return "", 0.0
-            allowed = np.where(masks[cls][:, None], resp[:, lo:hi], -1.0)
-            g, j = np.unravel_index(int(np.argmax(allowed)), allowed.shape)
-            i = lo + int(j)
-            text.append(_WHITELIST[int(g)])
-            scores.append(float(allowed[g, j]))
-            starts.append(i)
-            # follow the found glyph, but keep to the pitch (drift from keystone)
-            x = 0.5 * (x + i) + pitch
-        if self.classifier is not None and len(prepared) > 2:
-            return self._classify(prepared[2], starts, pitch, classes)
-        return "".join(text), float(np.mean(scores))
-
-    def _classify(
-        self, line: np.ndarray, starts: list[int], pitch: float, classes: str
-    ) -> tuple[str, float]:
-        """Name the characters of the cells the templates placed, with the network; each
-        cell is resampled to the pitch the network was trained on."""
-        from sentinel.scan.ocrb_net import CELL_H, CELL_OFFSET, CELL_W
-
-        f = pitch / self.cell_w  # line pixels per training pixel
-        cells = []
-        for i in starts:
-            a = int(round(i - CELL_OFFSET * f))
-            b = int(round(a + CELL_W * f))
-            cell = line[:, max(0, a) : max(0, a) + max(1, b - a)]
-            if cell.shape[1] < 2:
-                cell = np.full((CELL_H, CELL_W), 255, np.uint8)
-            cells.append(cv2.resize(cell, (CELL_W, CELL_H), interpolation=cv2.INTER_LINEAR))
-        probs = self.classifier.probs(cells)
-        text, scores = [], []
-        for p, cls in zip(probs, classes, strict=True):
-            masked = np.where(_MASKS[cls], p, -1.0)
-            k = int(np.argmax(masked))
-            text.append(_WHITELIST[k])
-            scores.append(float(masked[k]))
-        return "".join(text), float(np.mean(scores))
-
-
-class TesseractOCR:
-    """Debian's ``tesseract`` over pipes (no temporary files), MRZ alphabet only."""
-
-    def __init__(self, binary: str = "tesseract", *, timeout_s: float = 5.0) -> None:
-        path = shutil.which(binary)
-        if path is None:
-            raise HardwareError("tesseract is not installed (apt-get install tesseract-ocr)")
-        self.binary = path
-        self.timeout_s = timeout_s
-
-    def read(self, image: np.ndarray, *, psm: int = 6) -> str:
-        ok, png = cv2.imencode(".png", image)
-        if not ok:
-            return ""
-        cmd = [
-            self.binary, "stdin", "stdout", "--psm", str(psm), "--oem", "1", "-l", "eng",
-            "-c", f"tessedit_char_whitelist={_WHITELIST}", "-c", "load_system_dawg=0",
-            "-c", "load_freq_dawg=0",
-        ]  # fmt: skip
-        try:
-            res = subprocess.run(  # noqa: S603 - fixed argv, no shell, image on stdin
-                cmd,
-                input=png.tobytes(),
-                capture_output=True,
-                timeout=self.timeout_s,
-                check=False,
-                env={"OMP_THREAD_LIMIT": "1", "PATH": "/usr/bin:/bin"},
-            )
-        except subprocess.TimeoutExpired:
-            return ""
-        return res.stdout.decode("ascii", "replace")
-
-
-# Per-position character classes of each layout (ICAO 9303-4/5/6; GB 11643 for the
-# identity number).  Reading a cell only among the characters its field allows removes
-# the O/0, I/1, B/8 confusions of OCR-B; check digits still verify every field.
-# L letter, A letter or filler, N letter/digit/filler, D digit, d digit or filler,
-# S sex, X digit or 'X'
-_CLASSES = {
-    "L": "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
-    "A": "ABCDEFGHIJKLMNOPQRSTUVWXYZ<",
-    "N": _WHITELIST,
-    "D": "0123456789",
-    "d": "0123456789<",
-    "S": "MFX<",
-    "X": "0123456789X",
-}
-_MASKS = {c: np.array([ch in allowed for ch in _WHITELIST]) for c, allowed in _CLASSES.items()}
-_LAYOUTS = {
-    3: (("LA" + "AAA" + "N" * 9 + "d" + "N" * 15,
-         "D" * 7 + "S" + "D" * 7 + "AAA" + "N" * 11 + "D",
-         "A" * 30),),
-    2: (("LA" + "A" * 42, "N" * 9 + "d" + "AAA" + "D" * 7 + "S" + "D" * 7 + "N" * 14 + "dD"),
-        ("LA" + "A" * 34, "N" * 9 + "d" + "AAA" + "D" * 7 + "S" + "D" * 7 + "N" * 7 + "D")),
-    1: (("D" * 17 + "X",),),
-}  # fmt: skip
-
-
 class IdReader:
     """Finds and reads MRZ blocks and identity numbers in a frame; verified reads only.
 
@@ -425,10 +262,10 @@ class IdReader:
             self._template = TemplateOCR()
         self._tesseract = TesseractOCR() if engine == "tesseract" else None
 
-    def _texts(self, crop: np.ndarray, expect_h: float = 0.0) -> list[tuple[str, float]]:
-        """Candidate readings of the block, each with its mean match score."""
+    def _texts(self, crop: np.ndarray, expect_h: float = 0.0) -> list[tuple[str, float, bool]]:
+        """Candidate readings of the block: (text, mean match score, ambiguous)."""
         if self._tesseract is not None:
-            return [(self._tesseract.read(cv2.resize(crop, None, fx=2, fy=2)), 0.0)]
+            return [(self._tesseract.read(cv2.resize(crop, None, fx=2, fy=2)), 0.0, False)]
         if self._cnn is not None:
             return self._cnn_texts(crop, expect_h)
         assert self._template is not None
@@ -457,11 +294,12 @@ class IdReader:
                     reads = [
                         self._template.read_line(p, cl) for p, cl in zip(lines, layout, strict=True)
                     ]
-                    text = "\n".join(t for t, _ in reads)
-                    out.append((text, float(np.mean([sc for _, sc in reads]))))
+                    text = "\n".join(r[0] for r in reads)
+                    score = float(np.mean([r[1] for r in reads]))
+                    out.append((text, score, any(r[2] for r in reads)))
         return out
 
-    def _cnn_texts(self, crop: np.ndarray, expect_h: float) -> list[tuple[str, float]]:
+    def _cnn_texts(self, crop: np.ndarray, expect_h: float) -> list[tuple[str, float, bool]]:
         assert self._cnn is not None
         ink = _binarize(crop)
         spans = line_spans(crop, ink, expect_h)[-5:]
@@ -486,13 +324,10 @@ class IdReader:
                     ps = [probs(sp, len(cl)) for sp, cl in zip(run, layout, strict=True)]
                     if any(p is None for p in ps):
                         continue
-                    texts, scores = [], []
-                    for p, cl in zip(ps, layout, strict=True):
-                        masked = np.where(np.stack([_MASKS[c] for c in cl]), p, -1.0)
-                        idx = masked.argmax(axis=1)
-                        texts.append("".join(_WHITELIST[i] for i in idx))
-                        scores.append(float(masked[np.arange(len(cl)), idx].mean()))
-                    out.append(("\n".join(texts), float(np.mean(scores))))
+                    reads = [decide_cells(p, cl) for p, cl in zip(ps, layout, strict=True)]
+                    text = "\n".join(r[0] for r in reads)
+                    score = float(np.mean([r[1] for r in reads]))
+                    out.append((text, score, any(r[2] for r in reads)))
         return out
 
     def read(self, frame: np.ndarray) -> list[Symbol]:
@@ -517,7 +352,7 @@ class IdReader:
                     if self.votes is not None:
                         self.votes.reset()
                     return found
-                for text, score in texts:
+                for text, score, _ in texts:
                     if "\n" in text and (best is None or score > best[0]):
                         best = (score, text, block)
         if self.votes is None:
@@ -531,10 +366,12 @@ class IdReader:
         self.votes.reset()
         return [Symbol("MRZ", fused, fused.encode("ascii"), _poly(best[2]))]
 
-    def _verified(self, texts: list[tuple[str, float]], block: object) -> list[Symbol]:
+    def _verified(self, texts: list[tuple[str, float, bool]], block: object) -> list[Symbol]:
         from sentinel.credentials import iddoc
 
-        for text, _ in texts:
+        for text, _, ambiguous in texts:
+            if ambiguous:  # fusion across frames may still settle it
+                continue
             for kind, candidate in _candidates(text):
                 try:
                     if kind == "MRZ":

@@ -1,0 +1,183 @@
+"""OCR of MRZ lines: OCR-B template matching, Tesseract over pipes, the per-field
+character classes of ICAO 9303 layouts, and the check-digit blind spots a read must
+stay clear of.  ``mrz.IdReader`` uses these; ``ocrb_net`` is the network engine."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import cv2
+import numpy as np
+
+from sentinel.errors import HardwareError
+
+_WHITELIST = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<"
+OCRB_FONT = "/usr/share/fonts/opentype/ocr-b/OCRB.otf"
+
+
+class TemplateOCR:
+    """Fixed-pitch OCR of OCR-B text by normalized correlation with rendered glyphs.
+
+    MRZ text is one font (OCR-B, ISO 1073-2) at a fixed pitch, and the number of
+    characters per line is fixed by the format, so each line is cut into ``n`` cells and
+    every cell is matched against the 37 glyphs rendered from Debian's ``fonts-ocr-b``.
+    """
+
+    def __init__(self, font_path: str = OCRB_FONT, *, height_px: int = 20) -> None:
+        from PIL import Image, ImageDraw, ImageFont
+
+        size = 100
+        font = ImageFont.truetype(font_path, size)
+        adv = font.getlength("0")
+        top, bottom = int(0.17 * size), int(0.96 * size)
+        self.height = height_px
+        self.adv_ratio = adv / (bottom - top)  # a glyph's advance over the line height
+        self.cell_w = max(8, round(height_px * self.adv_ratio))
+        self.ink_ratio = 0.0
+        glyphs = []
+        widths = []
+        for ch in _WHITELIST:
+            img = Image.new("L", (int(adv) + 4, size + 20), 255)
+            ImageDraw.Draw(img).text((2, 0), ch, fill=0, font=font)
+            a = np.asarray(img)[top:bottom, 2 : 2 + int(adv)]
+            cols = np.flatnonzero((a < 128).sum(axis=0))
+            widths.append((cols[-1] - cols[0] + 1) / adv if len(cols) else 0.0)
+            glyphs.append(cv2.resize(a, (self.cell_w, height_px), interpolation=cv2.INTER_AREA))
+        self.glyphs = glyphs
+        # mean ink width of a glyph as a fraction of the pitch: places the last cell
+        self.ink_ratio = float(np.mean(widths))
+
+    def prepare(self, strip: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+        """Match every glyph along one strip: (responses per glyph and x, ink width at
+        the template height, the padded line)."""
+        h, w = strip.shape[:2]
+        if h < 2 or w < 2:  # nothing left of the strip after levelling
+            return np.full((len(self.glyphs), 1), -1.0, np.float32), 0.0, strip
+        scale = self.height / h
+        new_w = max(int(w * scale), self.cell_w + 1)
+        line = cv2.resize(strip, (new_w, self.height), interpolation=cv2.INTER_AREA)
+        line = cv2.copyMakeBorder(line, 0, 0, self.cell_w, self.cell_w, cv2.BORDER_REPLICATE)
+        resp = np.stack([cv2.matchTemplate(line, g, cv2.TM_CCOEFF_NORMED)[0] for g in self.glyphs])
+        return resp, w * scale, line
+
+    def read_line(self, prepared: tuple, classes: str) -> tuple[str, float, bool]:
+        """Read ``len(classes)`` characters from a prepared strip, each among the characters
+        its class allows (``_CLASSES``); return the text, its mean match score, and whether
+        a check-digit-blind rival came close (see ``_PARTNERS``)."""
+        resp, ink_w = prepared[0], prepared[1]
+        n = len(classes)
+        pad = self.cell_w
+        pitch = ink_w / (n - 1 + self.ink_ratio)
+        masks = {
+            c: np.array([ch in allowed for ch in _WHITELIST]) for c, allowed in _CLASSES.items()
+        }
+        # the first glyph's left ink edge is at ``pad``; glyphs have about
+        # (1 - ink_ratio)/2 of a pitch of side bearing
+        x = pad - (1 - self.ink_ratio) / 2 * pitch
+        text, scores = [], []
+        blind = False  # a close rival the check digits could not tell apart
+        slack = max(1, int(pitch * 0.25))
+        width = resp.shape[1]
+        for cls in classes:
+            lo, hi = max(0, int(round(x)) - slack), min(width, int(round(x)) + slack + 1)
+            if lo >= hi:
+                return "", 0.0, True
+            allowed = np.where(masks[cls][:, None], resp[:, lo:hi], -1.0)
+            g, j = np.unravel_index(int(np.argmax(allowed)), allowed.shape)
+            i = lo + int(j)
+            text.append(_WHITELIST[int(g)])
+            scores.append(float(allowed[g, j]))
+            if cls in _BLIND_CLASSES:
+                rival = float(np.where(_PARTNERS[int(g)][:, None], allowed, -1.0).max())
+                blind = blind or float(allowed[g, j]) - rival < _TEMPLATE_MARGIN
+            # follow the found glyph, but keep to the pitch (drift from keystone)
+            x = 0.5 * (x + i) + pitch
+        return "".join(text), float(np.mean(scores)), blind
+
+
+class TesseractOCR:
+    """Debian's ``tesseract`` over pipes (no temporary files), MRZ alphabet only."""
+
+    def __init__(self, binary: str = "tesseract", *, timeout_s: float = 5.0) -> None:
+        path = shutil.which(binary)
+        if path is None:
+            raise HardwareError("tesseract is not installed (apt-get install tesseract-ocr)")
+        self.binary = path
+        self.timeout_s = timeout_s
+
+    def read(self, image: np.ndarray, *, psm: int = 6) -> str:
+        ok, png = cv2.imencode(".png", image)
+        if not ok:
+            return ""
+        cmd = [
+            self.binary, "stdin", "stdout", "--psm", str(psm), "--oem", "1", "-l", "eng",
+            "-c", f"tessedit_char_whitelist={_WHITELIST}", "-c", "load_system_dawg=0",
+            "-c", "load_freq_dawg=0",
+        ]  # fmt: skip
+        try:
+            res = subprocess.run(  # noqa: S603 - fixed argv, no shell, image on stdin
+                cmd,
+                input=png.tobytes(),
+                capture_output=True,
+                timeout=self.timeout_s,
+                check=False,
+                env={"OMP_THREAD_LIMIT": "1", "PATH": "/usr/bin:/bin"},
+            )
+        except subprocess.TimeoutExpired:
+            return ""
+        return res.stdout.decode("ascii", "replace")
+
+
+# Per-position character classes of each layout (ICAO 9303-4/5/6; GB 11643 for the
+# identity number).  Reading a cell only among the characters its field allows removes
+# the O/0, I/1, B/8 confusions of OCR-B; check digits still verify every field.
+# L letter, A letter or filler, N letter/digit/filler, D digit, d digit or filler,
+# S sex, X digit or 'X'
+_CLASSES = {
+    "L": "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "A": "ABCDEFGHIJKLMNOPQRSTUVWXYZ<",
+    "N": _WHITELIST,
+    "D": "0123456789",
+    "d": "0123456789<",
+    "S": "MFX<",
+    "X": "0123456789X",
+}
+_MASKS = {c: np.array([ch in allowed for ch in _WHITELIST]) for c, allowed in _CLASSES.items()}
+# ICAO 9303-3 §4.9's 7-3-1 check digit cannot tell characters whose values differ by a
+# multiple of ten ("S"=28 and "8", "G"=16 and "6", "<" and "0", "K"=20 and "<"): in the
+# fields check digits protect, a read where such a rival scored close to the winner is
+# not accepted from one frame (the number would be another one that passes every check).
+_VALUES = [0 if c == "<" else int(c, 36) for c in _WHITELIST]
+_PARTNERS = [
+    np.array([(v - u) % 10 == 0 and j != i for j, v in enumerate(_VALUES)])
+    for i, u in enumerate(_VALUES)
+]
+_BLIND_CLASSES = frozenset("Nd")
+_TEMPLATE_MARGIN = 0.08  # correlation units
+_CNN_RATIO = 0.1  # a rival with a tenth of the winner's probability is too close
+
+
+def decide_cells(probs: np.ndarray, classes: str) -> tuple[str, float, bool]:
+    """The text of one line from per-cell probabilities, each cell among its class, its
+    mean probability, and whether a check-digit-blind rival came close."""
+    text, scores, blind = [], [], False
+    for p, cls in zip(probs, classes, strict=True):
+        masked = np.where(_MASKS[cls], p, -1.0)
+        k = int(np.argmax(masked))
+        text.append(_WHITELIST[k])
+        scores.append(float(masked[k]))
+        if cls in _BLIND_CLASSES:
+            rival = float(np.where(_PARTNERS[k], masked, 0.0).max())
+            blind = blind or rival > _CNN_RATIO * float(masked[k])
+    return "".join(text), float(np.mean(scores)), blind
+
+
+_LAYOUTS = {
+    3: (("LA" + "AAA" + "N" * 9 + "d" + "N" * 15,
+         "D" * 7 + "S" + "D" * 7 + "AAA" + "N" * 11 + "D",
+         "A" * 30),),
+    2: (("LA" + "A" * 42, "N" * 9 + "d" + "AAA" + "D" * 7 + "S" + "D" * 7 + "N" * 14 + "dD"),
+        ("LA" + "A" * 34, "N" * 9 + "d" + "AAA" + "D" * 7 + "S" + "D" * 7 + "N" * 7 + "D")),
+    1: (("D" * 17 + "X",),),
+}  # fmt: skip
