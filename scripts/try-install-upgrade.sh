@@ -7,6 +7,10 @@
 
 upgrade_checks() {
   local r log
+  if [ "${NO_UPGRADE:-0}" = 1 ]; then
+    echo "  skipped  upgrade and uninstall stages (--no-upgrade)"
+    return
+  fi
   if [ -z "$OLD_REV" ] || ! git -C "$SRC" cat-file -e "$OLD_REV^{commit}" 2>/dev/null; then
     echo "  skipped  upgrade: no previous release ${OLD_REV:-named} in this clone"
     return

@@ -7,7 +7,7 @@
 # the sandbox and the hardening score; upgrade from an older release's data; uninstall.
 #
 #   sudo scripts/try-install.sh [--arch amd64|arm64] [--cache DIR] [--work DIR]
-#                               [--old-rev REV] [--no-boot] [--keep]
+#                               [--old-rev REV] [--no-boot] [--no-upgrade] [--keep]
 #
 #   --arch ARCH     amd64 (the host's) or arm64 (a Pi 4/5, under qemu-user-static)
 #   --cache DIR     where the pristine base roots are kept between runs
@@ -16,6 +16,7 @@
 #   --old-rev REV   the previous release to upgrade from (default: the repo's
 #                   scripts/previous-release file, else skip the upgrade stage)
 #   --no-boot       stop after the chroot stages
+#   --no-upgrade    skip the upgrade and uninstall stages (two more provisionings)
 #   --keep          keep the roots under test (for a look inside)
 #
 # Needs root and: mmdebstrap, systemd-container (systemd-nspawn), and for arm64
@@ -31,7 +32,7 @@ ARCH="$(dpkg --print-architecture 2>/dev/null || echo amd64)"
 CACHE=/var/cache/sentinel-try-install
 WORKDIR=/var/tmp/sentinel-try-install
 OLD_REV=""
-BOOT=1 KEEP=0
+BOOT=1 KEEP=0 NO_UPGRADE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --arch) ARCH="${2:?}"; shift 2 ;;
@@ -39,6 +40,7 @@ while [ $# -gt 0 ]; do
     --work) WORKDIR="${2:?}"; shift 2 ;;
     --old-rev) OLD_REV="${2:?}"; shift 2 ;;
     --no-boot) BOOT=0; shift ;;
+    --no-upgrade) NO_UPGRADE=1; shift ;;
     --keep) KEEP=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "try-install: unknown argument $1" >&2; exit 2 ;;
