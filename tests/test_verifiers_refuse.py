@@ -198,3 +198,48 @@ def test_expiry_and_issue_time_edges_with_the_clock_skew(signer: di.IssuerKey) -
     assert _decide(text, trust, exp + skew + timedelta(seconds=1)) is ReasonCode.EXPIRED
     assert _decide(text, trust, NOW - skew) is ReasonCode.ADMIT
     assert _decide(text, trust, NOW - skew - timedelta(seconds=1)) is ReasonCode.NOT_YET_VALID
+
+
+def _detail(text: str, trust: TrustList) -> str:
+    report = dcc.verify_steps(text, trust, NOW)
+    assert report.error is not None
+    return report.error.detail
+
+
+def test_zlib_layer_names_what_is_wrong(signer: di.IssuerKey, trust: TrustList) -> None:
+    """DCC Vol. 3 §3.2: the COSE must be zlib-compressed (vector common/Z2): an uncompressed
+    COSE is refused as "not a zlib stream" (RFC 1950 §2.2 header), not by accident."""
+    import base45
+
+    cose = dcc.inflate(dcc.b45decode(dcc.unprefix(_issue(di.vaccination(on="2022-01-10"), signer))))
+    raw = "HC1:" + base45.b45encode(cose).decode()
+    assert "not a zlib stream" in _detail(raw, trust)
+    assert "not a zlib stream" in _detail("HC1:" + base45.b45encode(b"x").decode(), trust)
+
+
+def test_inflate_cap_is_inclusive() -> None:
+    import zlib
+
+    data = zlib.compress(b"x" * 1000)
+    assert len(dcc.inflate(data, max_bytes=1000)) == 1000
+    with pytest.raises(CredentialError) as exc:
+        dcc.inflate(data, max_bytes=999)
+    assert exc.value.reason is ReasonCode.TOO_LARGE
+
+
+def test_cose_header_and_payload_must_be_byte_strings(
+    signer: di.IssuerKey, trust: TrustList
+) -> None:
+    import zlib
+
+    import base45
+    import cbor2
+
+    cose = dcc.decode(_issue(di.vaccination(on="2022-01-10"), signer))
+
+    def hc1(obj: object) -> str:
+        return "HC1:" + base45.b45encode(zlib.compress(cbor2.dumps(obj))).decode()
+
+    for prot, payload in (({1: -7}, cose.payload), (cose.protected_bytes, {1: "x"})):
+        text = hc1(cbor2.CBORTag(18, [prot, {}, payload, cose.signature]))
+        assert "not bytes" in _detail(text, trust)
