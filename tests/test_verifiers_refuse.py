@@ -243,3 +243,15 @@ def test_cose_header_and_payload_must_be_byte_strings(
     for prot, payload in (({1: -7}, cose.payload), (cose.protected_bytes, {1: "x"})):
         text = hc1(cbor2.CBORTag(18, [prot, {}, payload, cose.signature]))
         assert "not bytes" in _detail(text, trust)
+
+
+def test_protected_header_must_be_a_map(signer: di.IssuerKey, trust: TrustList) -> None:
+    import zlib
+
+    import base45
+    import cbor2
+
+    cose = dcc.decode(_issue(di.vaccination(on="2022-01-10"), signer))
+    obj = cbor2.CBORTag(18, [cbor2.dumps([1, -7]), {}, cose.payload, cose.signature])
+    text = "HC1:" + base45.b45encode(zlib.compress(cbor2.dumps(obj))).decode()
+    assert "protected header not a map" in _detail(text, trust)
