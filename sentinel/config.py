@@ -225,8 +225,8 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
 # pulse of inf left the lock released for good; huge ages or retention overflowed dates.
 _DAY_S, _YEAR_H, _TEN_YEARS_D = 86400, 366 * 24, 3660
 _RANGES: dict[tuple[str, str], tuple[float, float]] = {
-    ("gate", "pulse_s"): (0.01, 60),
-    ("gate", "held_open_s"): (0.01, 3600),
+    ("gate", "pulse_s"): (0.001, 60),
+    ("gate", "held_open_s"): (0.001, 3600),
     ("gate", "input_bounce_s"): (0, 1),
     ("camera", "width"): (16, 10000),
     ("camera", "height"): (16, 10000),
