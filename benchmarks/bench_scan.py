@@ -251,10 +251,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 # --- the hard corpus (benchmarks/corpus_scan.py) ------------------------------------------
 
 
@@ -417,3 +413,7 @@ def _same_doc(sym: object, truth: str, kind: str) -> bool:
         return False
     want = iddoc.parse_symbol_text("ID_NUMBER" if kind == "CN" else "MRZ", truth)
     return (got.number, got.issuing_country) == (want.number, want.issuing_country)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
