@@ -346,7 +346,7 @@ def run(args: argparse.Namespace, rig: Rig) -> int:
         for u in rig.fleet_users:
             rig.sample(u)
         # 4. SIGKILL an ingester --kills times while batches flow
-        kill_s = args.kills * args.kill_every + 3
+        kill_s = args.kills * args.kill_every * 1.5 + 15  # traffic outlasts the last kill
         gen = subprocess.Popen(
             [sys.executable, "-m", "sentinel.fleet.loadgen", "--port", str(rig.broker.port),
              "--devices", str(min(args.kill_devices, args.devices)),
@@ -357,11 +357,16 @@ def run(args: argparse.Namespace, rig: Rig) -> int:
         )  # fmt: skip
         rng = random.Random(1)
         wait_rows(fleet, "kill", 1, 180)
+        flowing = 0
         for _k in range(args.kills):
             time.sleep(args.kill_every * (0.5 + rng.random()))
             victim = rng.choice(rig.fleet_users)
             rig.sample(victim)
+            (before,) = fleet.execute("SELECT count(*) FROM events").fetchone()
             rig.stop(victim, signal.SIGKILL)
+            time.sleep(0.3)
+            (after,) = fleet.execute("SELECT count(*) FROM events").fetchone()
+            flowing += after > before  # rows still arriving: the kill hit a live stream
             rig.ingester(victim, "fleet", dsns["fleet"])
         g_kill = json.loads(gen.communicate(timeout=900)[0])
         rig.gen_rss = max(rig.gen_rss, g_kill["peak_rss_mib"])
@@ -373,7 +378,8 @@ def run(args: argparse.Namespace, rig: Rig) -> int:
         rollups_ok = city.stored_rollups(fleet) == city.recount(fleet)
         broker_rss, broker_cpu = proc_stat(rig.broker.proc.pid) if rig.broker.proc else (0, 0)
         lines.append(
-            f"crashes: {args.kills} SIGKILLs of an ingester while {g_kill['connected']} "
+            f"crashes: {args.kills} SIGKILLs of an ingester ({flowing} while rows were "
+            f"still arriving) while {g_kill['connected']} "
             f"devices sent {g_kill['events']:,} events: lost {lost_kill}, duplicated {dup} "
             f"(rows vs distinct ids vs venue roll-ups), roll-ups = full recount: {rollups_ok}; "
             f"restarted ingesters: {'; '.join(s for s in summaries if s)}"
