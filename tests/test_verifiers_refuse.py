@@ -255,3 +255,15 @@ def test_protected_header_must_be_a_map(signer: di.IssuerKey, trust: TrustList) 
     obj = cbor2.CBORTag(18, [cbor2.dumps([1, -7]), {}, cose.payload, cose.signature])
     text = "HC1:" + base45.b45encode(zlib.compress(cbor2.dumps(obj))).decode()
     assert "protected header not a map" in _detail(text, trust)
+
+
+def test_cwt_payload_must_be_a_map(signer: di.IssuerKey, trust: TrustList) -> None:
+    import zlib
+
+    import base45
+    import cbor2
+
+    cose = dcc.decode(_issue(di.vaccination(on="2022-01-10"), signer))
+    obj = cbor2.CBORTag(18, [cose.protected_bytes, {}, cbor2.dumps([1, 2]), cose.signature])
+    text = "HC1:" + base45.b45encode(zlib.compress(cbor2.dumps(obj))).decode()
+    assert "payload not a map" in _detail(text, trust)
