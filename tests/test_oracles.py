@@ -98,11 +98,15 @@ class OpensslSigner:
         return -7 if self.kind == "ES256" else -37
 
 
-def hc1(signer: OpensslSigner, dgc: dict, *, forge: bool = False) -> tuple[str, bytes]:
+def hc1(
+    signer: OpensslSigner, dgc: dict, *, forge: bool = False, iss: str | None = "AT"
+) -> tuple[str, bytes]:
     """An HC1 text signed by openssl, and its signature; ``forge``: the payload changed
     after signing (a higher dose number), signature kept."""
     protected = cbor2.dumps({1: signer.alg, 4: signer.kid})
-    claims = {1: "AT", 4: int((NOW + timedelta(days=300)).timestamp())}
+    claims: dict = {4: int((NOW + timedelta(days=300)).timestamp())}
+    if iss is not None:
+        claims[1] = iss
     claims[6] = int((NOW - timedelta(days=1)).timestamp())
     claims[-260] = {1: dgc}
     payload = cbor2.dumps(claims)
@@ -226,3 +230,18 @@ def test_audit_entry_hash_layout_is_the_documented_one(tmp_path: Path) -> None:
         prev, n = h, n + 1
     conn.close()
     assert n == 2
+
+
+@needs_openssl
+@pytest.mark.parametrize(("iss", "country"), [("DE", "DE"), (None, "AT")])
+def test_countrycodeuci_takes_the_cwt_issuer_else_the_entry_country(
+    openssl_signer: OpensslSigner, iss: str | None, country: str
+) -> None:
+    """The CWT issuer (claim 1) is the country of COUNTRYCODEUCI, even when the entry's
+    ``co`` differs (a certificate issued by DE for a vaccination given in AT); without an
+    issuer claim the entry's country is used."""
+    text, _ = hc1(openssl_signer, DGC, iss=iss)
+    trust = TrustList.from_certificates([openssl_signer.der], country="AT")
+    cred = dcc.verify(text, trust, NOW)
+    want = "COUNTRYCODEUCI:" + hashlib.sha256((country + UCI).encode()).hexdigest()[:32]
+    assert want in cred.revocation_keys
