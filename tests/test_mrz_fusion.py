@@ -120,3 +120,14 @@ def test_the_shipped_classifier_reads_a_card() -> None:
     )
     (sym,) = IdReader("cnn", fuse=False).read(frame)
     assert iddoc.parse_mrz(sym.text).number == iddoc.parse_mrz(text).number
+
+
+def test_leftover_votes_do_not_decide_while_another_document_is_in_view() -> None:
+    rng = np.random.default_rng(6)
+    a, b = synth.make_mrz("TD3", rng), synth.make_mrz("TD3", rng)
+    votes = MrzVotes()
+    for wrong_char in ("B", "3"):  # A's frames, each failing one check
+        assert votes.add(_flip(a, 1, 2 if wrong_char == "B" else 15, wrong_char), 0.8) is None
+    votes.add(a, 0.3)  # enough for A's zone to win every position
+    # B comes into view (a misread frame of it): A's fused zone must not be returned now
+    assert votes.add(_flip(b, 1, 2, "B"), 0.3) in (None, b)
