@@ -131,3 +131,11 @@ def test_leftover_votes_do_not_decide_while_another_document_is_in_view() -> Non
     votes.add(a, 0.3)  # enough for A's zone to win every position
     # B comes into view (a misread frame of it): A's fused zone must not be returned now
     assert votes.add(_flip(b, 1, 2, "B"), 0.3) in (None, b)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (5, 500), (500, 5), (16, 2000), (480, 640)])
+def test_odd_frames_give_nothing_not_a_crash(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    stripes = ((np.indices(shape)[1] // 3) % 2 * 255).astype(np.uint8)
+    for frame in (np.zeros(shape, np.uint8), rng.integers(0, 255, shape, np.uint8), stripes):
+        assert IdReader("template").read(frame) == []
