@@ -56,3 +56,46 @@ def test_expired_bundle_is_refused_on_every_sync_path(
         if server:
             source.close()  # type: ignore[union-attr]
             server.close()
+
+
+def _ref(data: bytes):  # type: ignore[no-untyped-def]
+    import hashlib
+
+    from sentinel.trust import bundle as bm
+
+    return bm.PartRef("trust_list", hashlib.sha256(data).hexdigest(), len(data))
+
+
+def test_a_part_cut_short_is_named_as_such(tmp_path: Path) -> None:
+    from sentinel.errors import BundleHashError
+    from sentinel.trust.sync import _check_stream
+
+    data = b"x" * 1000
+    assert _check_stream(_ref(data), [data[:500], data[500:]], tmp_path / "ok") == 1000
+    with pytest.raises(BundleHashError, match="cut short"):
+        _check_stream(_ref(data), [data[:600]], tmp_path / "short")
+    with pytest.raises(BundleHashError, match="larger than"):
+        _check_stream(_ref(data), [data, b"y"], tmp_path / "long")
+
+
+def test_a_device_that_cannot_write_the_part_says_so(tmp_path: Path) -> None:
+    """The device's own disk, not the source: a missing folder, a full disk (/dev/full)."""
+    from sentinel.trust.sync import DeviceWriteError, _check_stream
+
+    data = b"x" * 1000
+    with pytest.raises(DeviceWriteError, match="cannot write"):
+        _check_stream(_ref(data), [data], tmp_path / "no" / "such" / "dir" / "part")
+    if Path("/dev/full").exists():
+        with pytest.raises(DeviceWriteError, match="on the device"):
+            _check_stream(_ref(data), [data], Path("/dev/full"))
+
+
+def test_download_deadline_grows_with_the_declared_size() -> None:
+    """D6: timeout plus the size at 16 KiB/s, so a 1.6 MB part may take 100 s more."""
+    import time
+
+    from sentinel.trust.sync import _deadline
+
+    t0 = time.monotonic()
+    d = _deadline(10.0, 16 * 1024 * 100) - t0
+    assert 110.0 <= d < 111.0

@@ -9,6 +9,7 @@ in the store (``last_error``) for ``sentinel status``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -85,7 +86,9 @@ def _check_stream(ref: bm.PartRef, chunks: Any, dest: Path) -> int:
     h = hashlib.sha256()
     total = 0
     try:
-        f = dest.open("wb")
+        # unbuffered: a write the disk refuses fails here, once, and closing has nothing
+        # left to flush (a buffered close re-raised ENOSPC over the named error)
+        f = dest.open("wb", buffering=0)
     except OSError as exc:
         raise DeviceWriteError(f"part {ref.name}: cannot write {dest}: {exc.strerror}") from None
     with f:
@@ -95,9 +98,12 @@ def _check_stream(ref: bm.PartRef, chunks: Any, dest: Path) -> int:
                 raise BundleHashError(f"part {ref.name} is larger than its declared {ref.size} B")
             h.update(chunk)
             try:
-                f.write(chunk)
-                if total == ref.size:
-                    f.flush()
+                view = memoryview(chunk)
+                while view:  # a raw write may take only part of the chunk
+                    n = f.write(view)
+                    if not n:
+                        raise OSError(errno.ENOSPC, "the disk took no bytes")
+                    view = view[n:]
             except OSError as exc:  # the device's disk, not the source (review D9)
                 raise DeviceWriteError(
                     f"part {ref.name}: cannot write {dest} on the device: {exc.strerror}"
