@@ -4,7 +4,8 @@
     scripts/mutation.sh sentinel/policy.py            # one module, its own tests
     scripts/mutation.sh sentinel/policy.py --list     # the mutants only, no test run
     scripts/mutation.sh all                           # every module below, in turn
-    scripts/mutation.sh sentinel/dcc.py --sample 40   # a seeded sample of 40 mutants
+    scripts/mutation.sh sentinel/credentials/dcc.py --sample 40   # a seeded sample
+    scripts/mutation.sh MODULE --again run.json       # only the survivors of an earlier run
 
 Why not mutmut or cosmic-ray: both mutate every operator and constant (thousands of mutants
 for these modules) and, for mutmut 3, need the whole suite to run under its trampoline; on
@@ -368,7 +369,13 @@ def _drop_pyc(path: Path) -> None:
 
 
 def run_module(
-    module: str, *, only_list: bool, json_out: Path | None, sample: int = 0, seed: int = 1
+    module: str,
+    *,
+    only_list: bool,
+    json_out: Path | None,
+    sample: int = 0,
+    seed: int = 1,
+    again: Path | None = None,
 ) -> tuple[int, int]:
     path = ROOT / module
     tests = [t for t in TESTS.get(module, []) if (ROOT / t).exists()]
@@ -380,6 +387,13 @@ def run_module(
 
         picked = sorted(random.Random(f"{seed}:{module}").sample(range(len(found)), sample))
         found = [found[i] for i in picked]
+    previous: list[dict] = []
+    if again is not None:  # re-run only the survivors of an earlier run (same text of change)
+        previous = json.loads(again.read_text())
+        wanted = {
+            (m["operator"], m["before"], m["after"]) for m in previous if m["result"] == "survived"
+        }
+        found = [(m, t) for m, t in found if (m.operator, m.before, m.after) in wanted]
     equivalent = _equivalent(module)
     if only_list:
         for m, _ in found:
@@ -425,6 +439,18 @@ def run_module(
     finally:
         restore()
         signal.signal(signal.SIGTERM, previous)
+    if previous:  # the earlier run's kills count; its survivors are what ran again
+        earlier = [m for m in previous if m["result"] != "equivalent"]
+        before_killed = sum(1 for m in earlier if m["result"].startswith("killed"))
+        rerun = {(m.operator, m.before, m.after) for m in results}
+        gone = [
+            m
+            for m in earlier
+            if m["result"] == "survived" and (m["operator"], m["before"], m["after"]) not in rerun
+        ]  # the code they mutated changed: no longer a mutant of this module
+        scored = len(earlier) - len(gone) - sum(1 for m in results if m.result == "equivalent")
+        killed = before_killed + killed
+        print(f"mutation {module}: {len(results)} survivors re-run, {len(gone)} gone with the code")
     pct = 100.0 * killed / scored if scored else 100.0
     print(f"mutation {module}: {killed}/{scored} killed ({pct:.1f} %)")
     if json_out is not None:
@@ -439,6 +465,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write every mutant and its result here")
     ap.add_argument("--sample", type=int, default=0, help="a seeded sample of N mutants")
     ap.add_argument("--seed", type=int, default=1, help="seed of --sample")
+    ap.add_argument("--again", type=Path, help="re-run only the survivors in this --json file")
     args = ap.parse_args()
     modules = list(TESTS) if args.module == "all" else [args.module]
     total_k = total_s = 0
@@ -446,7 +473,12 @@ def main() -> int:
         if mod not in TESTS:
             raise SystemExit(f"mutation: unknown module {mod}; one of: {', '.join(TESTS)}")
         k, s = run_module(
-            mod, only_list=args.list, json_out=args.json, sample=args.sample, seed=args.seed
+            mod,
+            only_list=args.list,
+            json_out=args.json,
+            sample=args.sample,
+            seed=args.seed,
+            again=args.again,
         )
         total_k, total_s = total_k + k, total_s + s
     if len(modules) > 1 and not args.list:
