@@ -387,7 +387,7 @@ def run_module(
 
         picked = sorted(random.Random(f"{seed}:{module}").sample(range(len(found)), sample))
         found = [found[i] for i in picked]
-    previous: list[dict] = []
+    earlier_run: list[dict] = []
     if again is not None:  # re-run only the survivors of an earlier run (same text of change)
         previous = json.loads(again.read_text())
         wanted = {
@@ -439,8 +439,8 @@ def run_module(
     finally:
         restore()
         signal.signal(signal.SIGTERM, previous)
-    if previous:  # the earlier run's kills count; its survivors are what ran again
-        earlier = [m for m in previous if m["result"] != "equivalent"]
+    if earlier_run:  # the earlier run's kills count; its survivors are what ran again
+        earlier = [m for m in earlier_run if m["result"] != "equivalent"]
         before_killed = sum(1 for m in earlier if m["result"].startswith("killed"))
         rerun = {(m.operator, m.before, m.after) for m in results}
         gone = [
