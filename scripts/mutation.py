@@ -389,9 +389,11 @@ def run_module(
         found = [found[i] for i in picked]
     earlier_run: list[dict] = []
     if again is not None:  # re-run only the survivors of an earlier run (same text of change)
-        previous = json.loads(again.read_text())
+        earlier_run = json.loads(again.read_text())
         wanted = {
-            (m["operator"], m["before"], m["after"]) for m in previous if m["result"] == "survived"
+            (m["operator"], m["before"], m["after"])
+            for m in earlier_run
+            if m["result"] == "survived"
         }
         found = [(m, t) for m, t in found if (m.operator, m.before, m.after) in wanted]
     equivalent = _equivalent(module)
