@@ -43,7 +43,9 @@ def refused(text: str) -> ReasonCode | None:
     """Verify; None when verified (only possible for the untouched code)."""
     t0 = time.perf_counter()
     report = dcc.verify_steps(text, TRUST, NOW)
-    assert time.perf_counter() - t0 < 1.0
+    # a bound against hangs and bombs (a verification takes well under 1 ms), not a timing
+    # test: loose enough for a CI machine under heavy load
+    assert time.perf_counter() - t0 < 10.0
     if report.error is None:
         return None
     assert isinstance(report.error, CredentialError)
