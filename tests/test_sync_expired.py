@@ -99,3 +99,47 @@ def test_download_deadline_grows_with_the_declared_size() -> None:
     t0 = time.monotonic()
     d = _deadline(10.0, 16 * 1024 * 100) - t0
     assert 110.0 <= d < 111.0
+
+
+def test_a_good_sync_clears_the_last_error_records_freshness_and_leaves_no_staging(
+    tmp_path: Path, dsc: di.IssuerKey
+) -> None:
+    root = generate_root_key()
+    site = tmp_path / "site"
+    build_test_bundle(site, signers=[dsc.der], now=NOW, root_key=root)
+    store = BundleStore(tmp_path / "data")
+    try:
+        broken = Syncer(
+            store, DirSource(tmp_path / "nowhere"), root_key=root.public_key(), clock=lambda: NOW
+        )
+        with pytest.raises(BundleError):
+            broken.sync()
+        assert store.meta("last_error")
+        later = NOW + timedelta(hours=1)
+        good = Syncer(store, DirSource(site), root_key=root.public_key(), clock=lambda: later)
+        assert good.sync().outcome == "applied"
+        assert store.meta("last_error") is None  # the refusal is history now
+        assert store.meta("last_good_sync") == later.isoformat()
+        assert store.meta("fresh_at") == NOW.isoformat()  # the manifest's signed issue time
+        assert store.meta("audit_pending") is None  # the audit entry was delivered
+        assert not store.staging.exists() or not any(store.staging.iterdir())
+        again = Syncer(store, DirSource(site), root_key=root.public_key(), clock=lambda: later)
+        assert again.sync().outcome == "up_to_date"
+    finally:
+        store.close()
+    from sentinel.journal.audit import open_audit
+
+    with open_audit(tmp_path / "data") as log:
+        applied = [e for e in log.entries() if e["kind"] == "bundle_applied"]
+    assert len(applied) == 1  # once, not again at the up-to-date sync
+
+
+def test_an_oversized_manifest_on_a_stick_is_a_format_error(tmp_path: Path) -> None:
+    from sentinel.errors import BundleFormatError
+    from sentinel.trust import bundle as bm
+
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    (stick / "manifest.json").write_bytes(b" " * (bm.MAX_MANIFEST_BYTES + 1))
+    with pytest.raises(BundleFormatError, match="larger than its cap"):
+        DirSource(stick).manifest(None)
