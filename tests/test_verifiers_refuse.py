@@ -267,3 +267,47 @@ def test_cwt_payload_must_be_a_map(signer: di.IssuerKey, trust: TrustList) -> No
     obj = cbor2.CBORTag(18, [cose.protected_bytes, {}, cbor2.dumps([1, 2]), cose.signature])
     text = "HC1:" + base45.b45encode(zlib.compress(cbor2.dumps(obj))).decode()
     assert "payload not a map" in _detail(text, trust)
+
+
+@pytest.mark.parametrize("algorithm", ["ES256", "PS256"])
+def test_a_key_of_the_other_family_under_a_trusted_kid_is_a_bad_signature(
+    algorithm: str, signer: di.IssuerKey, rsa_signer: di.IssuerKey, trust: TrustList
+) -> None:
+    """An ES256 signature presented under an RSA signer's kid (and PS256 under an EC one):
+    refused as a bad signature, never a crash into MALFORMED."""
+    key = signer if algorithm == "ES256" else rsa_signer
+    other = rsa_signer if algorithm == "ES256" else signer
+    text = _issue(di.vaccination(on="2022-01-10"), di.IssuerKey(key.private_key, other.certificate))
+    assert _decide(text, trust) is ReasonCode.BAD_SIGNATURE
+
+
+def test_unknown_or_missing_kid_is_refused_at_the_signer_step(
+    signer: di.IssuerKey, trust: TrustList
+) -> None:
+    import zlib
+
+    import base45
+    import cbor2
+
+    cose = dcc.decode(_issue(di.vaccination(on="2022-01-10"), signer))
+
+    def failed_step(protected: dict) -> tuple[str, ReasonCode]:
+        obj = cbor2.CBORTag(18, [cbor2.dumps(protected), {}, cose.payload, cose.signature])
+        text = "HC1:" + base45.b45encode(zlib.compress(cbor2.dumps(obj))).decode()
+        report = dcc.verify_steps(text, trust, NOW)
+        step = next(s for s in report.steps if not s.ok)
+        return step.name, step.reason  # type: ignore[return-value]
+
+    assert failed_step({1: -7}) == ("signer", ReasonCode.UNKNOWN_SIGNER)  # no kid at all
+    assert failed_step({1: -7, 4: b"\0" * 8}) == ("signer", ReasonCode.UNKNOWN_SIGNER)
+
+
+def test_cwt_times_must_be_numbers(signer: di.IssuerKey, trust: TrustList) -> None:
+    """RFC 8392 §3.1.4: exp is a NumericDate; a signed text date is named, not a crash."""
+    import cbor2
+
+    cose = dcc.decode(_issue(di.vaccination(on="2022-01-10"), signer))
+    claims = cbor2.loads(cose.payload)
+    claims[4] = "2030-01-01"
+    text = di.encode_hc1(di.sign_cose(cbor2.dumps(claims), signer))
+    assert "not a time" in _detail(text, trust)
