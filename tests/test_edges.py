@@ -226,3 +226,61 @@ def test_filler_check_digit_only_over_empty_optional_data() -> None:
     bad = body + iddoc.check_digit(body[0:10] + body[13:20] + body[21:43])
     with pytest.raises(CredentialError):
         iddoc.parse_mrz(line1 + "\n" + bad, today=date(2011, 1, 1))
+
+
+# GB/T 2260: the province-level codes, an oracle from the standard (not the module's set)
+GB2260 = {11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46}
+GB2260 |= {50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82, 83}
+
+
+@pytest.mark.parametrize("prefix", range(10, 100))
+def test_gb11643_region_prefixes_are_the_gb2260_provinces(prefix: int) -> None:
+    body = f"{prefix}0105" + "19491231002"
+    number = body + iddoc.cn_check_char(body)
+    if prefix in GB2260:
+        assert iddoc.parse_cn_id(number, today=date(2022, 5, 1)).number
+    else:
+        with pytest.raises(CredentialError):
+            iddoc.parse_cn_id(number, today=date(2022, 5, 1))
+
+
+def test_id_numbers_are_routed_from_every_symbol_kind() -> None:
+    body = "11010519491231002"
+    number = body + iddoc.cn_check_char(body)
+    for kind in ("ID_NUMBER", "CODE128", "PDF417"):
+        assert iddoc.parse_symbol_text(kind, number, today=date(2022, 5, 1)).number
+    assert iddoc.looks_like_id("CODE128", number)
+    assert not iddoc.looks_like_id("CODE128", "A" * 18)
+    assert not iddoc.looks_like_id("QRCODE", number)
+    with pytest.raises(CredentialError):
+        iddoc.parse_symbol_text("CODE128", "1" * 17, today=date(2022, 5, 1))
+
+
+def _td1(number: str, optional: str) -> str:
+    """A TD1 of the specimen holder whose document number runs into the optional data
+    (ICAO 9303-5 §4.2.4: '<' in the check-digit position, the digit after the number)."""
+    cd = iddoc.check_digit
+    if len(number) > 9:
+        line1 = "I<NLD" + number[:9] + "<" + (number[9:] + cd(number) + optional + "<" * 15)[:15]
+    else:
+        line1 = "I<NLD" + number + cd(number) + (optional + "<" * 15)[:15]
+    line2 = "7408122F1204159NLD" + "<" * 11
+    line2 += cd(line1[5:30] + line2[0:7] + line2[8:15] + line2[18:29])
+    return line1 + "\n" + line2 + "\nERIKSSON<<ANNA<MARIA<<<<<<<<<<"
+
+
+@pytest.mark.parametrize("number", ["D23145890", "D231458901", "D23145890123"])
+def test_long_document_numbers_continue_in_the_optional_data(number: str) -> None:
+    doc = iddoc.parse_mrz(_td1(number, ""), today=date(2011, 1, 1))
+    assert doc.number == number
+
+
+def test_a_long_number_cut_to_its_check_digit_alone_is_unreadable() -> None:
+    """'<' in the check-digit position followed by a single character: no continuation
+    and no check digit left (the composite still matches, so only this rule refuses)."""
+    cd = iddoc.check_digit
+    line1 = "I<NLD" + "D23145890" + "<" + "7" + "<" * 14
+    line2 = "7408122F1204159NLD" + "<" * 11
+    line2 += cd(line1[5:30] + line2[0:7] + line2[8:15] + line2[18:29])
+    with pytest.raises(CredentialError, match="cut short"):
+        iddoc.parse_mrz(line1 + "\n" + line2 + "\nERIKSSON<<ANNA<MARIA<<<<<<<<<<")
