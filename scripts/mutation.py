@@ -99,6 +99,7 @@ TESTS: dict[str, list[str]] = {
         "tests/test_healthcode_pipeline.py",
     ],
     "sentinel/trust/bundle.py": [
+        "tests/test_manifest_edges.py",
         "tests/test_bundle.py",
         "tests/test_trust_envelope.py",
         "tests/test_trust_private.py",

@@ -1,0 +1,74 @@
+"""Signed manifests that are well signed but wrong inside: each refused with its reason.
+
+A publisher key can sign nonsense (a bug, a compromised build host): the device still
+refuses a manifest of another format, parts with names that could walk the file system,
+a status entry that is not an object, and JSON nested past the cap.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sentinel.authority.publish import generate_root_key
+from sentinel.errors import BundleFormatError
+from sentinel.trust import bundle as bm
+
+NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
+ROOT = generate_root_key()
+
+
+def _payload(**changes: object) -> dict:
+    p = bm.make_payload(
+        version=3,
+        issued_at=NOW,
+        expires_at=NOW + timedelta(days=1),
+        authority_key_id=bm.key_id(ROOT),
+        parts=[bm.PartRef("trust_list", "0" * 64, 10)],
+        status=None,
+    )
+    p.update(changes)
+    return p
+
+
+def _verify(payload: dict) -> bm.Manifest:
+    return bm.verify_manifest(bm.sign_manifest(payload, [ROOT]), [ROOT.public_key()], NOW)
+
+
+def test_a_good_payload_verifies() -> None:
+    assert _verify(_payload()).version == 3
+
+
+@pytest.mark.parametrize("fmt", ["sentinel-bundle/1", "", None, 2])
+def test_another_format_is_refused(fmt: object) -> None:
+    with pytest.raises(BundleFormatError, match="format"):
+        _verify(_payload(format=fmt))
+
+
+@pytest.mark.parametrize("name", ["../trust_list", "a/b", "x.y", "", "trust list"])
+def test_part_names_are_plain_words(name: str) -> None:
+    parts = {name: {"sha256": "0" * 64, "size": 10}}
+    with pytest.raises(BundleFormatError, match="bad part"):
+        _verify(_payload(parts=parts))
+
+
+@pytest.mark.parametrize("parts", [[], "x", {"trust_list": "x"}, {"trust_list": []}])
+def test_parts_must_be_objects(parts: object) -> None:
+    with pytest.raises(BundleFormatError):
+        _verify(_payload(parts=parts))
+
+
+@pytest.mark.parametrize("status", [[], "x", 1])
+def test_status_must_be_an_object(status: object) -> None:
+    with pytest.raises(BundleFormatError, match="status must be an object"):
+        _verify(_payload(status=status))
+
+
+def test_json_depth_cap_is_inclusive() -> None:
+    inside = bm.MAX_JSON_DEPTH
+    assert bm.json_depth(b"[" * inside + b"]" * inside) == inside
+    bm.loads_bounded(b"[" * inside + b"]" * inside, "test")
+    with pytest.raises(BundleFormatError, match="nested deeper"):
+        bm.loads_bounded(b"[" * (inside + 1) + b"]" * (inside + 1), "test")
+    assert bm.json_depth(b'{"a": "[[[[[[[[[[[[[[[[[["}') == 1  # brackets in strings do not count
