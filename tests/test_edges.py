@@ -284,3 +284,25 @@ def test_a_long_number_cut_to_its_check_digit_alone_is_unreadable() -> None:
     line2 += cd(line1[5:30] + line2[0:7] + line2[8:15] + line2[18:29])
     with pytest.raises(CredentialError, match="cut short"):
         iddoc.parse_mrz(line1 + "\n" + line2 + "\nERIKSSON<<ANNA<MARIA<<<<<<<<<<")
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        {"nope": [1, 2]},  # an operator CertLogic does not have
+        {"extractFromUVCI": [1, 0]},  # operand must be a string or null
+        {"and": [True]},  # and/or take at least two operands
+        {"or": [True]},
+    ],
+)
+def test_certlogic_refuses_what_the_specification_does_not_define(expr: object) -> None:
+    with pytest.raises(cl.CertLogicError):
+        cl.evaluate(expr, {})
+
+
+def test_certlogic_depth_cap() -> None:
+    deep: object = True
+    for _ in range(cl.MAX_DEPTH + 5):
+        deep = {"if": [True, deep, False]}
+    with pytest.raises(cl.CertLogicError, match="nested too deeply"):
+        cl.evaluate(deep, {})

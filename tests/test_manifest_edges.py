@@ -72,3 +72,26 @@ def test_json_depth_cap_is_inclusive() -> None:
     with pytest.raises(BundleFormatError, match="nested deeper"):
         bm.loads_bounded(b"[" * (inside + 1) + b"]" * (inside + 1), "test")
     assert bm.json_depth(b'{"a": "[[[[[[[[[[[[[[[[[["}') == 1  # brackets in strings do not count
+
+
+@pytest.mark.parametrize("kid", ["AB" * 16, "a" * 31, "g" * 32, 12, None])
+def test_status_key_id_is_32_lowercase_hex_digits(kid: object) -> None:
+    status = {"key_id": kid, "count": 0, "sha256": "0" * 64, "size": 0}
+    with pytest.raises(BundleFormatError, match="key_id"):
+        _verify(_payload(status=status))
+
+
+@pytest.mark.parametrize("akid", [None, 7, ["x"]])
+def test_authority_key_id_must_be_a_string(akid: object) -> None:
+    with pytest.raises(BundleFormatError, match="authority_key_id"):
+        _verify(_payload(authority_key_id=akid))
+
+
+def test_manifest_size_cap_is_inclusive() -> None:
+    raw = bm.sign_manifest(_payload(), [ROOT])
+    pad = bm.MAX_MANIFEST_BYTES - len(raw)
+    at_cap = raw[:-1] + b" " * pad + raw[-1:]  # JSON allows the whitespace
+    assert len(at_cap) == bm.MAX_MANIFEST_BYTES
+    assert bm.verify_manifest(at_cap, [ROOT.public_key()], NOW).version == 3
+    with pytest.raises(BundleFormatError):
+        bm.verify_manifest(at_cap[:-1] + b"  " + at_cap[-1:], [ROOT.public_key()], NOW)
