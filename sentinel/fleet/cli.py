@@ -60,7 +60,7 @@ def _cmd(args: argparse.Namespace) -> int:
             args.dsn,
             _broker(args.broker, args.username, args.password_file),
             client_id=args.client_id,
-            group=args.group,
+            group=args.group or None,
             batch_max=args.batch_max,
         )
         stop = threading.Event()
@@ -207,7 +207,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("area", nargs="?", help="scope-add: area id")
     p.add_argument("--off", action="store_true", help="alert-kind: unmark the reason")
     p.add_argument("--client-id", default="sentinel-central", help="ingest: MQTT client id")
-    p.add_argument("--group", default="central", help="ingest: shared-subscription group")
+    p.add_argument(
+        "--group",
+        default="central",
+        help="ingest: shared-subscription group ('' for a plain subscription)",
+    )
     p.add_argument("--username", default="", help="ingest: broker user")
     p.add_argument("--password-file", default=None, help="ingest: broker password file")
     p.add_argument("--batch-max", type=int, default=1000, help="ingest: messages per commit")

@@ -247,7 +247,7 @@ class Ingester:
         broker: BrokerSettings,
         *,
         client_id: str = "sentinel-central",
-        group: str = "central",
+        group: str | None = "central",
         batch_max: int = 1000,
         batch_wait_s: float = 0.05,
         receive_maximum: int = 2000,
@@ -275,9 +275,10 @@ class Ingester:
             client_id=client_id,
             clean=False,
             on_message=self._on_message,
-            subscriptions=(
-                f"$share/{group}/sentinel/+/+/events",
-                f"$share/{group}/sentinel/+/+/heartbeat",
+            # group None: a plain subscription (one ingester; survives a broker restart)
+            subscriptions=tuple(
+                f"$share/{group}/{t}" if group else t
+                for t in ("sentinel/+/+/events", "sentinel/+/+/heartbeat")
             ),
             v5=True,
             manual_ack=True,
