@@ -242,3 +242,26 @@ def test_rewritten_last_entry_with_the_device_key_is_caught_by_the_head(data: Pa
         )
     err = verify_error(data)
     assert err.index == N and "head hash" in str(err)
+
+
+def test_renumbered_entries_are_caught_even_without_a_head(data: Path) -> None:
+    """The device-key holder renumbers an entry and re-signs the rest of the chain; with no
+    head to compare (a chain read on its own), the sequence numbers still give it away."""
+    from cryptography.hazmat.primitives import serialization
+
+    from sentinel.journal.audit import entry_hash
+
+    key = serialization.load_pem_private_key((data / "device_key.pem").read_bytes(), None)
+    with open_audit(data) as audit:
+        entries = [dict(e) for e in audit.entries()]
+        public = audit.public_key
+    prev = entries[1]["hash"]
+    for e in entries[2:]:
+        e["seq"] = e["seq"] + 1  # 3, 4, ... become 4, 5, ...
+        e["prev_hash"] = prev
+        e["hash"] = entry_hash(e["seq"], e["time"], e["kind"], e["details"], prev)
+        e["signature"] = key.sign(bytes.fromhex(e["hash"])).hex()  # type: ignore[call-arg,union-attr]
+        prev = e["hash"]
+    with pytest.raises(AuditError, match="sequence number") as info:
+        verify_chain(entries, public)
+    assert info.value.index == 3
