@@ -230,7 +230,7 @@ WHERE devices.last_heartbeat <= EXCLUDED.last_heartbeat
 class Batch:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     heartbeats: list[tuple[Any, ...]] = field(default_factory=list)
-    acks: list[tuple[int, int]] = field(default_factory=list)  # (mid, qos)
+    acks: list[tuple[int, int, int]] = field(default_factory=list)  # (mid, qos, generation)
     rejected: int = 0
 
 
@@ -259,7 +259,10 @@ class Ingester:
         self.batch_max = batch_max
         self.batch_wait_s = batch_wait_s
         self._partitions_ready: set[tuple[int, int]] = set()
-        self._inbox: deque[tuple[str, bytes, int, int]] = deque()
+        self._inbox: deque[tuple[str, bytes, int, int, int]] = deque()
+        # connection generation: a packet id is only acknowledged on the connection that
+        # delivered it (after a reconnect the broker resends, and may reuse ids)
+        self._gen = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -285,6 +288,12 @@ class Ingester:
             receive_maximum=receive_maximum,
             session_expiry_s=session_expiry_s,
         )
+        self._inner_on_connect = self.conn.client.on_connect
+        self.conn.client.on_connect = self._on_connect
+
+    def _on_connect(self, *args: Any) -> None:
+        self._gen += 1
+        self._inner_on_connect(*args)
 
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
@@ -300,7 +309,7 @@ class Ingester:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = ""
-        self._inbox.append((topic, msg.payload, msg.mid, msg.qos))
+        self._inbox.append((topic, msg.payload, msg.mid, msg.qos, self._gen))
         self._wake.set()
 
     # --- writer thread ---------------------------------------------------------------
@@ -320,11 +329,11 @@ class Ingester:
             items = [self._inbox.popleft() for _ in range(min(len(self._inbox), self.batch_max))]
             self._write(self._parse(items))
 
-    def _parse(self, items: list[tuple[str, bytes, int, int]]) -> Batch:
+    def _parse(self, items: list[tuple[str, bytes, int, int, int]]) -> Batch:
         b = Batch()
         now = datetime.now(UTC)
-        for topic_s, payload, mid, qos in items:
-            b.acks.append((mid, qos))
+        for topic_s, payload, mid, qos, gen in items:
+            b.acks.append((mid, qos, gen))
             try:
                 topic = parse_topic(topic_s)
                 if topic.kind == "events":
@@ -355,8 +364,9 @@ class Ingester:
                     continue
         if self._die_after_commit and b.events:
             os._exit(137)  # test hook: a crash between the commit and the acknowledgements
-        for mid, qos in b.acks:  # committed: now, and only now, acknowledge
-            self.conn.client.ack(mid, qos)
+        for mid, qos, gen in b.acks:  # committed: now, and only now, acknowledge
+            if gen == self._gen:  # older connection: the broker redelivers it (skipped)
+                self.conn.client.ack(mid, qos)
         self.rejected += b.rejected
         self.batches += 1
 
