@@ -104,6 +104,8 @@ cleanup() {
     for _ in $(seq 60); do kill -0 "$NSPAWN_PID" 2>/dev/null || break; sleep 0.5; done
     kill -KILL "$NSPAWN_PID" 2>/dev/null || true
   fi
+  # A container whose nspawn was killed keeps its init (its whole PID namespace) alive.
+  if [ -n "${LEADER:-}" ] && [ -d "/proc/$LEADER" ]; then kill -KILL "$LEADER" 2>/dev/null || true; fi
   for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do umount -l "${MOUNTED[$i]}" 2>/dev/null || true; done
   MOUNTED=()
   for m in "${OVERLAYS[@]}"; do umount -l "$m" 2>/dev/null || true; done
