@@ -103,9 +103,12 @@ cleanup() {
     kill -TERM "$NSPAWN_PID" 2>/dev/null || true
     for _ in $(seq 60); do kill -0 "$NSPAWN_PID" 2>/dev/null || break; sleep 0.5; done
     kill -KILL "$NSPAWN_PID" 2>/dev/null || true
+    # A container whose nspawn was killed keeps its init (its PID namespace) alive: end
+    # it too, if that pid is still the container's init (NSpid ... 1), not a reused one.
+    if [ -n "${LEADER:-}" ] && [ "$(awk '/^NSpid:/ { print $NF }' "/proc/$LEADER/status" 2>/dev/null)" = 1 ]; then
+      kill -KILL "$LEADER" 2>/dev/null || true
+    fi
   fi
-  # A container whose nspawn was killed keeps its init (its whole PID namespace) alive.
-  if [ -n "${LEADER:-}" ] && [ -d "/proc/$LEADER" ]; then kill -KILL "$LEADER" 2>/dev/null || true; fi
   for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do umount -l "${MOUNTED[$i]}" 2>/dev/null || true; done
   MOUNTED=()
   for m in "${OVERLAYS[@]}"; do umount -l "$m" 2>/dev/null || true; done
