@@ -35,11 +35,12 @@ def admit_latency_us(n: int) -> list[float]:
     ) as gate:  # the shortest valid pulse
         pin = factory.pin(gate.config.relay_pin)
         for _ in range(n):
+            before = len(pin.states)
             t0 = time.perf_counter()
             gate.admit()
-            released = pin.state
             out.append((time.perf_counter() - t0) * 1e6)
-            assert released is True
+            # from the pin's history: the 10 ms pulse may already be over on a loaded machine
+            assert any(s.state for s in pin.states[before:]), "admit did not release the relay"
             gate._wake.join(10)  # type: ignore[union-attr]  # relocked: next admit pulses
     return out
 
