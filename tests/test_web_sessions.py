@@ -121,3 +121,17 @@ def test_a_refused_role_gets_no_session(server: str) -> None:
             return
         assert r.status_code == 403
         assert client.cookies.get(SESSION_COOKIE) is None
+
+
+def test_pre_login_csrf_token_is_kept_while_it_is_valid(server: str) -> None:
+    """A second login page (another tab, a reload) keeps the same token: a form opened
+    earlier still signs in."""
+    with httpx.Client(base_url=server, follow_redirects=False, timeout=10) as client:
+        first = _csrf(client.get("/login").text)
+        again = client.get("/login")
+        assert _csrf(again.text) == first
+        assert not any(
+            h.startswith(CSRF_COOKIE + "=") for h in again.headers.get_list("set-cookie")
+        )
+        r = client.post("/login", data={"csrf": first, "name": "mia", "password": PASSWORD})
+        assert r.status_code == 303
