@@ -265,3 +265,29 @@ def test_renumbered_entries_are_caught_even_without_a_head(data: Path) -> None:
     with pytest.raises(AuditError, match="sequence number") as info:
         verify_chain(entries, public)
     assert info.value.index == 3
+
+
+@pytest.mark.parametrize("head", [b"not json", b"[1, 2]", b'"a string"'])
+def test_an_unreadable_head_record_is_an_audit_error(data: Path, head: bytes) -> None:
+    (data / "audit.head").write_bytes(head)
+    assert "unreadable head record" in str(verify_error(data))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        (b"\xff\xfe", "not a JSON audit export"),
+        (b'{"format": "other/1", "entries": []}', "not a sentinel-audit-export/1 file"),
+        (b"[]", "not a sentinel-audit-export/1 file"),
+        (b'{"format": "sentinel-audit-export/1", "entries": [1]}', "list of objects"),
+    ],
+)
+def test_a_bad_export_file_is_named(tmp_path: Path, content: bytes | None, message: str) -> None:
+    from sentinel.journal.audit import load_export
+
+    f = tmp_path / "export.json"
+    if content is not None:
+        f.write_bytes(content)
+    with pytest.raises(AuditError, match=message):
+        load_export(f)
