@@ -224,3 +224,29 @@ def test_a_world_readable_key_store_is_made_private_on_open(tmp_path: Path) -> N
     with Journal(tmp_path / "j.db", clock=Clock(T0)) as j:
         assert stat.S_IMODE(keys.stat().st_mode) == 0o600
         assert j.keys.key_for(T0.date()) is not None
+
+
+def test_key_store_after_close_and_on_a_bad_file_names_the_problem(tmp_path: Path) -> None:
+    from sentinel.errors import JournalError
+    from sentinel.journal.keystore import KeyStore, connect
+
+    ks = KeyStore(tmp_path / "k.db")
+    assert ks.key_for(T0.date(), create=True)
+    ks.close()
+    with pytest.raises(JournalError, match="key store is closed"):
+        ks.key_for(T0.date())
+    bad = tmp_path / "not-a-db"
+    bad.write_bytes(b"this is not an SQLite file at all, it is text" * 100)
+    with pytest.raises(JournalError, match="cannot open database"):
+        connect(bad)
+
+
+def test_new_databases_hand_pages_back_incrementally(tmp_path: Path) -> None:
+    """auto_vacuum=INCREMENTAL is set before WAL creates the file (purge on a full disk)."""
+    from sentinel.journal.keystore import connect
+
+    conn = connect(tmp_path / "fresh.db")
+    assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # 2 = incremental
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
+    conn.close()
