@@ -306,3 +306,20 @@ def test_certlogic_depth_cap() -> None:
         deep = {"if": [True, deep, False]}
     with pytest.raises(cl.CertLogicError, match="nested too deeply"):
         cl.evaluate(deep, {})
+
+
+@pytest.mark.parametrize("number", ["D23145890", "D231458901", "D2314589012"])
+def test_long_td2_document_numbers_continue_in_the_optional_data(number: str) -> None:
+    """ICAO 9303-6 §4.2.2 note: as in TD1, a TD2 number past nine characters continues
+    in the optional data (positions 29-35), its check digit after it."""
+    cd = iddoc.check_digit
+    if len(number) > 9:
+        head = number[:9] + "<"
+        optional = (number[9:] + cd(number) + "<" * 7)[:7]
+    else:
+        head = number + cd(number)
+        optional = "<" * 7
+    body = head + "NLD" + "740812" + cd("740812") + "F" + "120415" + cd("120415") + optional
+    line2 = body + cd(body[0:10] + body[13:20] + body[21:35])
+    line1 = "I<NLDERIKSSON<<ANNA<MARIA<<<<<<<<<<<"
+    assert iddoc.parse_mrz(line1 + "\n" + line2, today=date(2011, 1, 1)).number == number

@@ -311,3 +311,17 @@ def test_cwt_times_must_be_numbers(signer: di.IssuerKey, trust: TrustList) -> No
     claims[4] = "2030-01-01"
     text = di.encode_hc1(di.sign_cose(cbor2.dumps(claims), signer))
     assert "not a time" in _detail(text, trust)
+
+
+def test_cwt_times_past_2_40_seconds_are_not_times(signer: di.IssuerKey, trust: TrustList) -> None:
+    """An exp of 2**41 s (year ~71700) would mean "never expires": refused, not admitted."""
+    import cbor2
+
+    cose = dcc.decode(_issue(di.vaccination(on="2022-01-10"), signer))
+    claims = cbor2.loads(cose.payload)
+    claims[4] = 2**41
+    text = di.encode_hc1(di.sign_cose(cbor2.dumps(claims), signer))
+    assert _decide(text, trust) is ReasonCode.MALFORMED
+    claims[4] = 2**35  # year 3058: a time, far in the future
+    text = di.encode_hc1(di.sign_cose(cbor2.dumps(claims), signer))
+    assert _decide(text, trust) is ReasonCode.ADMIT
