@@ -105,7 +105,19 @@ def test_cli_device_and_authority_sides(tmp_path: Path, capsys: pytest.CaptureFi
     reg = tmp_path / "devices.json"
     assert main(["enroll", "--register", str(out), "--registry", str(reg)]) == 0
     assert capsys.readouterr().out.startswith(f"added: device hall.g7 (venue hall, gate g7) {fpr}")
-    out.write_bytes(out.read_bytes().replace(b"g7", b"g8"))
+    # tamper with the gate id only (a blind byte replace could also hit the random keys)
+    doc = json.loads(out.read_bytes())
+
+    def retag(v: object) -> object:
+        if isinstance(v, dict):
+            return {k: retag(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [retag(x) for x in v]
+        return "g8" if v == "g7" else v
+
+    tampered = retag(doc)
+    assert tampered != doc
+    out.write_text(json.dumps(tampered))
     assert main(["enroll", "--register", str(out), "--registry", str(reg)]) == 1
     assert "does not verify" in capsys.readouterr().err
 
