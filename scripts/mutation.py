@@ -363,6 +363,28 @@ def _run_tests(tests: list[str], timeout_s: float) -> tuple[str, float]:
     return f"killed (exit {proc.returncode})", took
 
 
+def _score_again(earlier: list[dict], rerun: list[dict]) -> tuple[int, int]:
+    """(killed, scored) of an earlier run after its survivors ran again: a survivor whose
+    change no longer exists is dropped (the code changed), one judged equivalent is not
+    scored, one still surviving under any re-run mutant of the same change stays a survivor."""
+    by_key: dict[tuple[str, str, str], list[str]] = {}
+    for m in rerun:
+        by_key.setdefault((m["operator"], m["before"], m["after"]), []).append(m["result"])
+    killed = scored = 0
+    for m in earlier:
+        if m["result"] == "equivalent":
+            continue
+        if m["result"] != "survived":
+            killed, scored = killed + 1, scored + 1
+            continue
+        now = by_key.get((m["operator"], m["before"], m["after"]))
+        if not now or "equivalent" in now:
+            continue  # gone with the code, or judged equivalent since
+        scored += 1
+        killed += all(r.startswith("killed") for r in now)
+    return killed, scored
+
+
 def _drop_pyc(path: Path) -> None:
     cache = path.parent / "__pycache__"
     for f in cache.glob(path.stem + ".*.pyc"):
@@ -442,18 +464,9 @@ def run_module(
     finally:
         restore()
         signal.signal(signal.SIGTERM, previous)
-    if earlier_run:  # the earlier run's kills count; its survivors are what ran again
-        earlier = [m for m in earlier_run if m["result"] != "equivalent"]
-        before_killed = sum(1 for m in earlier if m["result"].startswith("killed"))
-        rerun = {(m.operator, m.before, m.after) for m in results}
-        gone = [
-            m
-            for m in earlier
-            if m["result"] == "survived" and (m["operator"], m["before"], m["after"]) not in rerun
-        ]  # the code they mutated changed: no longer a mutant of this module
-        scored = len(earlier) - len(gone) - sum(1 for m in results if m.result == "equivalent")
-        killed = before_killed + killed
-        print(f"mutation {module}: {len(results)} survivors re-run, {len(gone)} gone with the code")
+    if earlier_run:  # the earlier run's kills count; each of its survivors is judged again
+        killed, scored = _score_again(earlier_run, [asdict(m) for m in results])
+        print(f"mutation {module}: {len(results)} mutants re-run for the earlier survivors")
     pct = 100.0 * killed / scored if scored else 100.0
     print(f"mutation {module}: {killed}/{scored} killed ({pct:.1f} %)")
     if json_out is not None:
