@@ -73,6 +73,23 @@ def test_data_counts_as_stale_at_manifest_expiry(tmp_path) -> None:
         assert NOW + timedelta(hours=25) - st.updated_at > st.max_age
 
 
+def _signed_site_with_one_part(site, root, name: str, data: bytes):  # type: ignore[no-untyped-def]
+    """A v2 publisher site: correctly hashed and signed, with one part ``name`` = ``data``."""
+    (site / "parts").mkdir(parents=True)
+    sha = hashlib.sha256(data).hexdigest()
+    (site / "parts" / sha).write_bytes(data)
+    payload = bm.make_payload(
+        version=2,
+        issued_at=NOW,
+        expires_at=NOW + timedelta(days=1),
+        authority_key_id=bm.key_id(root),
+        parts=[bm.PartRef(name, sha, len(data))],
+        status=None,
+    )
+    (site / "manifest.json").write_bytes(bm.sign_manifest(payload, [root]))
+    return site
+
+
 def test_a_bad_part_leaves_everything_as_it_was(tmp_path) -> None:
     root = generate_root_key()
     b = build_test_bundle(
@@ -86,20 +103,7 @@ def test_a_bad_part_leaves_everything_as_it_was(tmp_path) -> None:
     before = sorted(p.name for p in (data / "trust" / "status").iterdir())
 
     # a correctly hashed and signed v2 whose revocations part is not a revocation list
-    site2 = tmp_path / "site2"
-    (site2 / "parts").mkdir(parents=True)
-    junk = b"not json"
-    sha = hashlib.sha256(junk).hexdigest()
-    (site2 / "parts" / sha).write_bytes(junk)
-    payload = bm.make_payload(
-        version=2,
-        issued_at=NOW,
-        expires_at=NOW + timedelta(days=1),
-        authority_key_id=bm.key_id(root),
-        parts=[bm.PartRef("revocations", sha, len(junk))],
-        status=None,
-    )
-    (site2 / "manifest.json").write_bytes(bm.sign_manifest(payload, [root]))
+    site2 = _signed_site_with_one_part(tmp_path / "site2", root, "revocations", b"not json")
     with pytest.raises(BundleFormatError, match="revocations"):
         sync_dir(data, site2, b.root_public, now=NOW)
     with StoreTrust(data) as t:
@@ -176,19 +180,7 @@ def test_a_signed_part_that_does_not_parse_is_never_committed(tmp_path, name, ju
     b = build_test_bundle(tmp_path / "site", root_key=root, now=NOW)
     data = tmp_path / "data"
     sync_dir(data, b.site, b.root_public, now=NOW)
-    site2 = tmp_path / "site2"
-    (site2 / "parts").mkdir(parents=True)
-    sha = hashlib.sha256(junk).hexdigest()
-    (site2 / "parts" / sha).write_bytes(junk)
-    payload = bm.make_payload(
-        version=2,
-        issued_at=NOW,
-        expires_at=NOW + timedelta(days=1),
-        authority_key_id=bm.key_id(root),
-        parts=[bm.PartRef(name, sha, len(junk))],
-        status=None,
-    )
-    (site2 / "manifest.json").write_bytes(bm.sign_manifest(payload, [root]))
+    site2 = _signed_site_with_one_part(tmp_path / "site2", root, name, junk)
     with pytest.raises(BundleFormatError):
         sync_dir(data, site2, b.root_public, now=NOW)
     with StoreTrust(data) as t:
