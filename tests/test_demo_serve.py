@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
@@ -47,9 +47,14 @@ def test_every_scripted_presentation_is_decided_as_scripted(tmp_path: Path) -> N
     trust = StoreTrust(data, TrustConfig())
     with Gate(cfg.gate, pin_factory=MockFactory()) as gate, Journal(data / "j.db") as journal:
         pipe = Pipeline(cfg, trust, gate, journal, pseudonym_key=b"k" * 32)
-        cam = DemoCamera(scenes, threading.Event(), fps=0)
+        # The camera and the pipeline share one clock that advances 0.1 s per frame, as
+        # at 10 fps: unpaced on the wall clock, a fast machine draws the cycled health
+        # code twice in one second, and the second is (rightly) refused as a replay.
+        t = [now]
+        cam = DemoCamera(scenes, threading.Event(), fps=0, clock=lambda: t[0])
         for i, frame in enumerate(cam.frames()):
-            for o in pipe.process_frame(frame, datetime.now(UTC), mono=i / 10):
+            t[0] += timedelta(seconds=0.1)
+            for o in pipe.process_frame(frame, t[0], mono=i / 10):
                 assert cam.current is not None
                 decided.append((cam.current.name, cam.current.expected, o.decision.reason))
     trust.close()
