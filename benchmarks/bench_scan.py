@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpus", type=int, default=0, help="hard-corpus samples per category")
     p.add_argument("--sequences", type=int, default=0, help="video sequences per kind")
     p.add_argument("--engines", default="template,cnn", help="MRZ engines for the corpus")
+    p.add_argument("--skip-id-corpus", action="store_true", help="hard corpus: QR codes only")
     args = p.parse_args(argv)
     cv2.setNumThreads(1)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
@@ -245,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.corpus:
         if texts:
             bench_qr_corpus(texts, args.corpus, sizes)  # type: ignore[arg-type]
-        bench_id_corpus(args.corpus, args.engines.split(","))
+        if not args.skip_id_corpus:
+            bench_id_corpus(args.corpus, args.engines.split(","))
     if args.sequences:
         bench_sequences(args.sequences, args.engines.split(",")[-1])
     return 0
@@ -284,6 +286,7 @@ def _qr_configs() -> dict[str, Callable]:
         "+ unsharp only": scanner(("unsharp",)),
         "+ upscale only": scanner(("upscale",)),
         "+ clahe only": scanner(("clahe",)),
+        "+ texture only": scanner(("texture",)),
         "Sentinel scanner (default)": Scanner("zxing", None).decode,
         "pyzbar": peers[0],
         "OpenCV": peers[2],

@@ -114,3 +114,80 @@ def test_scan_cli_prints_json_and_masks_numbers(
     assert main(["scan", "--show-number", str(tmp_path / "b-card.png")]) == 0
     assert json.loads(capsys.readouterr().out)["id_document"]["number"] == number
     assert main(["scan", str(tmp_path / "missing.png")]) == 1
+
+
+def _corpus_scan():  # benchmarks/corpus_scan.py: the seeded hard corpus's renderers
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "corpus_scan.py"
+    spec = importlib.util.spec_from_file_location("corpus_scan", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("corpus_scan", mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+SMALL = "HC1:" + "6BFOXN%TS3DH0YOJ58S S-W5HDC *M0II5XHC9B5G2+$N" * 8
+
+
+@pytest.mark.parametrize("seed", [24, 38])
+def test_texture_pass_reads_a_code_too_small_for_zxing_to_see(seed: int) -> None:
+    from sentinel.scan.decoders import ZxingDecoder
+
+    cs = _corpus_scan()
+    s = cs.qr_sample("small_in_frame", SMALL, np.random.default_rng(seed), (640, 480))
+    g = cv2.cvtColor(s.frame, cv2.COLOR_BGR2GRAY)
+    alone = ZxingDecoder()
+    # zxing-cpp neither reads it nor reports a candidate: no crop retry would run
+    assert alone.decode(g) == [] and not alone.saw_candidate
+    without = Scanner("zxing", None, retry_steps=("crops", "unsharp", "upscale", "clahe"))
+    assert without.decode(g) == []
+    found = Scanner("zxing", None).decode(g)
+    assert [x.text for x in found] == [SMALL]
+    xs = [p[0] for p in found[0].polygon]
+    ys = [p[1] for p in found[0].polygon]
+    # the polygon is in frame pixels, around a code of ~70-110 px
+    assert 0 <= min(xs) < max(xs) <= 640 and 0 <= min(ys) < max(ys) <= 480
+    assert 40 < max(xs) - min(xs) < 160
+
+
+def test_texture_candidates_skip_empty_scenes_and_lines_of_text() -> None:
+    from sentinel.scan.qr_finder import texture_candidates
+
+    for seed in range(5):
+        g = cv2.cvtColor(synth.blank_frame(1280, 720, seed=seed), cv2.COLOR_BGR2GRAY)
+        assert texture_candidates(g) == []
+    g = cv2.cvtColor(synth.blank_frame(640, 480, seed=1), cv2.COLOR_BGR2GRAY)
+    cv2.putText(g, "P<UTOERIKSSON<<ANNA<MARIA<<<<", (10, 240), cv2.FONT_HERSHEY_SIMPLEX, 0.9, 0, 2)
+    assert texture_candidates(g) == []  # elongated texture: a line of text, not a code
+    code = synth.render_qr(SMALL, 2)
+    g[20 : 20 + code.shape[0], 300 : 300 + code.shape[1]] = code
+    boxes = texture_candidates(g)
+    assert len(boxes) == 1
+    x, y, w, h = boxes[0]
+    assert abs(x - 300) < 24 and abs(y - 20) < 24 and abs(w - code.shape[1]) < 48
+
+
+class _CountingIdReader:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def read(self, _frame: np.ndarray) -> list:
+        self.calls += 1
+        return []
+
+
+def test_no_ocr_while_a_qr_code_is_in_view_but_not_yet_read() -> None:
+    code = synth.render_qr("HC1:" + "X" * 300, 4).copy()
+    h, w = code.shape
+    code[int(h * 0.35) : int(h * 0.65), int(w * 0.3) : int(w * 0.7)] = 0  # unreadable
+    seen = synth.place(code, 640, 480, synth.Degrade(fill=0.7), seed=1)
+    empty = synth.blank_frame(640, 480, seed=2)
+    reader = _CountingIdReader()
+    sc = Scanner("zxing", None, id_reader=reader, id_every_frames=1)
+    assert sc.scan(seen) == [] and sc.saw_code  # zxing-cpp saw finder patterns
+    assert reader.calls == 0  # no 100+ ms of OCR on a frame with a phone in it
+    assert sc.scan(empty) == [] and not sc.saw_code
+    assert reader.calls == 1  # an ordinary frame without a code is searched for IDs

@@ -15,6 +15,7 @@ import numpy as np
 
 from sentinel.errors import HardwareError
 from sentinel.scan.motion import MotionGate
+from sentinel.scan.qr_finder import crop_around, texture_candidates
 from sentinel.scan.symbol import Symbol
 
 if TYPE_CHECKING:
@@ -193,7 +194,7 @@ class Scanner:
         fallback: str | None = "pyzbar",
         *,
         retries: bool = True,
-        retry_steps: tuple[str, ...] = ("crops", "unsharp", "upscale", "clahe"),
+        retry_steps: tuple[str, ...] = ("crops", "unsharp", "upscale", "clahe", "texture"),
         motion_threshold: float = 2.0,
         recheck_frames: int = 15,
         roi: tuple[int, int, int, int] | None = None,
@@ -216,6 +217,7 @@ class Scanner:
         self.id_every_frames = max(1, id_every_frames)
         self._no_code = 0
         self._id_pending = False
+        self.saw_code = False
         self._id_barcodes: Decoder | None = (
             ZxingDecoder(("PDF417", "Code128")) if id_reader is not None else None
         )
@@ -247,24 +249,32 @@ class Scanner:
         """All symbols in ``frame`` (any back-end, any retry that finds them)."""
         g = gray(frame)
         found = self.primary.decode(g)
+        # whether a QR code is in view (read or not): then no ID document is looked for
+        self.saw_code = bool(found) or getattr(self.primary, "saw_candidate", False)
         if found:
             return found
-        # zxing-cpp tells when it saw a code it could not read; other back-ends cannot
-        if self.retries and getattr(self.primary, "saw_candidate", True):
-            found = self._retry(g)
+        if self.retries:
+            # zxing-cpp tells when it saw a code it could not read (other back-ends
+            # cannot): only then the whole-frame retries; the texture pass looks for codes
+            # too small to be seen at all
+            found = self._retry(g, saw=getattr(self.primary, "saw_candidate", True))
+            self.saw_code = self.saw_code or bool(found)
             if found:
                 return found
         if self.fallback is not None:
             found = self.fallback.decode(g)
         return found
 
-    def _retry(self, g: np.ndarray) -> list[Symbol]:
+    def _retry(self, g: np.ndarray, *, saw: bool = True) -> list[Symbol]:
         # Each step measured in bench_scan.py ("QR options"): crops around the codes
         # zxing-cpp found but could not read, at twice the resolution (small codes); an
         # unsharp mask (motion, focus blur); 1.5x upscaling with it (the smallest modules
-        # at 640×480); local contrast equalization (glare, dim light).
+        # at 640×480); local contrast equalization (glare, dim light); crops of square
+        # textured regions at ~3x, for codes zxing-cpp did not even detect (qr_finder.py).
         candidates = list(getattr(self.primary, "candidates", []))
         for step in self.retry_steps:
+            if not saw and step != "texture":
+                continue
             found = self._RETRY[step](self, g, candidates)
             if found:
                 return found
@@ -301,11 +311,20 @@ class Scanner:
     def _clahe_step(self, g: np.ndarray, _c: list) -> list[Symbol]:
         return self.primary.decode(cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8)).apply(g))
 
+    def _texture_step(self, g: np.ndarray, _c: list) -> list[Symbol]:
+        for box in texture_candidates(g):
+            crop, x0, y0, f = crop_around(g, box)
+            found = self.primary.decode(crop)
+            if found:
+                return _offset(_scaled(found, f), x0, y0)
+        return []
+
     _RETRY = {
         "crops": _crops,
         "unsharp": _unsharp_step,
         "upscale": _upscale_step,
         "clahe": _clahe_step,
+        "texture": _texture_step,
     }
 
     def read_id(self, frame: np.ndarray) -> list[Symbol]:
@@ -333,7 +352,9 @@ class Scanner:
             return list(self._last)
         self.decoded += 1
         found = self.decode(g)
-        self._id_pending = not found and self.id_reader is not None
+        # a code zxing-cpp saw but could not read yet (a phone still moving in): reading
+        # it on the next frame matters more than 100+ ms of OCR on this one
+        self._id_pending = not found and not self.saw_code and self.id_reader is not None
         if self._id_pending:
             # OCR costs more than a decode: look for a document on every Nth frame only
             self._no_code += 1
