@@ -45,6 +45,7 @@ PROG="provision"
 
 # ---------------------------------------------------------------------------- options
 VENUE="" GATE="" PUBLISHER_URL="" ROOT_KEY_FPR="" ROOT_KEY_FILE="" LOCK_TYPE="fail-secure"
+DEMO_RENEWED=0  # set when an older release's demo publisher is replaced (step 5)
 PIN_MAP="relay=17,green=22,red=27,buzzer=23" RELAY_ACTIVE_HIGH="yes" PIN_FACTORY=""
 RETENTION_DAYS="14" CAMERA="0" KIOSK="no" ENROLL_URL="" BOOT_CONFIG="" ROOT="/"
 VENV_FROM="" DRY_RUN=0 ANSWERS="" UNINSTALL=0 PURGE_DATA=""
@@ -424,7 +425,17 @@ sys.stdout.buffer.write(r.content[:65536])' "${PUBLISHER_URL%/}/root_pub.pem" >"
 elif [ "$DRY_RUN" = 1 ]; then
   say "would" "create a local demo publisher in $DEMO_PUB (if sentinel publish exists) and pin its key"
 elif have_command publish; then
-  # Created once: a second run keeps the same demo authority (and its key).
+  # Created once: a second run keeps the same demo authority (and its key) -- unless an
+  # older release made it in a bundle format this one does not read (an upgrade): then it
+  # is set aside and made anew, and the device's demo trust data with it (below).
+  if [ -f "$R$DEMO_PUB/site/manifest.json" ] && ! "$VPY" -c 'import sys
+from sentinel.trust import bundle as bm
+with open(sys.argv[1], "rb") as f: raw = f.read(1 << 20)
+sys.exit(1 if bm.is_older_format(bm.stored_format(raw)) else 0)' "$R$DEMO_PUB/site/manifest.json"; then
+    rm -rf "$R$DEMO_PUB.old" && mv "$R$DEMO_PUB" "$R$DEMO_PUB.old"
+    changed "demo publisher of an older bundle format set aside in $DEMO_PUB.old"
+    DEMO_RENEWED=1
+  fi
   if [ ! -f "$R$DEMO_PUB/root_pub.pem" ]; then
     sentinel_cmd publish demo --out "$R$DEMO_PUB" >"$WORK/publish.log" 2>&1 \
       || { cat "$WORK/publish.log" >&2; die "sentinel publish demo failed"; }
@@ -598,10 +609,19 @@ done
 step "sync"
 if [ "$DRY_RUN" = 1 ]; then say "would" "run: sentinel sync (when the command exists)"
 elif ! have_command sync; then say "skipped" "this sentinel has no 'sync' command yet"
-elif "$VPY" -c 'import sys; from sentinel.trust.store import BundleStore as B
-sys.exit(0 if B.exists(sys.argv[1]) else 1)' "$R$DATA" 2>/dev/null; then
+elif [ "$DEMO_RENEWED" = 0 ] && "$VPY" -c 'import sys; from sentinel.trust.store import BundleStore as B
+sys.exit(0 if B.readable(sys.argv[1]) else 1)' "$R$DATA" 2>/dev/null; then
   say "ok" "a bundle is applied already (sentinel status shows it; the service keeps it current)"
+elif [ "$DEMO_RENEWED" = 1 ] && [ -z "$PUBLISHER_URL" ]; then
+  # The old demo authority's root is the one the device's store trusts: its demo trust
+  # data goes (journal, keys and users stay), and the new demo authority's is synced.
+  rm -rf "$R$DATA/trust"
+  changed "demo trust data of the older demo publisher removed"
+  as_service_user "$VPY" -m sentinel sync --config "$WORK/local.toml" --from "$R$DEMO_PUB/site" \
+    || say "warning" "sync from the demo publisher failed (see above)"
 elif [ -n "$PUBLISHER_URL" ]; then
+  # none applied yet, or one in an older release's format (an upgrade): sync now, so the
+  # service does not start without data it can read
   as_service_user "$VPY" -m sentinel sync --config "$WORK/local.toml" || say "warning" "sync failed (see above); the timer retries hourly"
 elif [ -d "$R$DEMO_PUB/site" ]; then
   as_service_user "$VPY" -m sentinel sync --config "$WORK/local.toml" --from "$R$DEMO_PUB/site" \

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from sentinel.trust.store import BundleStore
 from tests.test_provision import REPO, VENV, make_target_tree, manifest, needs_systemctl, provision
 
 PREVIOUS = (REPO / "scripts" / "previous-release").read_text(encoding="utf-8").split()[0]
@@ -98,11 +99,16 @@ def test_upgrade_from_previous_release_keeps_journal_keys_and_users(tmp_path: Pa
         text=True,
     )
     assert check.returncode == 0, check.stdout + check.stderr
+    # The old release's demo publisher and bundle were in an older bundle format: both
+    # made anew (found by scripts/try-install.sh: the upgraded device had no trust data
+    # it could read, and every sync failed on the old manifest).
+    assert "demo publisher of an older bundle format set aside" in upgraded.stdout
     # And the upgraded tree is a fixed point like a fresh one.
     snapshot = manifest(root)
     again = provision(*args)
     assert again.stdout.splitlines()[-1] == "provision: no changes", again.stdout
     assert manifest(root) == snapshot
+    assert BundleStore.readable(data)  # last: its read-only open leaves -wal/-shm files
 
 
 def _data_files(root: Path) -> dict[str, tuple[str, ...]]:

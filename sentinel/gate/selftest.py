@@ -189,7 +189,13 @@ def check_data(trust: Any, now: datetime, missing: str = "") -> Check:
     """Trust data present, and how old it is against trust.max_data_age_hours."""
     if trust is None:
         return Check("data", FAIL, missing or "no trust data configured")
+    from sentinel.trust.applied import StoreTrust
+
     state = trust.state()
+    if isinstance(trust, StoreTrust) and not state.bundle_version and state.updated_at is None:
+        # a store with nothing this release can read: none synced yet, or one an older
+        # release applied in an older format (an upgrade) -- the service would refuse all
+        return Check("data", FAIL, "no bundle applied that this release reads: run sentinel sync")
     version = state.bundle_version or "(no version)"
     if state.updated_at is None:
         return Check("data", PASS, f"{version}: local trust file, no sync (no age limit)")

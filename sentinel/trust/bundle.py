@@ -331,6 +331,24 @@ def _parse_payload(doc: Any, raw: bytes, signed: str) -> Manifest:
     )
 
 
+def stored_format(raw: bytes) -> str | None:
+    """The ``format`` a stored manifest envelope's payload names (None when unreadable):
+    tells a bundle applied by an older release from a corrupt one."""
+    try:
+        doc = loads_bounded(loads_bounded(raw, "stored manifest")["signed"], "payload")
+    except (BundleFormatError, KeyError, TypeError):
+        return None
+    fmt = doc.get("format") if isinstance(doc, dict) else None
+    return fmt if isinstance(fmt, str) else None
+
+
+def is_older_format(fmt: str | None) -> bool:
+    """``sentinel-bundle/N`` with N below this release's."""
+    prefix, _, n = (fmt or "").rpartition("/")
+    mine = int(FORMAT.rpartition("/")[2])
+    return prefix == FORMAT.rpartition("/")[0] and n.isdigit() and int(n) < mine
+
+
 def parse_stored(raw: bytes) -> Manifest:
     """A manifest envelope that was verified when it was stored (the device's store, the
     publisher's history): parsed again, not verified again."""

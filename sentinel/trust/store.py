@@ -114,6 +114,33 @@ class BundleStore:
             con.close()
         return row is not None
 
+    @staticmethod
+    def readable(data_dir: str | Path) -> bool:
+        """True when a bundle is applied that this release reads (False after an upgrade
+        from a release with an older bundle format: sync before serving)."""
+        if not BundleStore.exists(data_dir):
+            return False
+        db = Path(data_dir) / "trust" / "store.db"
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key='manifest'").fetchone()
+        except sqlite3.Error:
+            return False
+        finally:
+            con.close()
+        if row is None:
+            return False
+        try:
+            bm.parse_stored(str(row[0]).encode())
+        except BundleFormatError:
+            return False
+        return True
+
+    def applied_version(self) -> int | None:
+        """The version last applied, whatever its format (the floor for rollbacks)."""
+        v = self.meta("version")
+        return int(v) if v is not None and v.isdigit() else None
+
     @property
     def staging(self) -> Path:
         return self.root / "staging"
@@ -168,8 +195,13 @@ class BundleStore:
             return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def current(self) -> Applied | None:
+        """The applied bundle; None when there is none, or when an older release applied
+        it in a format this one does not read (an upgrade): the next sync replaces it,
+        never with a version below ``applied_version()``."""
         raw = self.meta("manifest")
         if raw is None:
+            return None
+        if bm.is_older_format(bm.stored_format(raw.encode())):
             return None
         m = bm.parse_stored(raw.encode())
         return Applied(

@@ -319,7 +319,10 @@ class Syncer:
         # a stick) may still be applied if it is newer than ours, but only its own
         # issued_at counts for the data age (``_fresh``).
         plan = bm.plan_update(
-            m, cur.version if cur else None, cur.digest if cur else None, self.store.held()
+            m,
+            cur.version if cur else self.store.applied_version(),  # an older format: floor
+            cur.digest if cur else None,
+            self.store.held() if cur else {},
         )
         if plan.up_to_date:
             self.store.set_meta(etag=new_etag, last_error=None)
