@@ -200,7 +200,7 @@ def rollup_bench(dsn: str, events: int, venues: int, samples: int) -> list[str]:
             "CROSS JOIN generate_series(0, 4) l WHERE r.level = 5 GROUP BY 1, 2, 3, 4, 5"
         )
         conn.execute(
-            "ALTER TABLE rollup_hourly ADD PRIMARY KEY (level, area, hour, decision, reason)"
+            "ALTER TABLE rollup_hourly ADD PRIMARY KEY (level, area, hour, decision, reason, shard)"
         )
         conn.execute("ALTER TABLE rollup_daily DROP CONSTRAINT rollup_daily_pkey")
         conn.execute(
@@ -208,7 +208,7 @@ def rollup_bench(dsn: str, events: int, venues: int, samples: int) -> list[str]:
             "decision, reason, sum(n) FROM rollup_hourly GROUP BY 1, 2, 3, 4, 5"
         )
         conn.execute(
-            "ALTER TABLE rollup_daily ADD PRIMARY KEY (level, area, day, decision, reason)"
+            "ALTER TABLE rollup_daily ADD PRIMARY KEY (level, area, day, decision, reason, shard)"
         )
         conn.execute("VACUUM ANALYZE")
         load_s = time.perf_counter() - t

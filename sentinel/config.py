@@ -187,6 +187,7 @@ class FleetConfig:
     password_file: str | None = None
     heartbeat_s: int = 60
     outbox_max: int = 100000
+    batch_events: int = 100  # events per MQTT message (1: one v1 message per event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +259,7 @@ _RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("fleet", "broker_port"): (1, 65535),
     ("fleet", "heartbeat_s"): (1, _DAY_S),
     ("fleet", "outbox_max"): (1, 10**8),
+    ("fleet", "batch_events"): (1, 1000),
 }
 _NUMBER_MAX = 10**9  # any other number (GPIO pins, frame counts, ...)
 MAX_CONFIG_BYTES = 1 << 20

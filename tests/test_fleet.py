@@ -70,13 +70,21 @@ def until(cond, timeout_s: float = 30.0) -> bool:  # type: ignore[no-untyped-def
 class Device:
     """A simulated sentinel: journal + outbox in one SQLite file, and a sender."""
 
-    def __init__(self, tmp: Path, venue: str, n: int, port: int, *, start: bool = True) -> None:
+    def __init__(
+        self, tmp: Path, venue: str, n: int, port: int, *, start: bool = True, batch: int = 100
+    ) -> None:
         self.id = f"{venue}-dev{n}"
         self.venue = venue
         self.journal = Journal(tmp / f"{self.id}.db")
         self.outbox = Outbox(self.journal.path, self.id, max_rows=100_000)
         self.journal.hooks.append(self.outbox.hook)
-        self.sender = Sender(self.outbox, BrokerSettings(port=port), venue=venue, device_id=self.id)
+        self.sender = Sender(
+            self.outbox,
+            BrokerSettings(port=port),
+            venue=venue,
+            device_id=self.id,
+            batch_events=batch,
+        )
         self.ids: list[str] = []
         if start:
             self.sender.start()
@@ -262,7 +270,9 @@ def test_no_personal_field_leaves_the_device(
     for payload in seen:
         import json
 
-        assert set(json.loads(payload)) == set(EXPORT_FIELDS)
+        doc = json.loads(payload)  # a v2 batch (the sender's default): only its two keys
+        assert set(doc) == {"v", "events"} and doc["v"] == 2
+        assert all(set(e) == set(EXPORT_FIELDS) for e in doc["events"])
         for m in markers:
             assert m not in payload
     dump = "\n".join(
@@ -327,6 +337,45 @@ def test_centre_purge_keeps_counts_and_audits(db) -> None:
     }
     old = f"events_{(now - timedelta(days=70)):%Y_%m}"
     assert old not in parts  # a whole month outside the window is dropped
+
+
+def test_old_single_event_and_new_batched_devices_are_both_ingested(
+    tmp_path: Path, broker: Mosquitto, db, pg_dsn
+) -> None:
+    """An old device (v1: one event per message) and a new one (v2 batches) on one centre."""
+    seen: dict[str, list[bytes]] = {"old": [], "new": []}
+    sniff = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sniff-v")
+    sniff.on_message = lambda _c, _u, m: seen["old" if "old" in m.topic else "new"].append(
+        m.payload
+    )
+    sniff.connect("127.0.0.1", broker.port)
+    sniff.subscribe("sentinel/+/+/events", qos=1)
+    sniff.loop_start()
+    ing = ingester(pg_dsn, broker.port)
+    old = Device(tmp_path, "old", 0, broker.port, start=False, batch=1)
+    new = Device(tmp_path, "new", 0, broker.port, start=False, batch=25)
+    base = datetime.now(UTC)
+    try:
+        for d in (old, new):
+            d.emit(60, base)  # queued first, so the new device drains them in batches
+            d.sender.start()
+        assert until(lambda: count(db) >= 120)
+        assert until(lambda: old.outbox.count() == 0 and new.outbox.count() == 0)
+        rows = db.execute("SELECT event_id FROM events").fetchall()
+        assert sorted(r[0] for r in rows) == sorted(old.ids + new.ids)
+        assert until(lambda: len(seen["old"]) == 60 and sum(map(len, seen.values())) > 60)
+        import json
+
+        assert all(set(json.loads(p)) == set(EXPORT_FIELDS) for p in seen["old"])
+        sizes = [len(json.loads(p)["events"]) for p in seen["new"]]
+        assert sum(sizes) == 60 and max(sizes) == 25  # 60 events in a few messages
+        assert ing.rejected == 0
+    finally:
+        sniff.loop_stop()
+        sniff.disconnect()
+        old.close()
+        new.close()
+        ing.stop()
 
 
 def test_bad_payloads_are_rejected_not_fatal() -> None:

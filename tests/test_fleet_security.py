@@ -23,6 +23,7 @@ from sentinel.errors import FleetError
 from sentinel.fleet import central
 from sentinel.fleet.brokerauth import acl_text, write_broker_auth
 from sentinel.fleet.mqtt import BrokerSettings
+from sentinel.fleet.wire import batch_payload
 from tests.servers import Mosquitto, postgres
 from tests.test_fleet import until
 
@@ -79,8 +80,9 @@ class Client:
         self.c.loop_start()
         assert self.done.wait(10)
 
-    def publish(self, topic: str, doc: dict) -> mqtt.ReasonCode:
-        info = self.c.publish(topic, json.dumps(doc).encode(), qos=1)
+    def publish(self, topic: str, doc: dict | bytes) -> mqtt.ReasonCode:
+        payload = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+        info = self.c.publish(topic, payload, qos=1)
         assert until(lambda: info.mid in self.acks, 10)
         return self.acks[info.mid]
 
@@ -125,6 +127,24 @@ def test_cross_venue_event_injection_is_refused(site, pg_dsn: str) -> None:
         stored = rows(pg_dsn, "SELECT event_id, venue, device_id FROM events")
         assert stored == [(genuine["event_id"], *SOUTH)]
         assert until(lambda: ing.rejected == 2)  # counted just after the commit
+    finally:
+        dev.close()
+
+
+def test_cross_venue_event_inside_a_batch_is_refused_alone(site, pg_dsn: str) -> None:
+    """Attack 44 in the v2 format: a forged event among genuine ones in one message."""
+    broker, pw, ing = site
+    dev = Client(broker.port, SOUTH[1], pw[SOUTH[1]])
+    topic = f"sentinel/{SOUTH[0]}/{SOUTH[1]}/events"
+    try:
+        docs = [event(*SOUTH, reason="EXPIRED"), event(*NORTH), event(*SOUTH, reason="ADMIT")]
+        docs[2]["decision"] = "admit"
+        payload = batch_payload([json.dumps(d).encode() for d in docs])
+        assert not dev.publish(topic, payload).is_failure
+        assert until(lambda: rows(pg_dsn, "SELECT count(*) FROM events")[0][0] >= 2)
+        stored = rows(pg_dsn, "SELECT event_id, venue, device_id FROM events ORDER BY 1")
+        assert stored == sorted((d["event_id"], *SOUTH) for d in (docs[0], docs[2]))
+        assert until(lambda: ing.rejected == 1)
     finally:
         dev.close()
 

@@ -280,7 +280,7 @@ def stored_rollups(
 ) -> list[tuple[int, str, Any, str, str, int]]:
     table, col = {"hour": ("rollup_hourly", "hour"), "day": ("rollup_daily", "day")}[unit]
     rows = conn.execute(
-        f"SELECT level, area, {col}, decision, reason, n FROM {table} WHERE n <> 0 "
-        "ORDER BY 1, 2, 3, 4, 5"
+        f"SELECT level, area, {col}, decision, reason, sum(n) FROM {table} "
+        "GROUP BY 1, 2, 3, 4, 5 HAVING sum(n) <> 0 ORDER BY 1, 2, 3, 4, 5"
     ).fetchall()
     return [(int(a), b, c, d, e, int(f)) for a, b, c, d, e, f in rows]

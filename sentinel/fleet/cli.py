@@ -62,6 +62,7 @@ def _cmd(args: argparse.Namespace) -> int:
             client_id=args.client_id,
             group=args.group or None,
             batch_max=args.batch_max,
+            batch_wait_s=args.batch_wait_ms / 1000,
         )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -74,7 +75,7 @@ def _cmd(args: argparse.Namespace) -> int:
         ing.stop()
         print(
             f"ingested {ing.ingested}, redelivered {ing.redelivered}, rejected {ing.rejected}, "
-            f"alerts {ing.alerts}"
+            f"alerts {ing.alerts}, messages {ing.messages}, batches {ing.batches}"
         )
         return 0
     if args.action == "web":
@@ -214,7 +215,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--username", default="", help="ingest: broker user")
     p.add_argument("--password-file", default=None, help="ingest: broker password file")
-    p.add_argument("--batch-max", type=int, default=1000, help="ingest: messages per commit")
+    p.add_argument("--batch-max", type=int, default=5000, help="ingest: events per commit")
+    p.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=50,
+        help="ingest: the longest a message waits for others to join its commit",
+    )
     p.add_argument("--dsn", default="dbname=sentinel", help="PostgreSQL connection string")
     p.add_argument("--broker", default="127.0.0.1:1883", help="MQTT broker HOST:PORT")
     p.add_argument("--manager", default="", help="report: the manager whose venues to show")

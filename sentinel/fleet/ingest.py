@@ -9,10 +9,11 @@
   nothing is lost.  A message committed but not yet acknowledged when the process died is
   redelivered and skipped by ``ON CONFLICT DO NOTHING`` on ``(event_id, time)``, and only
   rows the INSERT actually returned feed the roll-ups and alerts: nothing is duplicated.
-* One statement per batch: multi-row INSERT from ``unnest`` arrays, then (in the same
-  statement, data-modifying CTEs) the hourly roll-up for every level of each new row's
-  path (per hour and per day), and an alert for each new refusal of an authority-marked
-  kind.
+* One transaction per batch (up to ``batch_max`` events, v1 and v2 messages alike,
+  ``sentinel.fleet.wire``): COPY into a temporary staging table, then one statement
+  (data-modifying CTEs): INSERT … ON CONFLICT DO NOTHING into ``events``, the roll-ups
+  for every level of each new row's path (per hour and per day, in this ingester's
+  ``shard``), and an alert for each new refusal of an authority-marked kind.
 * The topic is the identity (security review D3): the broker's ACL lets a device publish
   only on ``sentinel/<its venue>/<its id>/...``; the ingester takes venue and device from
   the topic and refuses a payload that names another, a reason, decision or credential
@@ -21,188 +22,102 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
 
-from sentinel.credentials.model import CredentialKind
 from sentinel.errors import FleetError
 from sentinel.fleet.mqtt import BrokerSettings, Connection
-from sentinel.fleet.outbox import EXPORT_FIELDS
 from sentinel.fleet.schema import _audit, ensure_partitions, migrate
-from sentinel.reasons import ReasonCode
+from sentinel.fleet.wire import (
+    CREDENTIAL_KINDS,
+    DECISIONS,
+    HEARTBEAT_COLUMNS,
+    MAX_AGE,
+    MAX_FIELD,
+    MAX_FUTURE,
+    REASONS,
+    Topic,
+    parse_event,
+    parse_events,
+    parse_heartbeat,
+    parse_topic,
+)
 
 log = logging.getLogger(__name__)
 
-DECISIONS = frozenset({"admit", "refuse", "event", "override", "exit"})
-REASONS = frozenset(r.value for r in ReasonCode)
-CREDENTIAL_KINDS = frozenset({k.value for k in CredentialKind} | {""})
-MAX_FUTURE = timedelta(minutes=5)  # device clocks are NTP-synced; beyond this: refused
-MAX_AGE = timedelta(days=400)  # older than any outbox backlog or retention window
-MAX_FIELD = 200
+__all__ = [
+    "CREDENTIAL_KINDS",
+    "DECISIONS",
+    "MAX_AGE",
+    "MAX_FIELD",
+    "MAX_FUTURE",
+    "REASONS",
+    "Batch",
+    "Ingester",
+    "Topic",
+    "parse_event",
+    "parse_events",
+    "parse_heartbeat",
+    "parse_topic",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class Topic:
-    venue: str
-    device_id: str
-    kind: str  # "events" or "heartbeat"
+# The batch's events are COPYed into a per-connection temporary table, then one statement
+# moves them on.  Only rows the INSERT returned (new ones) reach the roll-ups and the
+# alerts, so a redelivered event changes nothing.  New rows are counted per venue and hour
+# first (a device's batch is one venue), then spread over the venue's six levels.  Each
+# ingester adds to its own roll-up rows (``shard``), so two ingesters never wait for each
+# other's lock on the same city- or district-level row; readers sum over shards.  Keys are
+# written in key order (no deadlock between ingesters that share a shard).
+_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
+    event_id text, device_id text, venue text, gate text, time timestamptz,
+    decision text, reason text, credential_kind text, bundle_version text
+) ON COMMIT DELETE ROWS
+"""
+_COPY = "COPY ingest_stage FROM STDIN"
 
-
-def parse_topic(topic: str) -> Topic:
-    """``sentinel/<venue>/<device>/(events|heartbeat)``; FleetError otherwise."""
-    parts = topic.split("/")
-    if (
-        len(parts) != 4
-        or parts[0] != "sentinel"
-        or parts[3] not in ("events", "heartbeat")
-        or not all(0 < len(p) <= MAX_FIELD for p in parts[1:3])
-    ):
-        raise FleetError(f"unexpected topic {topic[:80]!r}")
-    return Topic(parts[1], parts[2], parts[3])
-
-
-def _time_in_window(t: datetime, now: datetime) -> datetime:
-    if t.tzinfo is None:
-        raise ValueError("time without zone")
-    if t > now + MAX_FUTURE:
-        raise ValueError(f"time {t.isoformat()} is ahead of the centre's clock")
-    if t < now - MAX_AGE:
-        raise ValueError(f"time {t.isoformat()} is older than {MAX_AGE.days} days")
-    return t
-
-
-def parse_event(
-    payload: bytes, topic: Topic | None = None, now: datetime | None = None
-) -> tuple[Any, ...]:
-    """Validate an event payload; return the row in ``EXPORT_FIELDS`` order (FleetError if bad).
-
-    With ``topic``, the payload's venue and device must be the topic's (the broker ACL
-    authenticated the topic, not the payload).
-    """
-    now = now or datetime.now(UTC)
-    try:
-        doc = json.loads(payload)
-        if not isinstance(doc, dict) or set(doc) != set(EXPORT_FIELDS):
-            raise ValueError(f"fields {sorted(doc) if isinstance(doc, dict) else type(doc)}")
-        values = [doc[k] for k in EXPORT_FIELDS]
-        if not all(isinstance(v, str) and len(v) <= MAX_FIELD for v in values):
-            raise ValueError("field not a short string")
-        if not doc["event_id"]:
-            raise ValueError("empty event id")
-        if topic is not None and (doc["venue"], doc["device_id"]) != (
-            topic.venue,
-            topic.device_id,
-        ):
-            raise ValueError("venue/device in the payload disagree with the topic")
-        if doc["decision"] not in DECISIONS:
-            raise ValueError("unknown decision")
-        if doc["reason"] not in REASONS:
-            raise ValueError("unknown reason code")
-        if doc["credential_kind"] not in CREDENTIAL_KINDS:
-            raise ValueError("unknown credential kind")
-        t = _time_in_window(datetime.fromisoformat(doc["time"]), now)
-    except (ValueError, TypeError, RecursionError) as exc:
-        raise FleetError(f"bad event payload: {exc}") from None
-    row = dict(zip(EXPORT_FIELDS, values, strict=True))
-    row["time"] = t  # type: ignore[assignment]
-    return tuple(row[k] for k in EXPORT_FIELDS)
-
-
-HEARTBEAT_COLUMNS = (
-    "device_id",
-    "venue",
-    "gate",
-    "last_heartbeat",
-    "bundle_version",
-    "bundle_age_s",
-    "camera",
-    "gate_state",
-    "disk_free_bytes",
-    "software",
-    "outbox_backlog",
-    "faults",
-)
-
-
-def _num(v: Any) -> float | None:
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int | float) or v != v or abs(v) > 1e18:
-        raise ValueError("not a finite number")
-    return float(v)
-
-
-def parse_heartbeat(payload: bytes, topic: Topic, now: datetime | None = None) -> tuple[Any, ...]:
-    """A ``devices`` row from a heartbeat on ``topic`` (the topic names the device)."""
-    now = now or datetime.now(UTC)
-    try:
-        hb = json.loads(payload)
-        if not isinstance(hb, dict):
-            raise ValueError("not an object")
-        if str(hb.get("device_id", topic.device_id)) != topic.device_id:
-            raise ValueError("device in the payload disagrees with the topic")
-        if str(hb.get("venue", topic.venue)) != topic.venue:
-            raise ValueError("venue in the payload disagrees with the topic")
-        return (
-            topic.device_id,
-            topic.venue,
-            str(hb.get("gate", ""))[:MAX_FIELD],
-            _time_in_window(datetime.fromisoformat(str(hb["time"])), now),
-            str(hb.get("bundle_version", ""))[:MAX_FIELD],
-            _num(hb.get("bundle_age_s")),
-            str(hb.get("camera", ""))[:50],
-            str(hb.get("gate_state", ""))[:50],
-            _num(hb.get("disk_free_bytes")),
-            str(hb.get("software", ""))[:50],
-            int(_num(hb.get("outbox_backlog")) or 0),
-            str(hb.get("faults", ""))[:500],
-        )
-    except (KeyError, ValueError, TypeError, OverflowError, RecursionError) as exc:
-        raise FleetError(f"bad heartbeat: {exc}") from None
-
-
-# One statement per batch.  Only rows the INSERT returned (new ones) reach the roll-ups and
-# the alerts, so a redelivered event changes nothing.  Roll-up keys are inserted in key
-# order, so two ingesters lock shared roll-up rows in the same order (no deadlock).
 _BATCH = """
 WITH ins AS (
     INSERT INTO events (event_id, device_id, venue, gate, time, decision, reason,
                         credential_kind, bundle_version)
-    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],
-                         %s::text[], %s::text[], %s::text[], %s::text[])
+    SELECT * FROM ingest_stage
     ON CONFLICT DO NOTHING
     RETURNING event_id, venue, gate, time, decision, reason
-), placed AS (
-    SELECT ins.*, p.path FROM ins LEFT JOIN venue_places p ON p.venue = ins.venue
+), per_venue AS (
+    SELECT venue, date_trunc('hour', time, 'UTC') AS hour, decision, reason, count(*) AS n
+    FROM ins GROUP BY 1, 2, 3, 4
+), keyed AS (
+    SELECT l, CASE WHEN l = 5 THEN v.venue ELSE p.path[l + 1] END AS area,
+           v.hour, v.decision, v.reason, v.n
+    FROM per_venue v LEFT JOIN venue_places p ON p.venue = v.venue
+    CROSS JOIN generate_series(0, 5) AS l
+    WHERE l = 5 OR p.path IS NOT NULL
 ), roll AS (
-    INSERT INTO rollup_hourly AS r (level, area, hour, decision, reason, n)
-    SELECT l, CASE WHEN l = 5 THEN venue ELSE path[l + 1] END,
-           date_trunc('hour', time, 'UTC'), decision, reason, count(*)
-    FROM placed CROSS JOIN generate_series(0, 5) AS l
-    WHERE l = 5 OR path IS NOT NULL
+    INSERT INTO rollup_hourly AS r (level, area, hour, decision, reason, shard, n)
+    SELECT l, area, hour, decision, reason, %(shard)s, sum(n) FROM keyed
     GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
-    ON CONFLICT (level, area, hour, decision, reason) DO UPDATE SET n = r.n + EXCLUDED.n
+    ON CONFLICT (level, area, hour, decision, reason, shard) DO UPDATE SET n = r.n + EXCLUDED.n
 ), rolld AS (
-    INSERT INTO rollup_daily AS r (level, area, day, decision, reason, n)
-    SELECT l, CASE WHEN l = 5 THEN venue ELSE path[l + 1] END,
-           (time AT TIME ZONE 'UTC')::date, decision, reason, count(*)
-    FROM placed CROSS JOIN generate_series(0, 5) AS l
-    WHERE l = 5 OR path IS NOT NULL
+    INSERT INTO rollup_daily AS r (level, area, day, decision, reason, shard, n)
+    SELECT l, area, (hour AT TIME ZONE 'UTC')::date, decision, reason, %(shard)s, sum(n)
+    FROM keyed
     GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
-    ON CONFLICT (level, area, day, decision, reason) DO UPDATE SET n = r.n + EXCLUDED.n
+    ON CONFLICT (level, area, day, decision, reason, shard) DO UPDATE SET n = r.n + EXCLUDED.n
 ), al AS (
     INSERT INTO alerts (event_id, venue, gate, time, reason, street)
-    SELECT event_id, venue, gate, time, reason, coalesce(path[3], '') FROM placed
-    WHERE decision = 'refuse' AND reason IN (SELECT reason FROM alert_kinds)
+    SELECT ins.event_id, ins.venue, ins.gate, ins.time, ins.reason, coalesce(p.path[3], '')
+    FROM ins LEFT JOIN venue_places p ON p.venue = ins.venue
+    WHERE ins.decision = 'refuse' AND ins.reason IN (SELECT reason FROM alert_kinds)
     ON CONFLICT (event_id) DO NOTHING
     RETURNING id
 )
@@ -238,6 +153,11 @@ def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [[r[i] for r in rows] for i in range(width)]
 
 
+def shard_of(client_id: str) -> int:
+    """The roll-up shard an ingester writes (stable per client id; collisions only slow)."""
+    return zlib.crc32(client_id.encode()) % 1024
+
+
 class Ingester:
     """One member of the ingester group: subscribe, batch, commit, then acknowledge."""
 
@@ -248,16 +168,20 @@ class Ingester:
         *,
         client_id: str = "sentinel-central",
         group: str | None = "central",
-        batch_max: int = 1000,
+        batch_max: int = 5000,
         batch_wait_s: float = 0.05,
         receive_maximum: int = 2000,
         session_expiry_s: int = 7 * 24 * 3600,
+        shard: int | None = None,
     ) -> None:
+        """``batch_max``: events (and heartbeats) per transaction; ``batch_wait_s``: the
+        longest a first message waits for others to join its batch."""
         self.dsn = dsn
         self.db = self._connect()
         migrate(self.db)
         self.batch_max = batch_max
         self.batch_wait_s = batch_wait_s
+        self.shard = shard_of(client_id) if shard is None else shard
         self._partitions_ready: set[tuple[int, int]] = set()
         self._inbox: deque[tuple[str, bytes, int, int, int]] = deque()
         # connection generation: a packet id is only acknowledged on the connection that
@@ -268,9 +192,10 @@ class Ingester:
         self._thread: threading.Thread | None = None
         self.ingested = 0  # new rows written
         self.redelivered = 0  # events already present (skipped by ON CONFLICT)
-        self.rejected = 0
+        self.rejected = 0  # events (or messages) refused
         self.alerts = 0
         self.batches = 0
+        self.messages = 0
         # test hook (tests/test_city.py): exit right after the first committed batch
         self._die_after_commit = os.environ.get("SENTINEL_TEST_INGEST_DIE_AFTER_COMMIT") == "1"
         self.conn = Connection(
@@ -296,7 +221,9 @@ class Ingester:
         self._inner_on_connect(*args)
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
+        db = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
+        db.execute(_STAGE)
+        return db
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
@@ -319,30 +246,43 @@ class Ingester:
                 self._wake.wait(0.5)
                 self._wake.clear()
                 continue
-            # gather a batch: up to batch_max messages or batch_wait_s, whichever is first
+            # gather a batch: up to batch_max events or batch_wait_s, whichever is first
             deadline = time.monotonic() + self.batch_wait_s
-            while len(self._inbox) < self.batch_max and not self._stop.is_set():
+            b = Batch()
+            now = datetime.now(UTC)
+            while len(b.events) + len(b.heartbeats) < self.batch_max:
+                if self._inbox:
+                    self._take(b, self._inbox.popleft(), now)
+                    continue
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or self._stop.is_set():
                     break
-                self._stop.wait(min(left, 0.005))
-            items = [self._inbox.popleft() for _ in range(min(len(self._inbox), self.batch_max))]
-            self._write(self._parse(items))
+                self._wake.wait(min(left, 0.005))
+                self._wake.clear()
+            self._write(b)
+
+    def _take(self, b: Batch, item: tuple[str, bytes, int, int, int], now: datetime) -> None:
+        topic_s, payload, mid, qos, gen = item
+        b.acks.append((mid, qos, gen))
+        try:
+            topic = parse_topic(topic_s)
+            if topic.kind == "events":
+                rows, bad = parse_events(payload, topic, now)
+                b.events += rows
+                for why in bad:
+                    b.rejected += 1
+                    log.warning("rejected event on %s: %s", topic_s[:120], why)
+            else:
+                b.heartbeats.append(parse_heartbeat(payload, topic, now))
+        except FleetError as exc:
+            b.rejected += 1
+            log.warning("rejected message on %s: %s", topic_s[:120], exc)
 
     def _parse(self, items: list[tuple[str, bytes, int, int, int]]) -> Batch:
         b = Batch()
         now = datetime.now(UTC)
-        for topic_s, payload, mid, qos, gen in items:
-            b.acks.append((mid, qos, gen))
-            try:
-                topic = parse_topic(topic_s)
-                if topic.kind == "events":
-                    b.events.append(parse_event(payload, topic, now))
-                else:
-                    b.heartbeats.append(parse_heartbeat(payload, topic, now))
-            except FleetError as exc:
-                b.rejected += 1
-                log.warning("rejected message on %s: %s", topic_s[:120], exc)
+        for item in items:
+            self._take(b, item, now)
         return b
 
     def _write(self, b: Batch) -> None:
@@ -369,6 +309,7 @@ class Ingester:
                 self.conn.client.ack(mid, qos)
         self.rejected += b.rejected
         self.batches += 1
+        self.messages += len(b.acks)
 
     def _ensure_months(self, rows: list[tuple[Any, ...]]) -> None:
         for t in {(r[4].year, r[4].month) for r in rows} - self._partitions_ready:
@@ -379,7 +320,10 @@ class Ingester:
         self._ensure_months(b.events)
         with self.db.transaction():
             if b.events:
-                row = self.db.execute(_BATCH, _columns(b.events, len(EXPORT_FIELDS))).fetchone()
+                with self.db.cursor().copy(_COPY) as copy:
+                    for r in b.events:
+                        copy.write_row(r)
+                row = self.db.execute(_BATCH, {"shard": self.shard}).fetchone()
                 assert row is not None
                 new, alert_ids = int(row[0]), list(row[1])
                 if alert_ids:

@@ -5,8 +5,9 @@
 Each simulated device is its own MQTT client (aiomqtt, its own client id and, with
 ``--passwords``, its own credentials), publishes a retained heartbeat on connect and every
 ``--heartbeat-s``, first drains a backlog of ``--backlog`` events (as a device does after
-being offline), then journals live events at its share of ``--rate`` (0: as fast as the
-broker acknowledges) until ``--seconds`` have passed.  Events are QoS 1 and a device sends
+being offline; ``--batch`` events per message, the v2 format, as the device sender),
+then journals live events at its share of ``--rate`` (0: as fast as the broker
+acknowledges) until ``--seconds`` have passed.  Events are QoS 1 and a device sends
 its next event only after the broker's PUBACK, like the real outbox; an event whose
 PUBACK never came is sent again with the same id after a reconnect.
 
@@ -35,6 +36,7 @@ from typing import Any
 import aiomqtt
 
 from sentinel.fleet.mqtt import topic_events, topic_heartbeat
+from sentinel.fleet.wire import batch_payload
 
 _QUIET = logging.getLogger("sentinel.fleet.loadgen.mqtt")
 _QUIET.setLevel(logging.ERROR)  # aiomqtt warns about every window of > 10 pending publishes
@@ -55,7 +57,8 @@ class Spec:
     alert_every: int = 0  # every n-th live event is a CODE_RED refusal (0: never)
     grace_s: float = 30.0  # after the deadline, windows in flight may finish this long
     connect_timeout_s: float = 120.0  # traffic starts when all are connected, or then
-    window: int = 50  # events in flight per device (as the device sender's window)
+    window: int = 50  # messages in flight per device (as the device sender's window)
+    batch: int = 1  # events per message: 1 = v1 messages, more = v2 batches (wire.py)
 
 
 @dataclass
@@ -206,7 +209,8 @@ class Generator:
                             st.heartbeats += 1
                             next_hb = now + self.spec.heartbeat_s
                         window = list(pending)  # PUBACKs did not all come: the same again
-                        while not pending and len(window) < self.spec.window:
+                        most = self.spec.window * self.spec.batch
+                        while not pending and len(window) < most:
                             k = seq + len(window)
                             if k < self.spec.backlog:
                                 # queued while offline: journaled in the last `backlog` seconds
@@ -227,7 +231,12 @@ class Generator:
                         # a window in flight, like the device's sender; all acknowledged or
                         # all sent again (same ids) after a reconnect
                         topic = topic_events(venue, device)
-                        await asyncio.gather(*(client.publish(topic, p, qos=1) for p in window))
+                        b = self.spec.batch
+                        messages = window
+                        if b > 1:
+                            chunks = range(0, len(window), b)
+                            messages = [batch_payload(window[k : k + b]) for k in chunks]
+                        await asyncio.gather(*(client.publish(topic, p, qos=1) for p in messages))
                         seq += len(window)
                         st.acked = seq
                 finally:
@@ -292,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backlog", type=int, default=0, help="events queued per device")
     ap.add_argument("--heartbeat-s", type=float, default=30)
     ap.add_argument("--alert-every", type=int, default=0)
-    ap.add_argument("--window", type=int, default=50, help="events in flight per device")
+    ap.add_argument("--window", type=int, default=50, help="messages in flight per device")
+    ap.add_argument("--batch", type=int, default=1, help="events per message (1: v1 format)")
     ap.add_argument("--run", default="run")
     ap.add_argument("--passwords", help="JSON file {device id: password}")
     args = ap.parse_args(argv)
@@ -308,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         passwords=json.loads(Path(args.passwords).read_text()) if args.passwords else {},
         alert_every=args.alert_every,
         window=args.window,
+        batch=args.batch,
     )
     summary = asyncio.run(Generator(spec).run())
     json.dump(summary, sys.stdout)

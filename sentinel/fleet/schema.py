@@ -3,6 +3,7 @@
 Migration 1: events (range-partitioned by month), devices, managers, daily counts, audit.
 Migration 2: the city hierarchy (``areas``, ``venue_places``), office scopes and the SQL
 functions that enforce them, hourly roll-ups per level, alert kinds and alerts.
+Migration 3: roll-up rows per ingester (``shard``), so ingesters do not queue on shared rows.
 
 Hierarchy levels (index = ``level``; ``venue_places.path[level + 1]`` is the area):
 0 city, 1 district, 2 street, 3 grid, 4 building/community, 5 venue.
@@ -168,6 +169,25 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         CREATE INDEX alerts_venue_open ON alerts (venue, raised_at) WHERE state <> 'closed';
         CREATE INDEX alerts_raised ON alerts (raised_at);
+        """,
+    ),
+    (
+        3,
+        # Each ingester adds to its own roll-up rows (``shard``): two ingesters no longer
+        # queue on the same city-level row.  Readers sum over shards (they sum already).
+        # Fill factor 80: an increment finds room on its page (a HOT update, no new index
+        # entry).
+        """
+        ALTER TABLE rollup_hourly ADD COLUMN shard smallint NOT NULL DEFAULT 0;
+        ALTER TABLE rollup_hourly DROP CONSTRAINT rollup_hourly_pkey;
+        ALTER TABLE rollup_hourly ADD CONSTRAINT rollup_hourly_pkey
+            PRIMARY KEY (level, area, hour, decision, reason, shard);
+        ALTER TABLE rollup_hourly SET (fillfactor = 80);
+        ALTER TABLE rollup_daily ADD COLUMN shard smallint NOT NULL DEFAULT 0;
+        ALTER TABLE rollup_daily DROP CONSTRAINT rollup_daily_pkey;
+        ALTER TABLE rollup_daily ADD CONSTRAINT rollup_daily_pkey
+            PRIMARY KEY (level, area, day, decision, reason, shard);
+        ALTER TABLE rollup_daily SET (fillfactor = 80);
         """,
     ),
 ]

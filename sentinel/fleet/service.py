@@ -72,7 +72,11 @@ class FleetPart:
         self.outbox = Outbox(daemon.journal.path, device_id(cfg), max_rows=cfg.fleet.outbox_max)
         daemon.journal.hooks.append(self.outbox.hook)
         self.sender = Sender(
-            self.outbox, broker_settings(cfg), venue=cfg.venue.id, device_id=device_id(cfg)
+            self.outbox,
+            broker_settings(cfg),
+            venue=cfg.venue.id,
+            device_id=device_id(cfg),
+            batch_events=cfg.fleet.batch_events,
         )
         self._alarmed = False
 
