@@ -191,3 +191,30 @@ def test_no_ocr_while_a_qr_code_is_in_view_but_not_yet_read() -> None:
     assert reader.calls == 0  # no 100+ ms of OCR on a frame with a phone in it
     assert sc.scan(empty) == [] and not sc.saw_code
     assert reader.calls == 1  # an ordinary frame without a code is searched for IDs
+
+
+QR_A = "HC1:" + "6BFOXN%TS3DH0YOJ58S S-W5HDC *M0II5XHC9B5G2+$N" * 6
+QR_B = "HC1:" + "Q7LM2ZZ%TS3DH0YOJ58S S-W5HDC *M0II5XHC9B5G2+$N" * 6
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_a_second_code_zxing_saw_but_could_not_read_is_read_beside_the_first(seed: int) -> None:
+    """Two codes in view, one sharp and one small and soft: before, the first read ended
+    the decode and the second (which the retries read when alone) was never tried."""
+    from sentinel.scan.decoders import ZxingDecoder
+
+    rng = np.random.default_rng(seed)
+    g = cv2.cvtColor(synth.blank_frame(1280, 720, seed=seed), cv2.COLOR_BGR2GRAY)
+    frame = g.astype(np.float32)
+    a = synth.render_qr(QR_A, 4)
+    frame[100 : 100 + a.shape[0], 80 : 80 + a.shape[1]] = a
+    b = cv2.GaussianBlur(synth.render_qr(QR_B, 2).astype(np.float32), (0, 0), 1.0)
+    frame[300 : 300 + b.shape[0], 800 : 800 + b.shape[1]] = b
+    frame = np.clip(frame + rng.normal(0, 3, frame.shape), 0, 255).astype(np.uint8)
+    alone = ZxingDecoder()
+    assert [s.text for s in alone.decode(frame)] == [QR_A] and alone.candidates
+    found = Scanner("zxing", None).decode(frame)
+    assert sorted(s.text for s in found) == sorted([QR_A, QR_B])  # each once
+    second = next(s for s in found if s.text == QR_B)
+    xs = [p[0] for p in second.polygon]
+    assert min(xs) > 780 and max(xs) < 800 + b.shape[1] + 20  # frame pixels, not the crop's

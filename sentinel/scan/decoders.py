@@ -165,6 +165,44 @@ def _offset(symbols: list[Symbol], dx: int, dy: int) -> list[Symbol]:
     ]
 
 
+def _crop_of(g: np.ndarray, poly: tuple) -> tuple[np.ndarray, int, int, float] | None:
+    """The region around a candidate polygon with a margin, at 2x when it is small:
+    ``(crop, x0, y0, factor)``; None when too small to read."""
+    h, w = g.shape[:2]
+    xs, ys = [p[0] for p in poly], [p[1] for p in poly]
+    side = max(max(xs) - min(xs), max(ys) - min(ys))
+    m = int(0.35 * side) + 8
+    x0, y0 = max(0, min(xs) - m), max(0, min(ys) - m)
+    x1, y1 = min(w, max(xs) + m), min(h, max(ys) + m)
+    crop = g[y0:y1, x0:x1]
+    if crop.shape[0] < 16 or crop.shape[1] < 16:
+        return None
+    f = 2.0 if max(crop.shape) < 500 else 1.0
+    if f > 1:
+        crop = cv2.resize(crop, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
+    return crop, x0, y0, f
+
+
+def _bbox(poly: tuple[tuple[int, int], ...]) -> tuple[int, int, int, int]:
+    xs, ys = [p[0] for p in poly], [p[1] for p in poly]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _distinct(polys: list) -> list:
+    """Candidate polygons with their centres at least 20 px apart (zxing-cpp reports one
+    unreadable code several times)."""
+    out: list = []
+    centres: list[tuple[float, float]] = []
+    for poly in polys:
+        if not poly:
+            continue
+        c = (sum(p[0] for p in poly) / len(poly), sum(p[1] for p in poly) / len(poly))
+        if all(abs(c[0] - d[0]) + abs(c[1] - d[1]) >= 20 for d in centres):
+            centres.append(c)
+            out.append(poly)
+    return out
+
+
 def _scaled(symbols: list[Symbol], factor: float) -> list[Symbol]:
     if factor == 1.0:
         return symbols
@@ -252,6 +290,8 @@ class Scanner:
         # whether a QR code is in view (read or not): then no ID document is looked for
         self.saw_code = bool(found) or getattr(self.primary, "saw_candidate", False)
         if found:
+            if self.retries and "crops" in self.retry_steps:
+                found += self._unread_beside(g, found)
             return found
         if self.retries:
             # zxing-cpp tells when it saw a code it could not read (other back-ends
@@ -281,23 +321,38 @@ class Scanner:
         return []
 
     def _crops(self, g: np.ndarray, candidates: list) -> list[Symbol]:
-        h, w = g.shape[:2]
         for poly in candidates[:3]:
-            xs, ys = [p[0] for p in poly], [p[1] for p in poly]
-            side = max(max(xs) - min(xs), max(ys) - min(ys))
-            m = int(0.35 * side) + 8
-            x0, y0 = max(0, min(xs) - m), max(0, min(ys) - m)
-            x1, y1 = min(w, max(xs) + m), min(h, max(ys) + m)
-            crop = g[y0:y1, x0:x1]
-            if crop.shape[0] < 16 or crop.shape[1] < 16:
+            cut = _crop_of(g, poly)
+            if cut is None:
                 continue
-            f = 2.0 if max(crop.shape) < 500 else 1.0
-            if f > 1:
-                crop = cv2.resize(crop, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
+            crop, x0, y0, f = cut
             found = self.primary.decode(crop)
             if found:
                 return _offset(_scaled(found, f), x0, y0)
         return []
+
+    def _unread_beside(self, g: np.ndarray, found: list[Symbol]) -> list[Symbol]:
+        """Codes zxing-cpp saw but could not read beside the ones it read (two codes on one
+        screen, a sheet of codes): each distinct candidate outside the read codes, cropped
+        at 2x, as is and sharpened.  Costs nothing when every code seen was read."""
+        boxes = [_bbox(s.polygon) for s in found if s.polygon]
+        texts = {s.text for s in found}
+        extra: list[Symbol] = []
+        for poly in _distinct(getattr(self.primary, "candidates", []))[:4]:
+            cx = sum(p[0] for p in poly) / len(poly)
+            cy = sum(p[1] for p in poly) / len(poly)
+            if any(x0 <= cx <= x1 and y0 <= cy <= y1 for x0, y0, x1, y1 in boxes):
+                continue  # a finder pattern of a code already read
+            cut = _crop_of(g, poly)
+            if cut is None:
+                continue
+            crop, x0, y0, f = cut
+            got = self.primary.decode(crop) or self.primary.decode(_unsharp(crop, f))
+            for sym in _offset(_scaled(got, f), x0, y0):
+                if sym.text not in texts:
+                    texts.add(sym.text)
+                    extra.append(sym)
+        return extra
 
     def _unsharp_step(self, g: np.ndarray, _c: list) -> list[Symbol]:
         return self.primary.decode(_unsharp(g, 1.0))
