@@ -32,6 +32,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 
+from sentinel.authority import setbuild
 from sentinel.authority import status as st
 from sentinel.authority.inputs import Chunk, read_status_table
 from sentinel.credentials.trustlist import TrustList
@@ -178,31 +179,10 @@ def _put_part(out: Path, name: str, data: bytes) -> bm.PartRef:
     return bm.PartRef(name, sha, len(data))
 
 
-def _file_sha(p: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
-    with p.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-            n += len(chunk)
-    return h.hexdigest(), n
-
-
-def _put_status(out: Path, name: str, cols: ss.Columns, kid: bytes) -> bm.PartRef:
-    (out / "parts").mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out) as td:
-        raw = Path(td) / "raw"
-        with raw.open("wb") as f:
-            cols.write(f, kid)
-        raw_sha, raw_size = _file_sha(raw)
-        z = Path(td) / "z"
-        ss.compress_to(raw, z)
-        sha, size = _file_sha(z)
-        dest = out / "parts" / sha
-        if not dest.exists():
-            os.chmod(z, 0o644)
-            os.replace(z, dest)
-    return bm.PartRef(name, sha, size, bm.ZLIB, raw_size, raw_sha)
+def _put_status(out: Path, name: str, cols: ss.Columns, kid: bytes) -> tuple[bm.PartRef, str]:
+    """The zlib part of a status set or delta; and the set digest of its entries."""
+    p = setbuild.write_part(cols, kid, out / "parts")
+    return bm.PartRef(name, p.sha256, p.size, bm.ZLIB, p.raw_size, p.raw_sha256), p.set_digest
 
 
 def _read_index(out: Path) -> dict[str, Any]:
@@ -332,10 +312,8 @@ def publish(
             built = st.build_columns(chunks, sk, state, workers=workers)
         cols, new_tags = built.columns, built.new_tags
         kid = bytes.fromhex(sk.key_id)
-        full = _put_status(out, "status", cols, kid)
-        status_info = bm.StatusInfo(
-            sk.key_id, dict(sk.kdf), len(cols), cols.digest(), full.raw_size
-        )
+        full, set_digest = _put_status(out, "status", cols, kid)
+        status_info = bm.StatusInfo(sk.key_id, dict(sk.kdf), len(cols), set_digest, full.raw_size)
         entry = {
             "key_id": sk.key_id,
             "status_part": {
@@ -349,7 +327,7 @@ def publish(
             old = _load_status_part(out, prev["status_part"])
             d = ss.diff(old, cols)
             del old
-            parts.append(_put_status(out, "status_delta", d, kid))
+            parts.append(_put_status(out, "status_delta", d, kid)[0])
             delta_base = int(prev_v)
             delta_entries = len(d)
         elif delta_only:

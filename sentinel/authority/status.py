@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from sentinel.authority.inputs import Chunk
+from sentinel.authority.setbuild import Buckets
 from sentinel.errors import ConfigError
 from sentinel.progress import progress_bar
 from sentinel.trust import statusset as ss
@@ -203,9 +204,7 @@ def build_columns(
     """The sorted status set of all rows: tags (cache first), status, until."""
     cheap = sk.kdf["alg"] == "aes-cbc-mac"
     cache = None if cheap else TagCache(state, sk)
-    keys: list[np.ndarray] = []
-    status: list[np.ndarray] = []
-    until: list[np.ndarray] = []
+    rows = Buckets()
     new = 0
     for chunk in chunks:
         if cache is None:
@@ -214,14 +213,7 @@ def build_columns(
         else:
             t, misses = cache.tags(chunk, workers)
             new += misses
-        keys.append(t)
-        status.append(chunk.status)
-        until.append(chunk.until)
+        rows.add(t, chunk.status, chunk.until)
     if cache is not None:
         cache.save()
-    if not keys:
-        return Built(ss.Columns.empty(), 0)
-    k = np.concatenate(keys)
-    del keys
-    cols = ss.Columns.from_arrays(k, np.concatenate(status), np.concatenate(until), ss.KIND_FULL)
-    return Built(cols, new)
+    return Built(rows.finish(), new)

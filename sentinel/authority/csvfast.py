@@ -1,0 +1,281 @@
+"""The vectorised path of a status CSV: plain ASCII rows, a whole column at a time (numpy).
+
+A chunk of rows without quotes, carriage returns or non-ASCII bytes (what registries
+export) is split at its newlines and commas, each field gathered into a zero-padded
+matrix (one row gather from a sliding window over the bytes), cleaned like
+``statusset._clean`` (upper case, letters and digits only) and placed straight into the
+fixed-length CBC-MAC messages the tags are computed from.  Status and valid-until cells
+are mapped once per distinct value.  Anything else returns None: the ``csv`` module's
+row-by-row path (``inputs.py``) then reads the chunk, with the same normalization and
+errors; ``tests/test_publish_inputs.py`` checks that both agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from sentinel.authority.chunks import Chunk, parse_until
+from sentinel.errors import ConfigError
+from sentinel.trust import statusset as ss
+
+MAX_FIELD = 64  # longer fields take the row-by-row path (and its errors)
+_SAMPLE = 4096  # rows sampled for the distinct values of a status / valid-until column
+
+
+class Layout:
+    """Which column is which, from the CSV header."""
+
+    def __init__(self, p: Path, header: list[str]) -> None:
+        col = {name: i for i, name in enumerate(header)}
+        if not {"status", "valid_until"} <= col.keys() or not (
+            {"number", "subject_id"} & col.keys()
+        ):
+            raise ConfigError(
+                f"{p}: status CSV needs columns doc_type,country,number,status,valid_until "
+                "(or subject_id,status,valid_until)"
+            )
+        self.width = len(header)
+        self.st, self.vu = col["status"], col["valid_until"]
+        self.dt, self.co = col.get("doc_type"), col.get("country")
+        self.no, self.su = col.get("number"), col.get("subject_id")
+
+
+def _field(ap: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's cell as a zero-padded (n, width) matrix, and the cells' lengths.
+
+    ``ap``: the chunk's bytes followed by at least as many zeros as the widest cell."""
+    lens = end - start
+    w = int(lens.max()) if len(lens) else 0
+    if w == 0:
+        return np.zeros((len(lens), 1), np.uint8), lens
+    m = sliding_window_view(ap, w)[start]  # a copy: one w-byte row per cell
+    if int(lens.min()) < w:
+        m *= np.arange(w) < lens[:, None]
+    return m, lens
+
+
+def _clean(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Upper-case, keep [A-Z0-9] (ASCII ``statusset._clean``), packed to the left, zeros
+    after; and the cleaned lengths."""
+    low = (m >= 97) & (m <= 122)
+    if low.any():
+        m = m - (low.view(np.uint8) << 5)
+    keep = ((m >= 48) & (m <= 57)) | ((m >= 65) & (m <= 90))
+    lens = np.count_nonzero(keep, axis=1)
+    kept = m * keep
+    if m.shape[1] < 2 or not bool(np.any(keep[:, 1:] & ~keep[:, :-1])):
+        return kept, lens  # the kept bytes are each row's prefix already
+    order = np.argsort(~keep, axis=1, kind="stable")
+    return np.take_along_axis(kept, order, axis=1), lens
+
+
+def _sample(n: int) -> np.ndarray:
+    """Rows to sample: spread by a multiplicative hash (the same every run, and no stride
+    that periodic data could alias)."""
+    if n <= _SAMPLE:
+        return np.arange(n)
+    return (np.arange(_SAMPLE, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(n)
+
+
+def _distinct_u64(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a row holding each distinct value, each row's value index) of a u64 column: the
+    distinct values of a sample first (few, typically), a sort only for the rest."""
+    n = len(x)
+    cands = np.unique(x[_sample(n)])
+    pos = np.searchsorted(cands, x)
+    np.minimum(pos, len(cands) - 1, out=pos)
+    hit = cands[pos] == x
+    if not bool(hit.all()):
+        miss = np.flatnonzero(~hit)
+        extra, inv_m = np.unique(x[miss], return_inverse=True)
+        pos[miss] = len(cands) + inv_m.ravel()
+        cands = np.concatenate([cands, extra])
+    reps = np.empty(len(cands), np.int64)
+    reps[pos] = np.arange(n)
+    return reps, pos
+
+
+def _distinct(m: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a row holding each distinct cell, each row's cell index): exact."""
+    n, w = m.shape
+    if w <= 7:  # the bytes and the length are the key itself
+        b = np.zeros((n, 8), np.uint8)
+        b[:, :w] = m
+        b[:, 7] = lens
+        return _distinct_u64(b.view("<u8").ravel())
+    b = np.zeros((n, -(-w // 8) * 8), np.uint8)
+    b[:, :w] = m
+    words = b.view("<u8")
+    x = lens.astype(np.uint64)
+    for col in words.T:  # a 64-bit FNV-style hash of the cell, then checked
+        x = (x * np.uint64(0x100000001B3)) ^ col
+    reps, inv = _distinct_u64(x)
+    r = reps[inv]
+    if bool(np.all(words == words[r])) and bool(np.all(lens == lens[r])):
+        return reps, inv
+    rows = np.concatenate([m, lens[:, None].astype(np.uint8)], axis=1)
+    view = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.shape[1]))).ravel()
+    _, reps, inv = np.unique(view, return_index=True, return_inverse=True)
+    return reps, inv.ravel()
+
+
+def _values(
+    m: np.ndarray, lens: np.ndarray, fns: list[Callable[[str, int], int]]
+) -> list[np.ndarray]:
+    """``fns[i](part i of the cell, row)`` for every row, each called once per distinct
+    cell (a cell of adjacent columns: its parts are split at the commas); an error names
+    the first row, in file order, that a function refuses (the earlier column first)."""
+    reps, inv = _distinct(m, lens)
+    texts = [bytes(m[r, : lens[r]]).decode("ascii").split(",") for r in reps]
+    mapped: list[list[int]] = [[] for _ in fns]
+    for parts, r in zip(texts, reps, strict=True):
+        try:
+            for fn, part, out in zip(fns, parts, mapped, strict=True):
+                out.append(fn(part, int(r)))
+        except ConfigError:
+            bad = []
+            for j, t in enumerate(texts):
+                for k, (fn, part) in enumerate(zip(fns, t, strict=True)):
+                    try:
+                        fn(part, 0)
+                    except ConfigError:
+                        bad.append((int(np.argmax(inv == j)), k, part, fn))
+            row, _, part, fn = min(bad, key=lambda b: b[:2])
+            fn(part, row)
+            raise
+    return [np.asarray(v, dtype=np.int64)[inv] for v in mapped]
+
+
+def _place(out: np.ndarray, piece: np.ndarray, off: np.ndarray) -> None:
+    """``out[r, off[r]:off[r]+w] = piece[r]`` for every row; ``piece`` is zero after each
+    row's content, which must fit ``out``.  Rows are copied in groups of one offset."""
+    w = piece.shape[1]
+    lo, hi = int(off.min()), int(off.max())
+    if lo == hi:
+        e = min(lo + w, out.shape[1])
+        out[:, lo:e] = piece[:, : e - lo]
+        return
+    for o in np.unique(off).tolist():
+        rows = np.flatnonzero(off == o)
+        e = min(o + w, out.shape[1])
+        out[rows, o:e] = piece[rows, : e - o]
+
+
+def _plain_identity(
+    ap: np.ndarray, fs: np.ndarray, fe: np.ndarray, c: Layout
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``CAT|COUNTRY|NUMBER`` of every row, as a zero-padded matrix, when these are three
+    adjacent columns in that order and already normalized (one-letter document code,
+    upper-case letters and digits only: what a registry export usually is): one gather
+    of the three cells with their commas; None otherwise (the per-column path)."""
+    if c.dt is None or c.co != c.dt + 1 or c.no != c.dt + 2:
+        return None
+    s, e = fs[:, c.dt], fe[:, c.no]
+    if bool(np.any(fe[:, c.dt] - s != 1)) or bool(np.any(fe[:, c.no] == fs[:, c.no])):
+        return None
+    lens = e - s
+    w = int(lens.max())
+    if w > MAX_FIELD:
+        return None
+    m = sliding_window_view(ap, w)[s]
+    m *= np.arange(w) < lens[:, None]
+    # [0-9A-Z] and the two commas (the padding zeros pass): uint8 arithmetic wraps
+    comma = m == 44
+    ok = ((m - 48) < 10) | ((m - 65) < 26) | comma | (m == 0)
+    if not bool(ok.all()):
+        return None
+    m += comma * np.uint8(ord("|") - 44)
+    return m, lens
+
+
+def rows_fast(p: Path, buf: bytes, c: Layout, line0: int, cache: dict[str, int]) -> Chunk | None:
+    """The rows of ``buf`` (whole lines), or None when they need the row-by-row path."""
+    if b'"' in buf or b"\r" in buf or not buf.isascii():
+        return None
+    a = np.frombuffer(buf, dtype=np.uint8)
+    sep = np.flatnonzero((a == 44) | (a == 10))
+    width = c.width
+    if len(sep) % width or not len(sep):
+        return None if len(sep) else Chunk.of([], [], [])
+    n = len(sep) // width
+    fe = sep.reshape(n, width)  # each cell ends at its comma or newline
+    kinds = a[fe]
+    if not (bool(np.all(kinds[:, -1] == 10)) and bool(np.all(kinds[:, :-1] == 44))):
+        return None  # a line with another number of cells
+    fs = np.empty_like(fe)
+    fs[0, 0] = 0
+    fs[1:, 0] = fe[:-1, -1] + 1
+    fs[:, 1:] = fe[:, :-1] + 1
+    if bool(np.any(fe - fs > MAX_FIELD)):
+        return None
+    ap = np.zeros(len(a) + 3 * MAX_FIELD, np.uint8)  # room for a window of two cells
+    ap[: len(a)] = a
+
+    def col(j: int | None) -> tuple[np.ndarray, np.ndarray]:
+        if j is None:
+            return np.zeros((n, 1), np.uint8), np.zeros(n, np.int64)
+        return _field(ap, fs[:, j], fe[:, j])
+
+    codes = ss.STATUS_CODES
+
+    def status_of(text: str, row: int) -> int:
+        code = codes.get(text.strip().lower())
+        if code is None:
+            raise ConfigError(f"{p}:{line0 + row}: status must be green, yellow or red")
+        return code
+
+    if c.su is not None:  # subjects (health codes) take the row-by-row path
+        su, _ = col(c.su)
+        if bool(np.any(su > 32)):
+            return None
+
+    def until_of(text: str, row: int) -> int:
+        return parse_until(text, cache, f"{p}:{line0 + row}")
+
+    if abs(c.st - c.vu) == 1:  # adjacent: one cell "status,valid_until" (or reversed)
+        j = min(c.st, c.vu)
+        fns = [status_of, until_of] if c.st < c.vu else [until_of, status_of]
+        got = _values(*_field(ap, fs[:, j], fe[:, j + 1]), fns)
+        st, vu = got if c.st < c.vu else got[::-1]
+    else:
+        (st,) = _values(*col(c.st), [status_of])
+        (vu,) = _values(*col(c.vu), [until_of])
+    st = st.astype(np.uint8)
+    msgs = np.zeros((n, ss.MAC_BYTES), dtype=np.uint8)
+    out = msgs[:, 1:]  # the identity, right after the CBC-MAC message's length byte
+    # bytes 0-3 of each message, the length byte and "doc", as one little-endian u32
+    head = msgs.view("<u4")[:, 0]
+    head[:] = int.from_bytes(b"\0doc", "little")
+    out[:, 3] = ord("|")
+    plain = _plain_identity(ap, fs, fe, c)
+    if plain is not None:
+        m, lens = plain
+        total = 4 + lens
+        if int(total.max()) >= ss.MAC_BYTES:
+            return None  # the row-by-row path refuses it with the line
+        out[:, 4 : 4 + m.shape[1]] = m
+    else:
+        raw_no, _ = col(c.no)
+        blank = ~np.any(raw_no > 32, axis=1)
+        if bool(np.any(blank)):
+            row = int(np.flatnonzero(blank)[0])
+            raise ConfigError(f"{p}:{line0 + row}: row has neither number nor subject_id")
+        cat, lcat = _clean(col(c.dt)[0])
+        lcat = np.minimum(lcat, 1)
+        co, lco = _clean(col(c.co)[0])
+        no, lno = _clean(raw_no)
+        total = 6 + lcat + lco + lno
+        if int(total.max()) >= ss.MAC_BYTES:
+            return None
+        rows = np.arange(n)
+        _place(out, cat[:, :1], np.full(n, 4))
+        out[rows, 4 + lcat] = ord("|")
+        _place(out, co, 5 + lcat)
+        out[rows, 5 + lcat + lco] = ord("|")
+        _place(out, no, 6 + lcat + lco)
+    msgs[:, 0] = total
+    return Chunk(None, None, total.astype(np.int64), st, vu.astype(ss.UNTIL_DTYPE), msgs)
