@@ -22,13 +22,21 @@ from sentinel.scan.mrz_ocr import (  # noqa: F401 - OCRB_FONT, TemplateOCR: publ
     _VALUES,
     _WHITELIST,
     OCRB_FONT,
+    Alts,
     TemplateOCR,
     TesseractOCR,
-    decide_cells,
+    decide_cells,  # noqa: F401 - public here too
+    decide_cells_alts,
 )
 from sentinel.scan.symbol import Symbol
 
-_LOCATE_WIDTH = 640  # locate lines on a downscaled copy: cheap, and enough for MRZ text
+_LOCATE_WIDTH = 640
+# a candidate reading of a block: text (lines joined by newlines), mean match score,
+# ambiguous (a check-digit-blind rival came close), and the close runners-up of the cells
+# that decide who the holder is (``_key_cells``; "" elsewhere), one string per character
+Read = tuple[
+    str, float, bool, Alts
+]  # locate lines on a downscaled copy: cheap, and enough for MRZ text
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +134,26 @@ def _binarize(crop: np.ndarray) -> np.ndarray:
     return (glob & loc).astype(np.uint8)
 
 
+def _views(crop: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(grey, ink) pairs to read an upright crop from: the crop itself with
+    ``_binarize``, and a copy with the security print removed — darkness relative to
+    the local paper (so dim and bright frames alike), kept only where it comes near the
+    darkest ink in view: an MRZ is printed darker than the guilloche crossing it, which
+    otherwise joins its lines in the row profile and pulls the glyphs' correlation."""
+    out = [(crop, _binarize(crop))]
+    c = crop.astype(np.float32)
+    k = max(7, int(min(crop.shape[:2]) * 0.08) | 1)
+    paper = cv2.morphologyEx(c, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    dark = (paper - c) / np.maximum(paper, 8.0)
+    top = float(np.percentile(dark, 99.5))
+    if top < 0.2:
+        return out
+    soft = np.clip((dark - 0.35 * top) / (0.4 * top), 0.0, 1.0)
+    clean = (255.0 * (1.0 - soft)).astype(np.uint8)
+    out.append((clean, (dark > 0.55 * top).astype(np.uint8)))
+    return out
+
+
 def _ink_extent(ink: np.ndarray) -> tuple[int, int] | None:
     """The columns of the longest run of text in a strip: inked columns, joined across
     gaps shorter than about a character (the strip's height), guilloche flecks aside."""
@@ -215,12 +243,14 @@ def _level(crop: np.ndarray, ink: np.ndarray, a: int, b: int, x0: int, x1: int) 
     if left is None or right is None:
         return crop[a:b, x0:x1]
     angle = np.degrees(np.arctan2(right - left, (x1 - x0) - third))
-    if abs(angle) < 0.15:
-        return crop[a:b, x0:x1]
-    region = crop[a2:b2, x0:x1]
-    m = cv2.getRotationMatrix2D(((x1 - x0) / 2, (b2 - a2) / 2), float(angle), 1.0)
+    # a third of a line height either side: the strip's extent, cut on a column profile
+    # guilloche thinned, can clip a glyph's stem, and a clipped first glyph shifts the cells
+    mx = max(2, (b - a) // 3)
+    l0, r0 = max(0, x0 - mx), min(w, x1 + mx)
+    region = crop[a2:b2, l0:r0]
+    m = cv2.getRotationMatrix2D(((r0 - l0) / 2, (b2 - a2) / 2), float(angle), 1.0)
     level = cv2.warpAffine(
-        region, m, (x1 - x0, b2 - a2), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        region, m, (r0 - l0, b2 - a2), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
     _, lk = cv2.threshold(level, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
     on = lk.sum(axis=1) > max(2, 0.04 * lk.shape[1])
@@ -231,10 +261,26 @@ def _level(crop: np.ndarray, ink: np.ndarray, a: int, b: int, x0: int, x1: int) 
         top -= 1
     while bottom < len(on) - 1 and on[bottom + 1]:
         bottom += 1
-    cols = np.flatnonzero(lk[top : bottom + 1].sum(axis=0) >= 2)
-    if bottom - top < 4 or len(cols) < 10:
+    inked = lk[top : bottom + 1].sum(axis=0) >= 2
+    if bottom - top < 4 or int(inked.sum()) < 10:
+        return crop[a:b, x0:x1]
+    gap = max(2, (bottom - top) // 3)
+    lo, hi = _grow(inked, x0 - l0, gap, -1), _grow(inked, x1 - l0 - 1, gap, 1)
+    cols = np.flatnonzero(inked[lo : hi + 1]) + lo
+    if len(cols) < 10:
         return crop[a:b, x0:x1]
     return level[top : bottom + 1, cols[0] : cols[-1] + 1]
+
+
+def _grow(inked: np.ndarray, start: int, gap: int, step: int) -> int:
+    """From ``start``, the farthest inked column in direction ``step`` reached across
+    gaps shorter than ``gap`` (a glyph clipped by the strip's edge, not a fleck beyond)."""
+    i = last = start
+    while 0 <= i + step < len(inked) and abs(i + step - last) <= gap:
+        i += step
+        if inked[i]:
+            last = i
+    return last
 
 
 class IdReader:
@@ -262,14 +308,20 @@ class IdReader:
             self._template = TemplateOCR()
         self._tesseract = TesseractOCR() if engine == "tesseract" else None
 
-    def _texts(self, crop: np.ndarray, expect_h: float = 0.0) -> list[tuple[str, float, bool]]:
+    def _texts(self, crop: np.ndarray, expect_h: float = 0.0) -> list[Read]:
         """Candidate readings of the block: (text, mean match score, ambiguous)."""
         if self._tesseract is not None:
-            return [(self._tesseract.read(cv2.resize(crop, None, fx=2, fy=2)), 0.0, False)]
+            text = self._tesseract.read(cv2.resize(crop, None, fx=2, fy=2))
+            return [(text, 0.0, False, [""] * len(text))]
         if self._cnn is not None:
             return self._cnn_texts(crop, expect_h)
+        out = []
+        for grey, ink in _views(crop):
+            out.extend(self._template_texts(grey, ink, expect_h))
+        return out
+
+    def _template_texts(self, crop: np.ndarray, ink: np.ndarray, expect_h: float) -> list[Read]:
         assert self._template is not None
-        ink = _binarize(crop)
         spans = line_spans(crop, ink, expect_h)[-5:]
         cache: dict[tuple[int, ...], tuple[np.ndarray, float]] = {}
 
@@ -292,16 +344,20 @@ class IdReader:
                     if count > 1 and not _fits(run, len(layout[0])):
                         continue
                     reads = [
-                        self._template.read_line(p, cl) for p, cl in zip(lines, layout, strict=True)
+                        self._template.read_cells(p, cl)
+                        for p, cl in zip(lines, layout, strict=True)
                     ]
-                    text = "\n".join(r[0] for r in reads)
-                    score = float(np.mean([r[1] for r in reads]))
-                    out.append((text, score, any(r[2] for r in reads)))
+                    out.append(_joined(reads, layout))
         return out
 
-    def _cnn_texts(self, crop: np.ndarray, expect_h: float) -> list[tuple[str, float, bool]]:
+    def _cnn_texts(self, crop: np.ndarray, expect_h: float) -> list[Read]:
+        out = []
+        for grey, ink in _views(crop):
+            out.extend(self._cnn_view(grey, ink, expect_h))
+        return out
+
+    def _cnn_view(self, crop: np.ndarray, ink: np.ndarray, expect_h: float) -> list[Read]:
         assert self._cnn is not None
-        ink = _binarize(crop)
         spans = line_spans(crop, ink, expect_h)[-5:]
         strips: dict[tuple[int, ...], np.ndarray] = {}
         cache: dict[tuple[tuple[int, ...], int], np.ndarray | None] = {}
@@ -324,10 +380,8 @@ class IdReader:
                     ps = [probs(sp, len(cl)) for sp, cl in zip(run, layout, strict=True)]
                     if any(p is None for p in ps):
                         continue
-                    reads = [decide_cells(p, cl) for p, cl in zip(ps, layout, strict=True)]
-                    text = "\n".join(r[0] for r in reads)
-                    score = float(np.mean([r[1] for r in reads]))
-                    out.append((text, score, any(r[2] for r in reads)))
+                    reads = [decide_cells_alts(p, cl) for p, cl in zip(ps, layout, strict=True)]  # type: ignore[arg-type]
+                    out.append(_joined(reads, layout))
         return out
 
     def read(self, frame: np.ndarray) -> list[Symbol]:
@@ -352,7 +406,7 @@ class IdReader:
                     if self.votes is not None:
                         self.votes.reset()
                     return found
-                for text, score, _ in texts:
+                for text, score, _, _ in texts:
                     if "\n" in text and (best is None or score > best[0]):
                         best = (score, text, block)
         if self.votes is None:
@@ -366,22 +420,102 @@ class IdReader:
         self.votes.reset()
         return [Symbol("MRZ", fused, fused.encode("ascii"), _poly(best[2]))]
 
-    def _verified(self, texts: list[tuple[str, float, bool]], block: object) -> list[Symbol]:
-        from sentinel.credentials import iddoc
-
-        for text, _, ambiguous in texts:
-            if ambiguous:  # fusion across frames may still settle it
-                continue
+    def _verified(self, texts: list[Read], block: object) -> list[Symbol]:
+        """The read of ``texts`` (one block, every view and cut) that passes every check,
+        has no rival (``_rival_read``), and that no other passing read of the block
+        contradicts: three confident misreads once cancelled out in a number's check
+        digit and its composite, while another view of the same block read it right."""
+        chosen: tuple[str, str] | None = None
+        keys = set()
+        for text, _, ambiguous, alts in texts:
             for kind, candidate in _candidates(text):
-                try:
-                    if kind == "MRZ":
-                        iddoc.parse_mrz(candidate)
-                    else:
-                        iddoc.parse_cn_id(candidate)
-                except CredentialError:
+                key = _key(kind, candidate)
+                if key is None:
                     continue
-                return [Symbol(kind, candidate, candidate.encode("ascii"), _poly(block))]
-        return []
+                keys.add(key)
+                if chosen is not None or ambiguous:  # fusion may still settle it
+                    continue
+                if candidate != text and any(alts):
+                    continue  # a part of the read: its runners-up do not line up
+                if _rival_read(candidate, alts, key):
+                    continue  # another holder's zone reads almost as well
+                chosen = (kind, candidate)
+        if chosen is None or len(keys) > 1:
+            return []
+        kind, candidate = chosen
+        return [Symbol(kind, candidate, candidate.encode("ascii"), _poly(block))]
+
+
+def _key(kind: str, text: str) -> tuple | None:
+    """Who the holder is by a read that passes every check (None: it does not)."""
+    from sentinel.credentials import iddoc
+
+    try:
+        doc = iddoc.parse_mrz(text) if kind == "MRZ" else iddoc.parse_cn_id(text)
+    except CredentialError:
+        return None
+    return (doc.doc_type, doc.issuing_country, doc.number, doc.nationality, doc.birth_date,
+            doc.expiry)  # fmt: skip
+
+
+_MAX_UNSURE = 12  # cells with close runners-up: past this, one frame decides nothing
+
+
+def _rival_read(text: str, alts: Alts, key: tuple) -> bool:
+    """Whether replacing one to three of the cells by close runners-up gives another read
+    that passes every check (ICAO's 7-3-1 digits miss errors that cancel out, GB 11643's
+    MOD 11-2 any two): then this frame cannot tell the two documents apart."""
+    from itertools import combinations, product
+
+    cells = [(i, a) for i, a in enumerate(alts) if a]
+    if len(cells) > _MAX_UNSURE:
+        return True
+    kind = "MRZ" if "\n" in text else "ID_NUMBER"
+    for size in (1, 2, 3):
+        for group in combinations(cells, size):
+            for chars in product(*(a for _, a in group)):
+                other = list(text)
+                for (i, _), ch in zip(group, chars, strict=True):
+                    other[i] = ch
+                got = _key(kind, "".join(other))
+                if got is not None and got != key:
+                    return True
+    return False
+
+
+def _key_cells(layout: tuple[str, ...]) -> list[bool]:
+    """Per character of the joined lines (newlines included): whether it tells whose
+    document this is (code, state, number, dates, check digits; not the names)."""
+    out: list[bool] = []
+    for i, line in enumerate(layout):
+        if i:
+            out.append(False)  # the newline
+        if len(layout) == 3:
+            out.extend([i < 2] * len(line))  # TD1: names on line 3
+        elif len(layout) == 2:
+            out.extend([i == 1 or k < 5 for k in range(len(line))])
+        else:
+            out.extend([True] * len(line))
+    return out
+
+
+def _joined(reads: list[tuple[str, float, bool, Alts]], layout: tuple[str, ...]) -> Read:
+    text = "\n".join(r[0] for r in reads)
+    score = float(np.mean([r[1] for r in reads]))
+    if any(
+        len(r[0]) != len(cl) or len(r[3]) != len(cl) for r, cl in zip(reads, layout, strict=True)
+    ):
+        return text, score, True, [""] * len(text)  # a line ran out of the strip
+    alts: Alts = []
+    for k, r in enumerate(reads):
+        alts.extend([""] * (k > 0) + r[3])
+    keep = _key_cells(layout)
+    return (
+        text,
+        score,
+        any(r[2] for r in reads),
+        [a if m else "" for a, m in zip(alts, keep, strict=True)],
+    )
 
 
 def _poly(b: object) -> tuple[tuple[int, int], ...]:

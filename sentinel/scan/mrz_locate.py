@@ -37,17 +37,22 @@ def _line(rect: tuple, scale: float) -> TextLine:
     return TextLine((cx / scale, cy / scale), (w / scale, h / scale), a)
 
 
-def _ink(small: np.ndarray) -> np.ndarray:
+def _ink(small: np.ndarray) -> list[np.ndarray]:
     """Dark strokes standing out from their surroundings, binarised against the darkest
-    ink in view (the MRZ is printed darker than guilloche and tints)."""
+    ink in view (the MRZ is printed darker than guilloche and tints): once at Otsu's
+    level, and once at 0.6 of the darkest strokes, which drops security print that
+    crosses the lines (and would join them to rosettes) at the cost of faint print."""
     k = cv2.getStructuringElement(cv2.MORPH_RECT, (9, 9))
     bh = cv2.morphologyEx(small, cv2.MORPH_BLACKHAT, k)
     top = float(np.percentile(bh, 99.7))
     if top < 20:
-        return np.zeros_like(small)
+        return []
     otsu, _ = cv2.threshold(bh, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    _, bw = cv2.threshold(bh, max(otsu, 0.35 * top), 255, cv2.THRESH_BINARY)
-    return bw
+    out = []
+    for level in sorted({max(otsu, 0.35 * top), max(otsu, 0.6 * top)}):
+        _, bw = cv2.threshold(bh, level, 255, cv2.THRESH_BINARY)
+        out.append(bw)
+    return out
 
 
 def text_lines(gray: np.ndarray, *, min_len_ratio: float = 7.0) -> list[TextLine]:
@@ -58,28 +63,54 @@ def text_lines(gray: np.ndarray, *, min_len_ratio: float = 7.0) -> list[TextLine
         scale = 480 / max(w, h)
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     small = cv2.resize(gray, (int(w * scale), int(h * scale)), interpolation=interp)
-    bw = _ink(small)
     out: list[TextLine] = []
-    for horizontal in (True, False):
-        kx, ky = (9, 1) if horizontal else (1, 9)
-        joined = cv2.morphologyEx(bw, cv2.MORPH_CLOSE, cv2.getStructuringElement(0, (kx, ky)))
-        contours, _ = cv2.findContours(joined, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        for c in contours:
-            if len(c) < 5 or cv2.contourArea(c) < 40:
-                continue
-            rect = cv2.minAreaRect(c)
-            length, height = max(rect[1]), min(rect[1])
-            if height < 3 or length < min_len_ratio * height or length < 0.1 * small.shape[1]:
-                continue
-            # mostly ink inside the rectangle: text, not a thin curve of guilloche
-            if cv2.contourArea(c) < 0.45 * length * height:
-                continue
-            line = _line(rect, scale)
-            vertical = abs(line.angle_deg) > 45
-            if vertical == horizontal:
-                continue
-            out.append(line)
+    for bw in _ink(small):
+        for horizontal in (True, False):
+            for reach in (9, 15):  # gaps between characters: small print, then large
+                kx, ky = (reach, 1) if horizontal else (1, reach)
+                kernel = cv2.getStructuringElement(0, (kx, ky))
+                joined = cv2.morphologyEx(bw, cv2.MORPH_CLOSE, kernel)
+                out.extend(_long_runs(joined, small.shape[1], scale, horizontal, min_len_ratio))
+    return _distinct(out)
+
+
+def _long_runs(
+    joined: np.ndarray, width: int, scale: float, horizontal: bool, min_len_ratio: float
+) -> list[TextLine]:
+    out = []
+    contours, _ = cv2.findContours(joined, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    for c in contours:
+        if len(c) < 5 or cv2.contourArea(c) < 40:
+            continue
+        rect = cv2.minAreaRect(c)
+        length, height = max(rect[1]), min(rect[1])
+        if height < 3 or length < min_len_ratio * height or length < 0.1 * width:
+            continue
+        # mostly ink inside the rectangle: text, not a thin curve of guilloche
+        if cv2.contourArea(c) < 0.45 * length * height:
+            continue
+        line = _line(rect, scale)
+        vertical = abs(line.angle_deg) > 45
+        if vertical == horizontal:
+            continue
+        out.append(line)
     return out
+
+
+def _distinct(lines: list[TextLine]) -> list[TextLine]:
+    """One of each line found by several binarisations (the longest)."""
+    out: list[TextLine] = []
+    for ln in sorted(lines, key=lambda x: -x.size[0]):
+        if not any(_same_line(ln, o) for o in out):
+            out.append(ln)
+    return out
+
+
+def _same_line(a: TextLine, b: TextLine) -> bool:
+    h = max(a.size[1], b.size[1])
+    dist = np.hypot(a.center[0] - b.center[0], a.center[1] - b.center[1])
+    da = abs((a.angle_deg - b.angle_deg + 90) % 180 - 90)
+    return bool(dist < 0.5 * h and da < 3 and abs(a.size[0] - b.size[0]) < 0.1 * a.size[0])
 
 
 def _direction(line: TextLine) -> np.ndarray:

@@ -14,6 +14,8 @@ from sentinel.errors import HardwareError
 
 _WHITELIST = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<"
 OCRB_FONT = "/usr/share/fonts/opentype/ocr-b/OCRB.otf"
+Alts = list[str]  # per cell, its close runners-up best first (see _BLIND_CLASSES)
+_ALTS_PER_CELL = 2
 
 
 class TemplateOCR:
@@ -65,6 +67,10 @@ class TemplateOCR:
         """Read ``len(classes)`` characters from a prepared strip, each among the characters
         its class allows (``_CLASSES``); return the text, its mean match score, and whether
         a check-digit-blind rival came close (see ``_PARTNERS``)."""
+        return self.read_cells(prepared, classes)[:3]  # type: ignore[return-value]
+
+    def read_cells(self, prepared: tuple, classes: str) -> tuple[str, float, bool, Alts]:
+        """``read_line`` and, per cell, the runners-up that came close (``Alts``)."""
         resp, ink_w = prepared[0], prepared[1]
         n = len(classes)
         pad = self.cell_w
@@ -77,12 +83,13 @@ class TemplateOCR:
         x = pad - (1 - self.ink_ratio) / 2 * pitch
         text, scores = [], []
         blind = False  # a close rival the check digits could not tell apart
+        alts: Alts = []
         slack = max(1, int(pitch * 0.25))
         width = resp.shape[1]
         for cls in classes:
             lo, hi = max(0, int(round(x)) - slack), min(width, int(round(x)) + slack + 1)
             if lo >= hi:
-                return "", 0.0, True
+                return "", 0.0, True, []
             allowed = np.where(masks[cls][:, None], resp[:, lo:hi], -1.0)
             g, j = np.unravel_index(int(np.argmax(allowed)), allowed.shape)
             i = lo + int(j)
@@ -91,9 +98,14 @@ class TemplateOCR:
             if cls in _BLIND_CLASSES:
                 rival = float(np.where(_PARTNERS[int(g)][:, None], allowed, -1.0).max())
                 blind = blind or float(allowed[g, j]) - rival < _TEMPLATE_MARGIN
+            best = allowed.max(axis=1)
+            close = np.flatnonzero(best > float(allowed[g, j]) - _TEMPLATE_MARGIN)
+            close = close[close != int(g)]
+            top = close[np.argsort(-best[close])][:_ALTS_PER_CELL]
+            alts.append("".join(_WHITELIST[int(c)] for c in top))
             # follow the found glyph, but keep to the pitch (drift from keystone)
             x = 0.5 * (x + i) + pitch
-        return "".join(text), float(np.mean(scores)), blind
+        return "".join(text), float(np.mean(scores)), blind, alts
 
 
 class TesseractOCR:
@@ -154,6 +166,12 @@ _PARTNERS = [
     for i, u in enumerate(_VALUES)
 ]
 _BLIND_CLASSES = frozenset("Nd")
+# Check digits catch any one wrong character but the blind rivals above, not two or three
+# that cancel out: a hard-corpus frame read "F701Z5WD<" as "LZO1Z5WD<", three unsure cells
+# whose errors cancel in both the number's check digit and the composite.  So each cell
+# also reports its close runners-up (``Alts``: a string of them per cell, best first), and
+# ``mrz.IdReader`` refuses a read when another one made of them passes every check too.
+
 _TEMPLATE_MARGIN = 0.08  # correlation units
 _CNN_RATIO = 0.1  # a rival with a tenth of the winner's probability is too close
 
@@ -161,7 +179,13 @@ _CNN_RATIO = 0.1  # a rival with a tenth of the winner's probability is too clos
 def decide_cells(probs: np.ndarray, classes: str) -> tuple[str, float, bool]:
     """The text of one line from per-cell probabilities, each cell among its class, its
     mean probability, and whether a check-digit-blind rival came close."""
+    return decide_cells_alts(probs, classes)[:3]  # type: ignore[return-value]
+
+
+def decide_cells_alts(probs: np.ndarray, classes: str) -> tuple[str, float, bool, Alts]:
+    """``decide_cells`` and, per cell, the runners-up that came close (``Alts``)."""
     text, scores, blind = [], [], False
+    alts: Alts = []
     for p, cls in zip(probs, classes, strict=True):
         masked = np.where(_MASKS[cls], p, -1.0)
         k = int(np.argmax(masked))
@@ -170,7 +194,11 @@ def decide_cells(probs: np.ndarray, classes: str) -> tuple[str, float, bool]:
         if cls in _BLIND_CLASSES:
             rival = float(np.where(_PARTNERS[k], masked, 0.0).max())
             blind = blind or rival > _CNN_RATIO * float(masked[k])
-    return "".join(text), float(np.mean(scores)), blind
+        close = np.flatnonzero(masked > _CNN_RATIO * float(masked[k]))
+        close = close[close != k]
+        top = close[np.argsort(-masked[close])][:_ALTS_PER_CELL]
+        alts.append("".join(_WHITELIST[int(c)] for c in top))
+    return "".join(text), float(np.mean(scores)), blind, alts
 
 
 _LAYOUTS = {
