@@ -124,12 +124,19 @@ def _baseline_build(csv_path: Path, out: Path) -> None:
 # ---- steps (each in its own process) -------------------------------------------------
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (worker processes)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def step_baseline(work: Path) -> dict:
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu()
     _baseline_build(work / "status1.csv", work / "baseline")
-    dt = time.perf_counter() - t
+    dt, dc = time.perf_counter() - t, _cpu() - c
     shutil.rmtree(work / "baseline", ignore_errors=True)
-    return {"seconds": dt, "peak_mb": _peak_mb()}
+    return {"seconds": dt, "cpu_seconds": dc, "peak_mb": _peak_mb()}
 
 
 def step_publish(work: Path, version: int, kdf: str, workers: int) -> dict:
@@ -138,7 +145,7 @@ def step_publish(work: Path, version: int, kdf: str, workers: int) -> dict:
     from sentinel.trust import statusset as ss
 
     key = load_private_key(work / "root_key.pem")
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu()
     pub = publish(
         work / "site",
         Inputs(revocations=[]),
@@ -149,10 +156,11 @@ def step_publish(work: Path, version: int, kdf: str, workers: int) -> dict:
         kdf=ss.CHEAP_KDF if kdf == "aes-cbc-mac" else None,
         workers=workers,
     )
-    dt = time.perf_counter() - t
+    dt, dc = time.perf_counter() - t, _cpu() - c
     m = pub.manifest
     return {
         "seconds": dt,
+        "cpu_seconds": dc,
         "peak_mb": _peak_mb(),
         "status_bytes": m.parts["status"].size,
         "status_raw_bytes": m.parts["status"].raw_size,
@@ -225,7 +233,9 @@ def step_lookup(work: Path, n: int, samples: int, cold: int, iops: int, bps: int
             hits=hits,
         )
         out["throttle"] = _throttle(iops, bps) if cold and iops > 0 else "page cache evicted"
+        out["files"] = len(files)
         lat = []
+        before = _io()
         for k in range(cold):
             i = rng.randrange(n) if k % 2 == 0 else n * 10 + k
             for f in files:
@@ -233,14 +243,50 @@ def step_lookup(work: Path, n: int, samples: int, cold: int, iops: int, bps: int
             t = time.perf_counter_ns()
             status.lookup_document("P", "XXA", _number(i))
             lat.append(time.perf_counter_ns() - t)
+        after = _io()
         lat.sort()
         if lat:
             out.update(
                 cold_median_us=statistics.median(lat) / 1000,
                 cold_p99_us=lat[int(len(lat) * 0.99)] / 1000,
+                # what the lookups asked of the disk (/proc/self/io), per lookup
+                cold_read_bytes=(after["read_bytes"] - before["read_bytes"]) / cold,
+                cold_reads=(after["syscr"] - before["syscr"]) / cold,
             )
+            out.update(_disk_floor(files[0], cold, rng))
     out["peak_mb"] = _peak_mb()
     return out
+
+
+def _io() -> dict[str, int]:
+    rows = (line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return {k: int(v) for k, v in rows}
+
+
+def _disk_floor(f, samples: int, rng: random.Random) -> dict:
+    """The disk's own latency for the read a cold lookup makes: one 4 KiB ``O_DIRECT``
+    read of a random page of the same file (no page cache at all), same throttle."""
+    import mmap
+
+    try:
+        fd = os.open(f.path, os.O_RDONLY | os.O_DIRECT)
+    except OSError:  # a file system without O_DIRECT (tmpfs)
+        return {}
+    buf = mmap.mmap(-1, 4096)  # page-aligned, as O_DIRECT wants
+    lat = []
+    try:
+        for _ in range(samples):
+            page = 1 + rng.randrange(f.pages)
+            t = time.perf_counter_ns()
+            os.preadv(fd, [buf], 4096 * page)
+            lat.append(time.perf_counter_ns() - t)
+    finally:
+        os.close(fd)
+    lat.sort()
+    return {
+        "disk_median_us": statistics.median(lat) / 1000,
+        "disk_p99_us": lat[int(len(lat) * 0.99)] / 1000,
+    }
 
 
 def step_kdf(samples: int) -> dict:
@@ -285,11 +331,18 @@ def bench(n: int, args: argparse.Namespace) -> dict:
         )  # fmt: skip
         pub2 = _run("publish", work, "--version", "2", *common)
         app2 = _run("apply", work)
+        look2 = _run(
+            "lookup", work, "--n", str(n), "--samples", str(args.samples),
+            "--cold", str(args.cold), "--sd-iops", str(args.sd_iops), "--sd-bps", str(args.sd_bps),
+        )  # fmt: skip
         disk = sum(p.stat().st_size for p in (work / "data" / "trust" / "status").iterdir())
         return {
             "n": n,
             "baseline_s": base["seconds"] if base else None,
+            "baseline_cpu_s": base["cpu_seconds"] if base else None,
             "publish_s": pub1["seconds"],
+            "publish_cpu_s": pub1["cpu_seconds"],
+            "load_avg": os.getloadavg()[0],
             "publish_peak_mb": pub1["peak_mb"],
             "wire_B_per_entry": pub1["status_bytes"] / n,
             "disk_B_per_entry": pub1["status_raw_bytes"] / n,
@@ -301,6 +354,15 @@ def bench(n: int, args: argparse.Namespace) -> dict:
             "lookup_cold_p99_us": look.get("cold_p99_us"),
             "lookup_hits": look["hits"],
             "lookup_throttle": look["throttle"],
+            "lookup_cold_read_bytes": look.get("cold_read_bytes"),
+            "lookup_cold_reads": look.get("cold_reads"),
+            "disk_median_us": look.get("disk_median_us", float("nan")),
+            "disk_p99_us": look.get("disk_p99_us", float("nan")),
+            "overlay_lookup_warm_p99_us": look2["warm_p99_us"],
+            "overlay_lookup_cold_p99_us": look2.get("cold_p99_us"),
+            "overlay_lookup_cold_reads": look2.get("cold_reads"),
+            "overlay_lookup_cold_read_bytes": look2.get("cold_read_bytes"),
+            "overlay_files": look2["files"],
             "publish_delta_s": pub2["seconds"],
             "delta_entries": pub2["delta_entries"],
             "delta_bytes": pub2["delta_bytes"],
@@ -367,6 +429,14 @@ def main(argv: list[str] | None = None) -> int:
         results.append(r)
         if not args.json:
             print(_line(r), flush=True)
+            base = r["baseline_cpu_s"]
+            ratio = f"{r['baseline_s'] / r['publish_s']:.1f}x" if base is not None else "-"
+            print(
+                f"  build {ratio} faster (wall); CPU {r['publish_cpu_s']:.1f} s"
+                + (f" against {base:.1f} s ({base / r['publish_cpu_s']:.1f}x)" if base else "")
+                + f"; load average {r['load_avg']:.1f} on {os.cpu_count()} CPUs",
+                flush=True,
+            )
             print(
                 f"  wire {r['wire_B_per_entry']:.2f} B/entry (disk {r['disk_B_per_entry']:.2f}), "
                 f"1% delta {r['delta_entries']:,} entries = {r['delta_bytes']:,} B "
@@ -376,11 +446,23 @@ def main(argv: list[str] | None = None) -> int:
                 f"peak {r['apply_delta_peak_mb']:.0f} MB; cold reads: {r['lookup_throttle']}",
                 flush=True,
             )
+            if r["lookup_cold_p99_us"] is not None:
+                print(
+                    f"  cold lookup: {r['lookup_cold_reads']:.2f} reads, "
+                    f"{r['lookup_cold_read_bytes']:.0f} B from the disk a lookup; the disk's "
+                    f"own 4 KiB O_DIRECT read: median {r['disk_median_us']:.0f} µs, p99 "
+                    f"{r['disk_p99_us']:.0f} µs; after the delta ({r['overlay_files']} files): "
+                    f"p99 warm {r['overlay_lookup_warm_p99_us']:.0f} µs cold "
+                    f"{r['overlay_lookup_cold_p99_us']:.0f} µs, "
+                    f"{r['overlay_lookup_cold_reads']:.2f} reads, "
+                    f"{r['overlay_lookup_cold_read_bytes']:.0f} B a lookup",
+                    flush=True,
+                )
     kdf = _run("kdf", Path("."), "--samples", "20")
     if args.json:
         print(json.dumps({"sizes": results, "kdf": kdf}, indent=1))
     else:
-        print(f"  kdf {kdf['kdf']}: {kdf['median_ms']:.1f} ms per tag (median of 20)")
+        print(f"  kdf {kdf['kdf']['alg']}: {kdf['median_ms']:.1f} ms per tag (median of 20)")
     return 0
 
 

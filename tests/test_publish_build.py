@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sentinel.authority import csvfast, inputs, setbuild
+from sentinel.authority import csvfast, inputs, setbuild, status
 from sentinel.authority.publish import Inputs, generate_root_key, publish
 from sentinel.authority.testing import sync_dir, test_devices
 from sentinel.errors import BundleFormatError, ConfigError
@@ -50,6 +50,18 @@ def test_bucketed_sort_is_the_reference_sort(n: int, first_bytes: int) -> None:
     assert got.keys.tobytes() == want.keys.tobytes()
     assert got.status.tobytes() == want.status.tobytes()
     assert got.until.tobytes() == want.until.tobytes()
+
+
+def test_tags_that_tie_on_the_packed_sort_bits_are_ordered_by_their_whole_tag() -> None:
+    rng = np.random.default_rng(4)
+    m = rng.integers(0, 256, (3000, ss.KEY_BYTES), dtype=np.uint8)
+    m[:, 0] = 9
+    m[:, 1:7] = m[rng.integers(0, 40, 3000), 1:7]  # 40 runs sharing bytes 1-6
+    k = np.unique(m.view(ss.KEY_DTYPE).ravel())
+    rng.shuffle(k)
+    assert setbuild.bucket_order(k).tolist() == ss.sort_order(k).tolist()
+    with pytest.raises(BundleFormatError, match="appears twice"):
+        setbuild.bucket_order(np.concatenate([k, k[17:18]]))
 
 
 def test_bucketed_sort_refuses_a_tag_twice() -> None:
@@ -136,6 +148,22 @@ def test_same_input_twice_gives_the_same_part(tmp_path: Path) -> None:
     assert (tmp_path / "site-a" / refs[0].path).read_bytes() == (
         tmp_path / "site-b" / refs[1].path
     ).read_bytes()
+
+
+def test_worker_processes_build_the_same_set_and_name_bad_lines(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(inputs, "CHUNK_BYTES", 2048)  # many blocks in flight
+    rows = [",".join(r) for r in _rows(3000, 5)]
+    csv_path = _csv(tmp_path / "s.csv", rows)
+    sk, _ = status.load_or_create_key(tmp_path / "state", kdf=ss.CHEAP_KDF)
+    one = status.build_columns_csv(csv_path, sk, tmp_path / "state", workers=1).columns
+    two = status.build_columns_csv(csv_path, sk, tmp_path / "state", workers=2).columns
+    assert len(one) == 3000 and one.to_bytes(b"k" * 16) == two.to_bytes(b"k" * 16)
+    rows[2500] = "P,XXA,N1,purple,2030-01-01"
+    _csv(csv_path, rows)
+    with pytest.raises(ConfigError, match=r"s\.csv:2502: status must be"):
+        status.build_columns_csv(csv_path, sk, tmp_path / "state", workers=2)
 
 
 _cell = st.text(alphabet="ABCXYZ0189", min_size=1, max_size=14)

@@ -62,44 +62,67 @@ def _rows_slow(p: Path, text: str, c: csvfast.Layout, line0: int, cache: dict[st
     return Chunk.of(idents, status, until)
 
 
-def read_status_table(path: str | Path, bar: Bar | None = None) -> Iterator[Chunk]:
-    """The rows of a status CSV, a chunk at a time (``bar`` advances by bytes read)."""
+def status_blocks(
+    path: str | Path, bar: Bar | None = None
+) -> tuple[csvfast.Layout, Iterator[tuple[bytes, int]]]:
+    """The columns of a status CSV, and its rows as blocks of whole lines of about
+    ``CHUNK_BYTES`` with the line number each starts at (``bar`` advances by bytes)."""
     p = Path(path)
     try:
         f = p.open("rb")
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read status CSV: {exc.strerror}") from None
-    cache: dict[str, int] = {}
-    with f:
+    try:
         head = f.readline()
         header = [h.strip().lower() for h in next(csv.reader([head.decode("utf-8")]), [])]
-        c = _Columns(p, header)
-        line0 = 2
-        rest = b""
-        while True:
-            block = f.read(CHUNK_BYTES)
-            if bar is not None:
-                bar.update(len(block))
-            buf = rest + block
-            if not block:
-                if buf and not buf.endswith(b"\n"):
-                    buf += b"\n"
-                rest = b""
-            else:
-                cut = buf.rfind(b"\n") + 1
-                buf, rest = buf[:cut], buf[cut:]
-            if buf:
-                chunk = _rows_fast(p, buf, c, line0, cache)
-                if chunk is None:
-                    try:
-                        text = buf.decode("utf-8")
-                    except UnicodeDecodeError:
-                        raise ConfigError(f"{p}: status CSV is not UTF-8") from None
-                    chunk = _rows_slow(p, text, c, line0, cache)
-                line0 += buf.count(b"\n")
-                yield chunk
-            if not block:
-                return
+        layout = _Columns(p, header)
+    except BaseException:
+        f.close()
+        raise
+
+    def blocks() -> Iterator[tuple[bytes, int]]:
+        with f:
+            line0 = 2
+            rest = b""
+            while True:
+                block = f.read(CHUNK_BYTES)
+                if bar is not None:
+                    bar.update(len(block))
+                buf = rest + block
+                if not block:
+                    if buf and not buf.endswith(b"\n"):
+                        buf += b"\n"
+                    rest = b""
+                else:
+                    cut = buf.rfind(b"\n") + 1
+                    buf, rest = buf[:cut], buf[cut:]
+                if buf:
+                    yield buf, line0
+                    line0 += buf.count(b"\n")
+                if not block:
+                    return
+
+    return layout, blocks()
+
+
+def parse_block(p: Path, buf: bytes, c: csvfast.Layout, line0: int, cache: dict[str, int]) -> Chunk:
+    """The rows of one block: the vectorised path, or the ``csv`` module's."""
+    chunk = _rows_fast(p, buf, c, line0, cache)
+    if chunk is None:
+        try:
+            text = buf.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: status CSV is not UTF-8") from None
+        chunk = _rows_slow(p, text, c, line0, cache)
+    return chunk
+
+
+def read_status_table(path: str | Path, bar: Bar | None = None) -> Iterator[Chunk]:
+    """The rows of a status CSV, a chunk at a time (``bar`` advances by bytes read)."""
+    layout, blocks = status_blocks(path, bar)
+    cache: dict[str, int] = {}
+    for buf, line0 in blocks:
+        yield parse_block(Path(path), buf, layout, line0, cache)
 
 
 def load_signers(paths: list[str | Path] | tuple[str | Path, ...]) -> TrustList:

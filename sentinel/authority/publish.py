@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 
 from sentinel.authority import setbuild
 from sentinel.authority import status as st
-from sentinel.authority.inputs import Chunk, read_status_table
+from sentinel.authority.inputs import Chunk
 from sentinel.credentials.trustlist import TrustList
 from sentinel.errors import BundleError, ConfigError
 from sentinel.progress import progress_bar
@@ -307,9 +307,10 @@ def publish(
         sk, _fresh = st.load_or_create_key(state, rotate=rotate_status_key, kdf=kdf)
         with progress_bar(size or None, "read status records", "B") as bar:
             if status_csv is not None:
-                chunks = read_status_table(status_csv, bar)
-            assert chunks is not None
-            built = st.build_columns(chunks, sk, state, workers=workers)
+                built = st.build_columns_csv(status_csv, sk, state, workers=workers, bar=bar)
+            else:
+                assert chunks is not None
+                built = st.build_columns(chunks, sk, state, workers=workers)
         cols, new_tags = built.columns, built.new_tags
         kid = bytes.fromhex(sk.key_id)
         full, set_digest = _put_status(out, "status", cols, kid)

@@ -72,15 +72,43 @@ class Buckets:
             if not m:
                 continue
             k = np.concatenate([p[0] for p in pieces])
-            order = ss.sort_order(k)
-            k = k[order]
-            if m > 1 and bool(np.any(k[1:] == k[:-1])):
-                raise BundleFormatError("status records: the same document appears twice")
-            keys[o : o + m] = k
-            status[o : o + m] = np.concatenate([p[1] for p in pieces])[order]
-            until[o : o + m] = np.concatenate([p[2] for p in pieces])[order]
+            order = bucket_order(k)
+            np.take(k, order, out=keys[o : o + m])
+            np.take(np.concatenate([p[1] for p in pieces]), order, out=status[o : o + m])
+            np.take(np.concatenate([p[2] for p in pieces]), order, out=until[o : o + m])
             o += m
         return ss.Columns(keys, status, until, ss.KIND_FULL)
+
+
+def bucket_order(k: np.ndarray) -> np.ndarray:
+    """Indices sorting one bucket's tags (bytewise); BundleFormatError for a tag twice.
+
+    One ``np.sort`` of u64 words (faster than an argsort): tag bytes 1-7 above the row's
+    index in the bucket.  Rows whose sort bits tie (~1 pair in 3 buckets at 80 M rows)
+    are sorted again on their whole tags, run by run."""
+    m = len(k)
+    bits = max(1, (m - 1).bit_length())
+    raw = np.ascontiguousarray(k).view(np.uint8)
+    hi = np.ndarray((m,), dtype=">u8", buffer=raw, strides=(ss.KEY_BYTES,)).astype(np.uint64)
+    mask = np.uint64((1 << bits) - 1)
+    packed = ((hi << np.uint64(8)) & ~mask) | np.arange(m, dtype=np.uint64)
+    packed.sort()
+    order = (packed & mask).astype(np.intp)
+    top = packed >> np.uint64(bits)
+    ties = np.flatnonzero(top[1:] == top[:-1])
+    if len(ties):  # runs of equal sort bits: order each run by its whole tags
+        breaks = np.flatnonzero(np.diff(ties) != 1)
+        starts = np.concatenate([ties[:1], ties[breaks + 1]])
+        ends = np.concatenate([ties[breaks], ties[-1:]]) + 2
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            run = order[a:b]
+            rk = k[run]
+            sub = ss.sort_order(rk)
+            rk = rk[sub]
+            if bool(np.any(rk[1:] == rk[:-1])):
+                raise BundleFormatError("status records: the same document appears twice")
+            order[a:b] = run[sub]
+    return order
 
 
 def _spans(parts: list, b: int) -> list:

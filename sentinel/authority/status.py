@@ -18,16 +18,19 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import multiprocessing
 import os
 import secrets
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sentinel.authority import inputs
 from sentinel.authority.inputs import Chunk
 from sentinel.authority.setbuild import Buckets
 from sentinel.errors import ConfigError
@@ -134,9 +137,9 @@ class TagCache:
         if self.table.dtype != CACHE_DTYPE:
             raise ConfigError(f"{self.path}: not a tag cache")
 
-    def tags(self, chunk: Chunk, workers: int) -> tuple[np.ndarray, int]:
-        """Tags of the chunk's identities (new ones computed and remembered); misses."""
-        idx = _macs(self.sk.cache_key, chunk, 16)
+    def tags(self, chunk: Chunk, idx: np.ndarray, workers: int) -> tuple[np.ndarray, int]:
+        """Tags of the chunk's identities, by their cache index ``idx`` (new ones
+        computed and remembered); and how many were new."""
         pos = np.searchsorted(self.table["i"], idx)
         p = np.minimum(pos, max(len(self.table) - 1, 0))
         hit = (
@@ -198,20 +201,78 @@ class Built:
     new_tags: int  # identities tagged by the KDF in this build (not from the cache)
 
 
+def _mac_key(sk: StatusKey) -> tuple[bytes, int]:
+    """What a row's CBC-MAC is for: its tag (``aes-cbc-mac``), or its tag-cache index."""
+    if sk.kdf["alg"] == "aes-cbc-mac":
+        return sk.key, ss.KEY_BYTES
+    return sk.cache_key, 16
+
+
+_UNTIL: dict[str, int] = {}  # a block worker's valid-until cache (one per process)
+
+
+def _tag_block(job: tuple[Path, bytes, Any, int, bytes, int, bool]) -> tuple[Chunk, np.ndarray]:
+    """Parse one CSV block and CBC-MAC its identities (in a worker process or not)."""
+    p, buf, layout, line0, key, size, keep = job
+    chunk = inputs.parse_block(p, buf, layout, line0, _UNTIL)
+    macs = _macs(key, chunk, size)
+    if not keep:  # the tags are all the parent needs: do not send the messages back
+        chunk = Chunk(None, None, chunk.lens, chunk.status, chunk.until)
+    return chunk, macs
+
+
+def tagged_csv(
+    path: str | Path, key: bytes, size: int, *, workers: int = 1, bar: Any = None, keep: bool
+) -> Iterator[tuple[Chunk, np.ndarray]]:
+    """(chunk, CBC-MAC of each identity) of a status CSV, in file order; parsed and
+    MACed by ``workers`` processes (a few blocks in flight) when more than one."""
+    p = Path(path)
+    layout, blocks = inputs.status_blocks(p, bar)
+    jobs = ((p, buf, layout, line0, key, size, keep) for buf, line0 in blocks)
+    if workers <= 1:
+        yield from map(_tag_block, jobs)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        pending: deque[Future[tuple[Chunk, np.ndarray]]] = deque()
+        for job in jobs:
+            pending.append(pool.submit(_tag_block, job))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def build_columns(
     chunks: Iterable[Chunk], sk: StatusKey, state: Path, *, workers: int = 1
 ) -> Built:
     """The sorted status set of all rows: tags (cache first), status, until."""
+    key, size = _mac_key(sk)
+    return _build(((c, _macs(key, c, size)) for c in chunks), sk, state, workers)
+
+
+def build_columns_csv(
+    path: str | Path, sk: StatusKey, state: Path, *, workers: int = 1, bar: Any = None
+) -> Built:
+    """``build_columns`` of a status CSV, its blocks parsed by ``workers`` processes."""
+    key, size = _mac_key(sk)
+    cheap = sk.kdf["alg"] == "aes-cbc-mac"
+    pairs = tagged_csv(path, key, size, workers=workers, bar=bar, keep=not cheap)
+    return _build(pairs, sk, state, workers)
+
+
+def _build(
+    pairs: Iterable[tuple[Chunk, np.ndarray]], sk: StatusKey, state: Path, workers: int
+) -> Built:
     cheap = sk.kdf["alg"] == "aes-cbc-mac"
     cache = None if cheap else TagCache(state, sk)
     rows = Buckets()
     new = 0
-    for chunk in chunks:
+    for chunk, macs in pairs:
         if cache is None:
-            t = _macs(sk.key, chunk, ss.KEY_BYTES)
+            t = macs
             new += len(chunk)
         else:
-            t, misses = cache.tags(chunk, workers)
+            t, misses = cache.tags(chunk, macs, workers)
             new += misses
         rows.add(t, chunk.status, chunk.until)
     if cache is not None:

@@ -184,7 +184,7 @@ class StoreTrust:
         if m.status is not None and path is not None and status_key is not None:
             base = sf.PagedFile(path)
             ov = self.store.overlay_path()
-            overlay = sf.PagedFile(ov) if ov else None
+            overlay = sf.PagedFile(ov, prefix_filter=True) if ov else None
             files = (base, overlay) if overlay is not None else (base,)
             status = _Lookup(base, overlay, status_key, m.status.kdf, m.status.count)
         # The old status files are not closed here: a presentation may still be looking

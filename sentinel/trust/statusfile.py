@@ -11,9 +11,11 @@ Layout (``<digest>.sset`` under ``<data_dir>/trust/status/``, little-endian)::
 
 A lookup finds the page by bisecting the fences (≈4 MB at 80 M entries, read once at
 open) and reads that one page with ``pread``: one 4 KiB read from the SD card when the
-page cache is cold, a few microseconds when it is warm.  Writers stream sorted chunks in
-and compute the set digest as they go, so a full apply or a compaction runs in bounded
-memory whatever the size of the set.
+page cache is cold, a few microseconds when it is warm.  The overlay (a delta's entries,
+looked up first) also keeps the first 4 bytes of each tag in memory: a tag it does not
+hold costs no read there, so a cold lookup is one read whether or not an overlay exists.
+Writers stream sorted chunks in and compute the set digest as they go, so a full apply
+or a compaction runs in bounded memory whatever the size of the set.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ MAGIC = b"SROW"
 FORMAT = 1
 HEADER = struct.Struct("<4sBBxxQ16sQQ32s")
 CHUNK = 1 << 18  # rows per streamed chunk (4.5 MB)
+PREFIX_FILTER_MAX = 8_000_000  # entries: at most 32 MB of 4-byte tag prefixes in memory
 
 
 class PagedWriter:
@@ -111,7 +114,11 @@ class PagedWriter:
 class PagedFile:
     """A read-only paged status file: lookups by ``pread``, streaming reads by chunks."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, prefix_filter: bool = False) -> None:
+        """``prefix_filter``: keep the first 4 bytes of every tag in memory (sorted), so
+        that a lookup of a tag the file does not hold reads no page at all, but for the
+        rare tag sharing those 4 bytes (an overlay: looked up before the base on every
+        lookup, and small; up to ``PREFIX_FILTER_MAX`` entries)."""
         self.path = Path(path)
         self._fd = os.open(self.path, os.O_RDONLY)
         try:
@@ -136,6 +143,23 @@ class PagedFile:
             raise
         self.kind, self.count, self.key_id, self.pages = kind, count, kid, pages
         self.digest = digest.hex()
+        self.prefixes: np.ndarray | None = None
+        if prefix_filter and count <= PREFIX_FILTER_MAX:
+            try:
+                self.prefixes = self._prefixes()
+            except BaseException:
+                self.close()
+                raise
+
+    def _prefixes(self) -> np.ndarray:
+        """The big-endian u32 of each tag's first 4 bytes: sorted, as the tags are."""
+        out = np.empty(self.count, np.uint32)
+        o = 0
+        for c in self.chunks():
+            raw = np.ascontiguousarray(c.keys).view(np.uint8).reshape(-1, ss.KEY_BYTES)
+            out[o : o + len(c)] = raw[:, :4].copy().view(">u4").ravel()
+            o += len(c)
+        return out
 
     def __len__(self) -> int:
         return self.count
@@ -149,6 +173,11 @@ class PagedFile:
         """(status byte, valid-until epoch seconds) for a 12-byte tag, or None."""
         if not self.pages:
             return None
+        if self.prefixes is not None:
+            first = int.from_bytes(key[:4], "big")
+            i = int(self.prefixes.searchsorted(first))
+            if i == len(self.prefixes) or int(self.prefixes[i]) != first:
+                return None  # no tag of this file starts so: no page to read
         probe = np.array(key, dtype=ss.KEY_DTYPE)
         p = int(np.searchsorted(self.fences, probe, side="right")) - 1
         if p < 0:

@@ -1,0 +1,79 @@
+"""A status lookup reads one page: the overlay's in-memory tag prefixes spare it a read
+of the overlay for every tag the overlay does not hold (docs/bundles.md, Files)."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from sentinel.authority.publish import Inputs, StatusRecord, generate_root_key, publish
+from sentinel.authority.testing import sync_dir, test_devices
+from sentinel.trust import statusfile as sf
+from sentinel.trust import statusset as ss
+from sentinel.trust.store import StoreTrust
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def _cols(n: int, seed: int, kind: int = ss.KIND_FULL) -> ss.Columns:
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, 256, (n, ss.KEY_BYTES), dtype=np.uint8).view(ss.KEY_DTYPE).ravel()
+    status = rng.integers(1, 4, n, dtype=np.uint8)
+    until = rng.integers(0, 2**32, n, dtype=np.uint64).astype(ss.UNTIL_DTYPE)
+    return ss.Columns.from_arrays(keys, status, until, kind)
+
+
+def test_prefix_filter_answers_as_the_pages_do(tmp_path: Path) -> None:
+    cols = _cols(5000, 1)
+    sf.write_columns(tmp_path / "f.sset", cols, b"k" * 16)
+    rng = np.random.default_rng(2)
+    probes = [bytes(k) for k in cols.keys[::7]]
+    probes += [bytes(rng.integers(0, 256, 12, dtype=np.uint8)) for _ in range(500)]
+    probes += [bytes(k)[:4] + bytes(8) for k in cols.keys[::11]]  # same first 4 bytes only
+    path = tmp_path / "f.sset"
+    with sf.PagedFile(path) as plain, sf.PagedFile(path, prefix_filter=True) as filtered:
+        assert filtered.prefixes is not None and len(filtered.prefixes) == 5000
+        assert [filtered.get(p) for p in probes] == [plain.get(p) for p in probes]
+
+
+def _records(n: int, changed: int = 0) -> list[StatusRecord]:
+    until = NOW + timedelta(days=30)
+    return [
+        StatusRecord("red" if i < changed else "green", until, "P", "XXA", f"N{i:06d}")
+        for i in range(n)
+    ]
+
+
+def test_a_cold_lookup_reads_one_page_with_an_overlay(tmp_path: Path, monkeypatch) -> None:
+    site, data = tmp_path / "site", tmp_path / "data"
+    key = generate_root_key()
+    for version, recs in ((1, _records(3000)), (2, _records(3000, changed=30))):
+        publish(site, Inputs(status=recs), [key], now=NOW, version=version,
+                devices=test_devices(site), kdf=ss.CHEAP_KDF)  # fmt: skip
+        sync_dir(data, site, key.public_key(), now=NOW)
+    reads: list[int] = []
+    pread = os.pread
+
+    def counted(fd: int, n: int, offset: int) -> bytes:
+        reads.append(fd)
+        return pread(fd, n, offset)
+
+    with StoreTrust(data) as trust:
+        status = trust.status()
+        files = trust._snap.status_files
+        assert status is not None and len(files) == 2  # the base and the delta's overlay
+        base, overlay = files
+        monkeypatch.setattr(os, "pread", counted)
+        e = status.lookup_document("P", "XXA", "N002000")  # in the base only
+        assert e is not None and e.status == "green"
+        assert reads == [base._fd]
+        reads.clear()
+        e = status.lookup_document("P", "XXA", "N000007")  # changed by the delta
+        assert e is not None and e.status == "red"
+        assert reads == [overlay._fd]
+        reads.clear()
+        assert status.lookup_document("P", "XXA", "N999999") is None
+        assert len(reads) <= 1 and overlay._fd not in reads
