@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from sentinel.config import Config
+from sentinel.credentials import iddoc
 from sentinel.credentials.dcc_schema import warm as warm_schemas
 from sentinel.credentials.healthcode import HealthCodeVerifier
 from sentinel.credentials.model import Credential, CredentialKind
@@ -33,6 +34,22 @@ log = logging.getLogger(__name__)
 # Listeners see every journaled event: presentations (with their Decision) and device
 # events such as faults, alarms, overrides and exits (decision None).
 Listener = Callable[[Event, Decision | None], None]
+
+
+_ID_KINDS = frozenset({"MRZ", "ID_NUMBER", "PDF417", "CODE128"})
+
+
+def presentation_key(symbol: Symbol) -> str:
+    """What a symbol presents, for the tracker: an ID document by its type, issuing state
+    and number (check-digit protected), so reads of one card that differ in a name are one
+    presentation; anything else by its text.  Held in memory only."""
+    if symbol.kind.upper() in _ID_KINDS:
+        try:
+            doc = iddoc.parse_symbol_text(symbol.kind, symbol.text)
+        except CredentialError:
+            return symbol.text
+        return f"id:{doc.doc_type}:{doc.issuing_country}:{doc.number}"
+    return symbol.text
 
 
 @dataclass(slots=True)
@@ -75,7 +92,7 @@ class Pipeline:
         if self.scanner is None:
             self.scanner = Scanner.from_config(self.config.scan, self.config.camera)
         if self.tracker is None:
-            self.tracker = PresentationTracker(self.config.scan.cooldown_s)
+            self.tracker = PresentationTracker(self.config.scan.cooldown_s, key=presentation_key)
         warm_schemas()  # compile the DCC schemas now, not at the first visitor's scan
 
     def process_frame(self, frame: np.ndarray, now: datetime, mono: float) -> list[Outcome]:

@@ -60,11 +60,10 @@ def test_every_scripted_presentation_is_decided_as_scripted(tmp_path: Path) -> N
     trust.close()
     wrong = [d for d in decided if d[1] is not d[2]]
     assert not wrong, wrong
-    # Each scene decided, in order, none missed.  (Consecutive repeats collapsed: an ID
-    # card whose MRZ the OCR misses on a few frames can be presented twice, the
-    # tracker's absent_frames counts frames, not ID-read attempts; left to the scanner.)
-    names = [n for i, (n, _e, _r) in enumerate(decided) if i == 0 or decided[i - 1][0] != n]
-    assert names == [s.name for s in scenes]
+    # Each scene decided once, in order, none missed: an ID card whose MRZ the OCR misses
+    # on a few frames is still one presentation (the scanner holds the last read).
+    got = [n for n, _e, _r in decided]
+    assert got == [s.name for s in scenes], "; ".join(got)
 
 
 def test_demo_config_is_a_device_config_on_the_local_publisher(tmp_path: Path) -> None:

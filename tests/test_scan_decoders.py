@@ -13,6 +13,7 @@ from sentinel.cli import main
 from sentinel.scan import synth
 from sentinel.scan.decoders import BACKENDS, Scanner
 from sentinel.scan.motion import MotionGate
+from sentinel.scan.symbol import Symbol
 
 TEXT = "HC1:" + "6BFOXN%TS3DH0YOJ58S S-W5HDC *M0II5XHC9B5G2+$N" * 4  # DCC-sized text
 
@@ -218,3 +219,40 @@ def test_a_second_code_zxing_saw_but_could_not_read_is_read_beside_the_first(see
     second = next(s for s in found if s.text == QR_B)
     xs = [p[0] for p in second.polygon]
     assert min(xs) > 780 and max(xs) < 800 + b.shape[1] + 20  # frame pixels, not the crop's
+
+
+class _FlakyIdReader:
+    """An OCR that reads the card on some attempts only (``script``: True = read)."""
+
+    def __init__(self, script: list[bool], text: str = "P<UTO...") -> None:
+        self.script = list(script)
+        self.sym = Symbol("MRZ", text, text.encode(), ())
+
+    def read(self, _frame: np.ndarray) -> list:
+        return [self.sym] if self.script.pop(0) else []
+
+
+def _moving_frames(n: int) -> list[np.ndarray]:
+    base = synth.blank_frame(640, 480, seed=3)
+    return [cv2.convertScaleAbs(base, alpha=1.0, beta=(i % 2) * 40) for i in range(n)]
+
+
+def test_a_card_the_ocr_misses_now_and_then_is_one_presentation() -> None:
+    from sentinel.scan.tracker import PresentationTracker
+
+    # attempts on every 2nd frame: read, miss, miss, read, miss, read
+    reader = _FlakyIdReader([True, False, False, True, False, True])
+    sc = Scanner("zxing", None, id_reader=reader, id_every_frames=2)
+    tracker = PresentationTracker(cooldown_s=60, absent_frames=3)
+    started = []
+    for i, frame in enumerate(_moving_frames(12)):
+        started += tracker.update(sc.scan(frame), now=i / 10)
+    assert [s.kind for s in started] == ["MRZ"]  # one decision, not two
+
+
+def test_a_card_taken_away_is_gone_after_a_few_empty_attempts() -> None:
+    reader = _FlakyIdReader([True] + [False] * 5)
+    sc = Scanner("zxing", None, id_reader=reader, id_every_frames=1)
+    seen = [bool(sc.scan(f)) for f in _moving_frames(6)]
+    # read, held through ID_MISSES empty attempts, then gone
+    assert seen == [True, True, True, False, False, False]

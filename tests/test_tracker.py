@@ -43,3 +43,28 @@ def test_memory_stays_bounded() -> None:
     for i in range(2000):
         t.update([Symbol("QRCODE", f"code-{i}", b"")], i / 15)
     assert len(t._last_seen) < 100
+
+
+def test_two_reads_of_one_card_differing_in_a_name_are_one_presentation() -> None:
+    """Names carry no check digit: the OCR may read ANNA on one frame and ANMA on the
+    next.  By text those were two presentations (two decisions for one card)."""
+    import numpy as np
+
+    from sentinel.pipeline import presentation_key
+    from sentinel.scan import synth
+
+    mrz = synth.make_mrz("TD3", np.random.default_rng(1))
+    assert "<<ANNA<" in mrz
+    a = Symbol("MRZ", mrz, mrz.encode())
+    b = Symbol("MRZ", mrz.replace("<<ANNA<", "<<ANMA<"), b"")
+    other = synth.make_mrz("TD3", np.random.default_rng(2))
+    c = Symbol("MRZ", other, other.encode())
+    t = PresentationTracker(cooldown_s=60, key=presentation_key)
+    started = []
+    for i, syms in enumerate([[a], [b], [a], [b], [b], [c]]):
+        started += t.update(syms, i / 10)
+    assert [s.text for s in started] == [mrz, other]
+    # unreadable ID text and QR codes are keyed by their text, as before
+    assert presentation_key(A) == "HC1:A"
+    assert presentation_key(Symbol("MRZ", "P<garbage", b"")) == "P<garbage"
+    assert presentation_key(a) == presentation_key(b) != presentation_key(c)

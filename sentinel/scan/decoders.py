@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# Read attempts in a row that find no document before the last read one counts as gone
+# (with id_every_frames = 2: ~6 frames, 0.6 s at 10 fps).
+ID_MISSES = 2
+
+
 class Decoder(Protocol):
     name: str
 
@@ -256,6 +261,8 @@ class Scanner:
         self._no_code = 0
         self._id_pending = False
         self.saw_code = False
+        self._id_held: list[Symbol] = []  # the document last read, while it stays in view
+        self._id_misses = 0
         self._id_barcodes: Decoder | None = (
             ZxingDecoder(("PDF417", "Code128")) if id_reader is not None else None
         )
@@ -390,6 +397,20 @@ class Scanner:
         g = gray(frame)
         return self._id_barcodes.decode(g) or self.id_reader.read(g)
 
+    def _held_id(self, read: list[Symbol] | None, *, still: bool = False) -> list[Symbol]:
+        """A document stays in view between its reads: the last read is repeated on the
+        frames with no read attempt (``read`` None) and through ``ID_MISSES`` attempts that
+        read nothing (the OCR misses a frame now and then).  Without it a card held for two
+        seconds could be two presentations, two decisions (the tracker counts frames)."""
+        if read:
+            self._id_held, self._id_misses = read, 0
+            return read
+        if read is not None:
+            self._id_misses += 1
+            if self._id_misses > ID_MISSES or still:
+                self._id_held = []
+        return list(self._id_held)
+
     def scan(self, frame: np.ndarray) -> list[Symbol]:
         """Symbols for one camera frame, skipping the decode on a still, empty scene."""
         ox = oy = 0
@@ -401,9 +422,10 @@ class Scanner:
             # still scene: nothing new to read; a code held still stays in view.  A card
             # that just came to rest is read once now (a steady frame OCRs best).
             self.skipped += 1
-            if not self._last and self._id_pending:
+            if self._id_pending and (not self._last or self._last == self._id_held):
                 self._id_pending = False
-                self._last = _offset(self.read_id(g), ox, oy)
+                # a still scene reads best: a miss here means the card is gone
+                self._last = _offset(self._held_id(self.read_id(g), still=True), ox, oy)
             return list(self._last)
         self.decoded += 1
         found = self.decode(g)
@@ -416,7 +438,11 @@ class Scanner:
             if self._no_code >= self.id_every_frames:
                 self._no_code = 0
                 self._id_pending = False
-                found = self.read_id(g)
+                found = self._held_id(self.read_id(g))
+            else:
+                found = self._held_id(None)
+        else:
+            self._id_held = []  # a code in view: no document is held
         found = _offset(found, ox, oy)
         self._last = found
         return found
