@@ -16,7 +16,7 @@ from sentinel.authority.publish import generate_root_key
 from sentinel.authority.testing import BundleServer, build_test_bundle
 from sentinel.errors import BundleError
 from sentinel.trust.store import BundleStore
-from sentinel.trust.sync import DirSource, HttpSource, Syncer
+from sentinel.trust.sync import DirSource, HttpSource, Syncer, finish_bundle_audit
 
 NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -122,6 +122,7 @@ def test_a_good_sync_clears_the_last_error_records_freshness_and_leaves_no_stagi
         assert store.meta("last_good_sync") == later.isoformat()
         assert store.meta("fresh_at") == NOW.isoformat()  # the manifest's signed issue time
         assert store.meta("audit_pending") is None  # the audit entry was delivered
+        assert finish_bundle_audit(store) is False  # so nothing is owed
         assert not store.staging.exists() or not any(store.staging.iterdir())
         again = Syncer(store, DirSource(site), root_key=root.public_key(), clock=lambda: later)
         assert again.sync().outcome == "up_to_date"

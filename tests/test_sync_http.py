@@ -119,6 +119,7 @@ def test_full_then_delta_then_not_modified(world, tmp_path, dsc) -> None:
     b, server, dev = world
     r1 = dev.sync()
     assert (r1.outcome, r1.version, r1.delta) == ("applied", 1, False)
+    assert r1.downloaded_bytes == sum(p.size for p in b.manifest.parts.values())  # all of v1
     assert dev.trust.state().bundle_version == "1"
     assert _doc_status(dev) == "green"
     assert dev.trust.status().lookup_subject("subject-1").status == "green"
@@ -138,10 +139,11 @@ def test_full_then_delta_then_not_modified(world, tmp_path, dsc) -> None:
     assert dev.trust.state().bundle_version == "2"
 
     r3 = dev.sync()  # the signed timestamp names version 2: nothing else is fetched
-    assert r3.outcome == "up_to_date"
+    assert (r3.outcome, r3.delta, r3.downloaded_bytes) == ("up_to_date", False, 0)
     assert server.requests[-1] == ("timestamp.json", "200")
     (b.site / "timestamp.json").unlink()  # a publisher without one: the ETag still saves
-    assert dev.sync().outcome == "not_modified"  # the download, but not the data age (D2)
+    r4 = dev.sync()  # the download, but not the data age (D2)
+    assert (r4.outcome, r4.delta, r4.downloaded_bytes) == ("not_modified", False, 0)
     assert server.requests[-1] == ("manifest.json", "304")
 
     entries = open_audit(tmp_path / "data").entries()
@@ -149,6 +151,55 @@ def test_full_then_delta_then_not_modified(world, tmp_path, dsc) -> None:
     assert [k for k, _ in kinds] == ["bundle_applied", "bundle_applied"]
     assert '"version":2' in kinds[1][1] and '"delta":true' in kinds[1][1]
     assert "C01X00T47" not in "".join(d for _, d in kinds)
+
+
+def test_a_publisher_behind_a_redirect_is_followed(world) -> None:
+    """A CDN or a moved publisher answers 301/302; the device follows to the bytes."""
+    import http.server
+    import threading
+
+    b, server, dev = world
+
+    class Moved(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(302)
+            self.send_header("Location", server.url + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    front = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Moved)
+    thread = threading.Thread(target=front.serve_forever, daemon=True)
+    thread.start()
+    source = HttpSource(f"http://127.0.0.1:{front.server_address[1]}", timeout_s=5)
+    try:
+        syncer = Syncer(dev.store, source, root_key=b.root_key.public_key(), clock=lambda: NOW)
+        assert syncer.sync().outcome == "applied"
+        assert ("manifest.json", "200") in server.requests
+    finally:
+        source.close()
+        front.shutdown()
+        front.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_bundle_first_applied_from_a_stick_is_polled_by_etag_afterwards(world) -> None:
+    """The HTTP poll after a USB apply finds the same manifest (up to date) and keeps its
+    ETag, so the poll after that is a bodiless 304."""
+    from sentinel.trust.sync import DirSource
+
+    b, server, dev = world
+    (b.site / "timestamp.json").unlink()  # only the manifest says "nothing new"
+    stick = Syncer(
+        dev.store, DirSource(b.site), root_key=b.root_key.public_key(), clock=lambda: NOW
+    )
+    assert stick.sync().outcome == "applied"
+    assert dev.sync().outcome == "up_to_date"
+    assert server.requests[-1] == ("manifest.json", "200")
+    assert dev.sync().outcome == "not_modified"
+    assert server.requests[-1] == ("manifest.json", "304")
 
 
 def _break(case: str, b, server, tmp_path, dsc) -> type[BaseException]:
