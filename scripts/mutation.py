@@ -363,13 +363,21 @@ def _run_tests(tests: list[str], timeout_s: float) -> tuple[str, float]:
     return f"killed (exit {proc.returncode})", took
 
 
+def _key(m: dict) -> tuple[str, str, str]:
+    return (m["operator"], m["before"], m["after"])
+
+
+def _counterpart(m: dict, candidates: list[dict]) -> dict | None:
+    """The mutant of ``candidates`` that is ``m`` again: the same change (operator, text
+    before and after) on the nearest line (lines move when code or tests around change)."""
+    same = [c for c in candidates if _key(c) == _key(m)]
+    return min(same, key=lambda c: abs(c["line"] - m["line"])) if same else None
+
+
 def _score_again(earlier: list[dict], rerun: list[dict]) -> tuple[int, int]:
     """(killed, scored) of an earlier run after its survivors ran again: a survivor whose
     change no longer exists is dropped (the code changed), one judged equivalent is not
-    scored, one still surviving under any re-run mutant of the same change stays a survivor."""
-    by_key: dict[tuple[str, str, str], list[str]] = {}
-    for m in rerun:
-        by_key.setdefault((m["operator"], m["before"], m["after"]), []).append(m["result"])
+    scored, one that still survives stays a survivor."""
     killed = scored = 0
     for m in earlier:
         if m["result"] == "equivalent":
@@ -377,11 +385,11 @@ def _score_again(earlier: list[dict], rerun: list[dict]) -> tuple[int, int]:
         if m["result"] != "survived":
             killed, scored = killed + 1, scored + 1
             continue
-        now = by_key.get((m["operator"], m["before"], m["after"]))
-        if not now or "equivalent" in now:
+        now = _counterpart(m, rerun)
+        if now is None or now["result"] == "equivalent":
             continue  # gone with the code, or judged equivalent since
         scored += 1
-        killed += all(r.startswith("killed") for r in now)
+        killed += now["result"].startswith("killed")
     return killed, scored
 
 
@@ -413,12 +421,13 @@ def run_module(
     earlier_run: list[dict] = []
     if again is not None:  # re-run only the survivors of an earlier run (same text of change)
         earlier_run = json.loads(again.read_text())
-        wanted = {
-            (m["operator"], m["before"], m["after"])
-            for m in earlier_run
-            if m["result"] == "survived"
-        }
-        found = [(m, t) for m, t in found if (m.operator, m.before, m.after) in wanted]
+        pool = [{**asdict(m), "k": k} for k, (m, _) in enumerate(found)]
+        wanted = set()
+        for m in earlier_run:
+            twin = _counterpart(m, pool) if m["result"] == "survived" else None
+            if twin is not None:
+                wanted.add(twin["k"])
+        found = [f for k, f in enumerate(found) if k in wanted]
     equivalent = _equivalent(module)
     if only_list:
         for m, _ in found:
