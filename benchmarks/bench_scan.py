@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_id_corpus:
             bench_id_corpus(args.corpus, args.engines.split(","))
     if args.sequences:
-        bench_sequences(args.sequences, args.engines.split(",")[-1])
+        bench_sequences(args.sequences, args.engines.split(",")[0])  # the default engine
     return 0
 
 

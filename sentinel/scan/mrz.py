@@ -126,7 +126,7 @@ def _binarize(crop: np.ndarray) -> np.ndarray:
     glare patch or a tint gradient does not turn a whole region into ink."""
     _, glob = cv2.threshold(crop, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
     block = max(15, (min(crop.shape[:2]) // 4) | 1)
-    lo, hi = np.percentile(crop, (5, 95))
+    lo, hi = np.percentile(crop[::2, ::2], (5, 95))  # a quarter of the pixels: enough
     c = max(3.0, 0.12 * float(hi - lo))  # dim or faded: a smaller margin
     loc = cv2.adaptiveThreshold(
         crop, 1, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, c
@@ -145,7 +145,7 @@ def _views(crop: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     k = max(7, int(min(crop.shape[:2]) * 0.08) | 1)
     paper = cv2.morphologyEx(c, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     dark = (paper - c) / np.maximum(paper, 8.0)
-    top = float(np.percentile(dark, 99.5))
+    top = float(np.percentile(dark[::2, ::2], 99.5))
     if top < 0.2:
         return out
     soft = np.clip((dark - 0.35 * top) / (0.4 * top), 0.0, 1.0)

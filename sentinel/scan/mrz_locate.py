@@ -44,7 +44,7 @@ def _ink(small: np.ndarray) -> list[np.ndarray]:
     crosses the lines (and would join them to rosettes) at the cost of faint print."""
     k = cv2.getStructuringElement(cv2.MORPH_RECT, (9, 9))
     bh = cv2.morphologyEx(small, cv2.MORPH_BLACKHAT, k)
-    top = float(np.percentile(bh, 99.7))
+    top = _percentile_u8(bh, 99.7)
     if top < 20:
         return []
     otsu, _ = cv2.threshold(bh, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
@@ -53,6 +53,14 @@ def _ink(small: np.ndarray) -> list[np.ndarray]:
         _, bw = cv2.threshold(bh, level, 255, cv2.THRESH_BINARY)
         out.append(bw)
     return out
+
+
+def _percentile_u8(img: np.ndarray, q: float) -> float:
+    """``np.percentile`` of a uint8 image to the grey level, from its histogram (a
+    fraction of the cost of sorting)."""
+    hist = cv2.calcHist([img], [0], None, [256], [0, 256]).ravel()
+    cum = np.cumsum(hist)
+    return float(np.searchsorted(cum, q / 100.0 * cum[-1]))
 
 
 def text_lines(gray: np.ndarray, *, min_len_ratio: float = 7.0) -> list[TextLine]:
