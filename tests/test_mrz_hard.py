@@ -146,3 +146,16 @@ def test_a_read_wrong_by_one_character_is_not_accepted(cs, reader: IdReader) -> 
     lines[0] = lines[0][:6] + wrong + lines[0][7:]
     frame = cs.photograph(cs.document("\n".join(lines), rng, 21), rng, fill=0.8, angle=3.0)
     assert reader.read(frame) == []
+
+
+def test_the_one_product_correlation_is_opencvs_per_glyph_match() -> None:
+    from sentinel.scan.mrz import TemplateOCR, split_lines
+
+    ocr = TemplateOCR()
+    card = synth.render_id_card(synth.make_mrz("TD3", np.random.default_rng(1)), seed=1)
+    strip = split_lines(card[card.shape[0] - 160 : card.shape[0] - 20, :])[-1]
+    resp, _, line = ocr.prepare(strip)
+    want = np.stack([cv2.matchTemplate(line, g, cv2.TM_CCOEFF_NORMED)[0] for g in ocr.glyphs])
+    assert resp.shape == want.shape and np.abs(resp - want).max() < 1e-3
+    flat = np.full((ocr.height, 3 * ocr.cell_w), 200, np.uint8)  # no texture: no match
+    assert np.all(ocr.correlate(flat) == 0.0)
