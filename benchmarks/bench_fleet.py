@@ -6,14 +6,19 @@ Starts its own mosquitto (per-device passwords and ACL, as in production) and a 
 PostgreSQL cluster (tests/servers.py), then:
 
 1. offered load: the one-process load generator (sentinel.fleet.loadgen, every device its
-   own MQTT client, heartbeats, a backlog each) publishes unpaced for ``--seconds`` while
-   the ingesters are away; the broker queues for two ingester groups (persistent MQTT 5
-   sessions on shared subscriptions);
+   own MQTT client and heartbeats) while the ingesters are away: each device uploads a
+   backlog of ``--backlog`` events in v2 messages of up to ``--batch`` events (as a device
+   drains its outbox after being offline), then live events at ``--queue-rate`` for
+   ``--seconds``; the broker queues for two ingester groups (persistent MQTT 5 sessions
+   on shared subscriptions);
 2. ingest rate: group "solo" (1 ingester) drains its copy into database ``solo``, then
    group "fleet" (``--ingesters``) drains the same messages into database ``fleet``:
-   events/s into PostgreSQL and the 1 → K ratio, separated from the generator's own limit;
-3. lag: with the ingesters online, ``--rate`` events/s offered; journal-write (event time)
-   to PostgreSQL row (``ingested_at``) p50/p99;
+   events/s into PostgreSQL and the 1 → K ratio, separated from the generator's own
+   limit, with the CPU the broker, the ingesters and PostgreSQL each used;
+3. lag, a separate phase: with the ingesters online, ``--rate`` events/s offered (devices
+   send what their outbox holds: at 0.5 event/s per device, one event per message);
+   journal-write (event time) to PostgreSQL row (``ingested_at``) p50/p99.  The last
+   line's lag is this phase's;
 4. crashes: ``--kills`` SIGKILLs of a random ingester while batches flow, each restarted
    with the same client id; lost = acknowledged ids missing, duplicated = extra rows, and
    the roll-ups against a full recount;
@@ -65,6 +70,55 @@ def proc_stat(pid: int) -> tuple[float, float]:
         return rss, float("nan")
 
 
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) of a live process, 0 when it is gone."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / 100
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def postgres_pids(dsn: str) -> list[int]:
+    """The postmaster (from its postmaster.pid) and its children: the server's processes."""
+    base = next(kv.split("=", 1)[1] for kv in dsn.split() if kv.startswith("host="))
+    root = int((Path(base) / "data" / "postmaster.pid").read_text().split()[0])
+    pids = [root]
+    for st in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(st.read_text().rsplit(")", 1)[1].split()[1]) == root:
+                pids.append(int(st.parent.name))
+        except (OSError, IndexError, ValueError):
+            pass
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds of broker, ingesters and PostgreSQL over a phase: who fills a core."""
+
+    def __init__(self, rig: Rig, dsn: str) -> None:
+        self.rig, self.dsn = rig, dsn
+
+    def snap(self) -> dict[str, float]:
+        broker = self.rig.broker.proc.pid if self.rig.broker.proc else 0
+        return {
+            "broker": cpu_of(broker),
+            "ingesters": sum(cpu_of(p.pid) for p in self.rig.procs.values()),
+            "postgres": sum(cpu_of(p) for p in postgres_pids(self.dsn)),
+            "t": time.perf_counter(),
+        }
+
+    @staticmethod
+    def cores(a: dict[str, float], b: dict[str, float], events: int) -> str:
+        """'broker 0.05 cores (2 µs/event), ...' between snapshots a and b."""
+        wall = max(b["t"] - a["t"], 1e-3)
+        parts = []
+        for k in ("broker", "ingesters", "postgres"):
+            d = b[k] - a[k]
+            parts.append(f"{k} {d / wall:.2f} cores ({d / max(events, 1) * 1e6:.0f} µs/event)")
+        return ", ".join(parts)
+
+
 def hierarchy_csv(venues: list[str]) -> str:
     """city → up to 10 districts → streets of 50 venues → grids of 10 → communities of 2."""
     lines = ["city,district,street,grid,community,venue"]
@@ -102,6 +156,7 @@ class Rig:
             [sys.executable, "-m", "sentinel", "central", "ingest", "--dsn", dsn,
              "--broker", f"127.0.0.1:{self.broker.port}", "--client-id", user,
              "--group", group, "--username", user,
+             "--batch-wait-ms", str(self.args.batch_wait_ms),
              "--password-file", str(self.tmp / f"{user}.pw")],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -132,7 +187,8 @@ class Rig:
                "--seconds", str(seconds), "--run", run,
                "--passwords", str(self.tmp / "devices.json"),
                "--rate", str(kw.get("rate", 0)), "--backlog", str(kw.get("backlog", 0)),
-               "--window", str(kw.get("window", self.args.window))]  # fmt: skip
+               "--window", str(kw.get("window", self.args.window)),
+               "--batch", str(kw.get("batch", self.args.batch))]  # fmt: skip
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         summary = json.loads(out.stdout)
         self.gen_rss = max(self.gen_rss, summary["peak_rss_mib"])
@@ -148,7 +204,7 @@ def wait_rows(conn: psycopg.Connection[Any], run: str, want: int, limit_s: float
         ).fetchone()
         if n >= want:
             break
-        time.sleep(0.2)
+        time.sleep(1.0)  # a count over a million rows costs the server: not too often
     return time.perf_counter() - t0
 
 
@@ -252,10 +308,17 @@ def main() -> int:
     ap.add_argument("--devices", type=int, default=10_000)
     ap.add_argument("--venues", type=int, default=0, help="default: devices / 2")
     ap.add_argument("--seconds", type=float, default=60, help="offered-load phase")
-    ap.add_argument("--backlog", type=int, default=5, help="events queued per device")
-    ap.add_argument("--window", type=int, default=5, help="events in flight per device")
+    ap.add_argument("--backlog", type=int, default=100, help="events queued per device")
+    ap.add_argument("--window", type=int, default=5, help="messages in flight per device")
+    ap.add_argument("--batch", type=int, default=100, help="most events per message (v2)")
+    ap.add_argument(
+        "--queue-rate", type=float, default=2000, help="live events/s after the backlogs"
+    )
     ap.add_argument("--rate", type=float, default=5000, help="lag phase: events/s offered")
     ap.add_argument("--lag-seconds", type=float, default=30)
+    ap.add_argument(
+        "--batch-wait-ms", type=float, default=100, help="ingesters: longest batch gather"
+    )
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--kill-every", type=float, default=2.5)
     ap.add_argument("--kill-devices", type=int, default=1000)
@@ -297,27 +360,37 @@ def run(args: argparse.Namespace, rig: Rig) -> int:
             rig.ingester(u, "fleet", dsns["fleet"])
         for u in list(rig.procs):
             rig.stop(u)
-        # 1. offered load, queued by the broker for both groups
-        g = rig.generate("q", args.seconds, backlog=args.backlog)
+        # 1. offered load, queued by the broker for both groups: every device uploads a
+        #    backlog (v2 batches of --batch events), then live events at --queue-rate
+        g = rig.generate(
+            "q", args.seconds, backlog=args.backlog, rate=args.queue_rate, batch=args.batch
+        )
         offered = g["events"]
         lines.append(
             f"generator: {g['connected']}/{args.devices} devices connected in "
             f"{g['all_connected_s'] or float('nan'):.1f} s, each its own client id, "
-            f"credentials and heartbeat; {offered:,} events acknowledged by the broker in "
-            f"{g['traffic_s']:.1f} s ({offered / max(g['traffic_s'], 1e-3):,.0f} events/s "
-            f"offered, one process, {g['cpu_s'] / max(offered, 1) * 1e6:.0f} µs CPU/event); "
+            f"credentials and heartbeat; {offered:,} events ({args.backlog} backlog per "
+            f"device, up to {args.batch} per message, then {args.queue_rate:,.0f}/s live) "
+            f"acknowledged by the broker in {g['traffic_s']:.1f} s "
+            f"({offered / max(g['traffic_s'], 1e-3):,.0f} events/s offered, one process, "
+            f"{g['cpu_s'] / max(offered, 1) * 1e6:.0f} µs CPU/event); "
             f"{g['heartbeats']:,} heartbeats, {g['reconnects']} reconnects"
         )
         # 2. drain: 1 ingester, then K ingesters, the same queued messages
+        meter = CpuMeter(rig, base_dsn)
+        c0 = meter.snap()
         rig.ingester("central-solo", "solo", dsns["solo"])
         wait_rows(solo, "q", offered, 1800)
+        c1 = meter.snap()
         rig.stop("central-solo")
         rate1 = drain_rate(solo, "q")
         lost1 = loadgen.count_lost(solo, "q", g["acked"])
         solo.close()
+        c2 = meter.snap()
         for u in rig.fleet_users:
             rig.ingester(u, "fleet", dsns["fleet"])
         wait_rows(fleet, "q", offered, 1800)
+        c3 = meter.snap()
         rate_k = drain_rate(fleet, "q")
         lost_k = loadgen.count_lost(fleet, "q", g["acked"])
         lines.append(
@@ -325,9 +398,16 @@ def run(args: argparse.Namespace, rig: Rig) -> int:
             f"events/s, {args.ingesters} ingesters {rate_k:,.0f} events/s, ratio 1 -> "
             f"{args.ingesters}: {rate_k / max(rate1, 1e-9):.2f}"
         )
-        # 3. lag at --rate offered, ingesters online
-        g_lag = rig.generate("lag", args.lag_seconds, rate=args.rate)
+        lines.append(f"CPU while 1 ingester drained: {meter.cores(c0, c1, offered)}")
+        lines.append(
+            f"CPU while {args.ingesters} ingesters drained: {meter.cores(c2, c3, offered)}"
+        )
+        # 3. lag at --rate offered (a separate phase), ingesters online: every device
+        #    sends what its outbox holds (one event per message at this rate, mostly)
+        c4 = meter.snap()
+        g_lag = rig.generate("lag", args.lag_seconds, rate=args.rate, batch=args.batch)
         wait_rows(fleet, "lag", g_lag["events"], 600)
+        c5 = meter.snap()
         lags = [
             float(r[0])
             for r in fleet.execute(
@@ -337,12 +417,17 @@ def run(args: argparse.Namespace, rig: Rig) -> int:
         ]
         p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else float("nan")
         lost_lag = loadgen.count_lost(fleet, "lag", g_lag["acked"])
+        lag_offered = g_lag["events"] / max(g_lag["traffic_s"], 1e-3)
         lines.append(
             f"lag journal write -> PostgreSQL row at {args.rate:,.0f} events/s asked "
-            f"({g_lag['events'] / max(g_lag['traffic_s'], 1e-3):,.0f} events/s offered by "
-            f"{g_lag['connected']} devices): p50 {statistics.median(lags):.3f} s, "
-            f"p99 {p99:.3f} s ({len(lags):,} events)"
+            f"({lag_offered:,.0f} events/s offered by {g_lag['connected']} devices, "
+            f"generator {g_lag['cpu_s'] / max(g_lag['elapsed_s'], 1e-3):.2f} cores): "
+            f"p50 {statistics.median(lags):.3f} s, p99 {p99:.3f} s ({len(lags):,} events); "
+            f"of which in the generator (journal time -> sent): p50 "
+            f"{g_lag['sent_lag_p50'] or 0:.3f} s, p99 {g_lag['sent_lag_p99'] or 0:.3f} s; "
+            f"the last line's lag is this phase's"
         )
+        lines.append(f"CPU in the lag phase: {meter.cores(c4, c5, g_lag['events'])}")
         for u in rig.fleet_users:
             rig.sample(u)
         # 4. SIGKILL an ingester --kills times while batches flow
@@ -352,7 +437,8 @@ def run(args: argparse.Namespace, rig: Rig) -> int:
              "--devices", str(min(args.kill_devices, args.devices)),
              "--venues", str(args.venues or max(1, args.devices // 2)),
              "--seconds", str(kill_s), "--run", "kill", "--rate", str(args.rate / 2),
-             "--window", str(args.window), "--passwords", str(rig.tmp / "devices.json")],
+             "--window", str(args.window), "--batch", str(args.batch),
+             "--passwords", str(rig.tmp / "devices.json")],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         rng = random.Random(1)

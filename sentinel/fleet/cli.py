@@ -75,7 +75,8 @@ def _cmd(args: argparse.Namespace) -> int:
         ing.stop()
         print(
             f"ingested {ing.ingested}, redelivered {ing.redelivered}, rejected {ing.rejected}, "
-            f"alerts {ing.alerts}, messages {ing.messages}, batches {ing.batches}"
+            f"alerts {ing.alerts}, messages {ing.messages}, batches {ing.batches}, "
+            f"commit {ing.commit_s:.1f} s"
         )
         return 0
     if args.action == "web":

@@ -196,6 +196,7 @@ class Ingester:
         self.alerts = 0
         self.batches = 0
         self.messages = 0
+        self.commit_s = 0.0  # seconds in COPY + statement + COMMIT (where the time goes)
         # test hook (tests/test_city.py): exit right after the first committed batch
         self._die_after_commit = os.environ.get("SENTINEL_TEST_INGEST_DIE_AFTER_COMMIT") == "1"
         self.conn = Connection(
@@ -289,7 +290,9 @@ class Ingester:
         delay = 0.2
         while True:
             try:
+                t0 = time.perf_counter()
                 self._commit(b)
+                self.commit_s += time.perf_counter() - t0
                 break
             except psycopg.OperationalError as exc:
                 # database away: keep the batch (unacknowledged) and retry

@@ -2,8 +2,8 @@
 
     python -m sentinel.fleet.loadgen --port 1883 --devices 10000 --seconds 60 --rate 5000
 
-Each simulated device is its own MQTT client (aiomqtt, its own client id and, with
-``--passwords``, its own credentials), publishes a retained heartbeat on connect and every
+Each simulated device is its own MQTT connection (``mqtt_lite``: its own client id and,
+with ``--passwords``, its own credentials), publishes a retained heartbeat on connect and every
 ``--heartbeat-s``, first drains a backlog of ``--backlog`` events (as a device does after
 being offline; ``--batch`` events per message, the v2 format, as the device sender),
 then journals live events at its share of ``--rate`` (0: as fast as the broker
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import logging
 import os
 import random
 import resource
@@ -33,13 +33,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
-
 from sentinel.fleet.mqtt import topic_events, topic_heartbeat
+from sentinel.fleet.mqtt_lite import MqttError, Publisher
 from sentinel.fleet.wire import batch_payload
 
-_QUIET = logging.getLogger("sentinel.fleet.loadgen.mqtt")
-_QUIET.setLevel(logging.ERROR)  # aiomqtt warns about every window of > 10 pending publishes
 REASONS = ("EXPIRED", "TEST_TOO_OLD", "BAD_SIGNATURE", "REVOKED", "CODE_RED", "ADMIT")
 
 
@@ -100,6 +97,13 @@ def event_payload(
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
+def _pct(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * q))]
+
+
 class Generator:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
@@ -111,6 +115,15 @@ class Generator:
         self._connect_gate = asyncio.Semaphore(spec.connect_parallel)
         self.connected = 0
         self.all_connected_s: float | None = None
+        n = len(spec.devices)
+        # live events journaled but not yet sent, per device: their journal times
+        self._outbox: list[list[datetime]] = [[] for _ in range(n)]
+        self._wake: list[asyncio.Future[None] | None] = [None] * n
+        self._next_hb = [0.0] * n
+        self._clients: list[Publisher | None] = [None] * n
+        # live events: journal time -> sent, and -> PUBACK (the generator's share of the lag)
+        self._sent_lag: list[float] = []
+        self._acked_lag: list[float] = []
 
     async def run(self) -> dict[str, Any]:
         """Connect every device (each sends its first heartbeat), then traffic for ``seconds``."""
@@ -119,13 +132,15 @@ class Generator:
         self.go = asyncio.Event()
         timer = asyncio.get_running_loop().call_later(self.spec.connect_timeout_s, self._start)
         tasks = [asyncio.create_task(self._device(i)) for i in range(len(self.spec.devices))]
+        helpers = [asyncio.create_task(self._ticker()), asyncio.create_task(self._pacer())]
         # bounded: a window still in flight long after the deadline is abandoned (not acked)
         limit = self.spec.connect_timeout_s + self.spec.seconds + self.spec.grace_s
         _done, late = await asyncio.wait(tasks, timeout=limit)
-        for t in late:
+        for t in [*late, *helpers]:
             t.cancel()
         if late:
             await asyncio.wait(late, timeout=10)
+        await asyncio.gather(*helpers, return_exceptions=True)
         timer.cancel()
         return {
             "connected": self.connected,
@@ -140,6 +155,9 @@ class Generator:
             "elapsed_s": time.monotonic() - t0,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
+            "sent_lag_p50": _pct(self._sent_lag, 0.5),
+            "sent_lag_p99": _pct(self._sent_lag, 0.99),
+            "acked_lag_p99": _pct(self._acked_lag, 0.99),
         }
 
     def _start(self) -> None:
@@ -154,97 +172,143 @@ class Generator:
             self.all_connected_s = time.monotonic() - self.t0
             self._start()
 
+    def _poke(self, i: int) -> None:
+        w = self._wake[i]
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def _pacer(self) -> None:
+        """``rate`` live events/s over all devices, each journaled on a device at random."""
+        if not self.spec.rate:
+            return
+        await self.go.wait()
+        rng = random.Random(len(self.spec.devices))
+        n = len(self.spec.devices)
+        start = time.monotonic()
+        made = 0
+        while time.monotonic() < self.deadline:
+            due = int((time.monotonic() - start) * self.spec.rate) - made
+            now = datetime.now(UTC)
+            for _ in range(due):
+                i = rng.randrange(n)
+                self._outbox[i].append(now)
+                self._poke(i)
+            made += due
+            await asyncio.sleep(0.005)
+
+    async def _ticker(self) -> None:
+        """Once a second: wake devices whose heartbeat is due, ping idle connections."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            ending = now >= self.deadline
+            for i, hb in enumerate(self._next_hb):
+                if ending or (hb and now >= hb):
+                    self._poke(i)
+                c = self._clients[i]
+                if c is not None and not c.closed and now - c.last_sent > 20:
+                    with contextlib.suppress(MqttError):
+                        c.ping()
+
     async def _device(self, i: int) -> None:
         venue, device = self.spec.devices[i]
         st = self.stats[i]
         rng = random.Random(i)
         seq = 0
-        per_device_rate = self.spec.rate / len(self.spec.devices) if self.spec.rate else 0.0
-        next_hb = 0.0
-        next_live = 0.0
         backlog_end = datetime.now(UTC)
-        pending: list[bytes] = []
+        window: list[bytes] = []  # in flight: sent again, the same, after a reconnect
+        taken = 0  # live events of the outbox the window holds
         first = True
+        topic = topic_events(venue, device)
+        b = self.spec.batch
         while time.monotonic() < self.deadline:
+            client: Publisher | None = None
             try:
                 async with self._connect_gate:
-                    client = aiomqtt.Client(
-                        "127.0.0.1",
+                    client = await Publisher.open(
                         self.spec.port,
-                        identifier=f"sentinel-{device}",
+                        f"sentinel-{device}",
                         username=device if self.spec.passwords else None,
                         password=self.spec.passwords.get(device),
-                        keepalive=60,
-                        timeout=30,
-                        clean_session=True,
-                        logger=_QUIET,
                     )
-                    await client.__aenter__()
-                try:
-                    if first:
-                        first = False
+                self._clients[i] = client
+                if first:
+                    first = False
+                    await client.publish(
+                        topic_heartbeat(venue, device),
+                        self._heartbeat(venue, device, self.spec.backlog),
+                        retain=True,
+                    )
+                    st.heartbeats += 1
+                    self._arrived()
+                    await self.go.wait()
+                    self._next_hb[i] = time.monotonic() + self.spec.heartbeat_s * rng.random()
+                while time.monotonic() < self.deadline:
+                    if time.monotonic() >= self._next_hb[i]:
                         await client.publish(
                             topic_heartbeat(venue, device),
-                            self._heartbeat(venue, device, self.spec.backlog),
-                            qos=1,
+                            self._heartbeat(venue, device, max(0, self.spec.backlog - seq)),
                             retain=True,
                         )
                         st.heartbeats += 1
-                        self._arrived()
-                        await self.go.wait()
-                        next_hb = time.monotonic() + self.spec.heartbeat_s * rng.random()
-                        # live events start at a random phase so devices do not beat together
-                        next_live = time.monotonic() + (
-                            rng.random() / per_device_rate if per_device_rate else 0.0
-                        )
-                    while time.monotonic() < self.deadline:
-                        now = time.monotonic()
-                        if now >= next_hb:
-                            await client.publish(
-                                topic_heartbeat(venue, device),
-                                self._heartbeat(venue, device, max(0, self.spec.backlog - seq)),
-                                qos=1,
-                                retain=True,
-                            )
-                            st.heartbeats += 1
-                            next_hb = now + self.spec.heartbeat_s
-                        window = list(pending)  # PUBACKs did not all come: the same again
-                        most = self.spec.window * self.spec.batch
-                        while not pending and len(window) < most:
-                            k = seq + len(window)
-                            if k < self.spec.backlog:
-                                # queued while offline: journaled in the last `backlog` seconds
-                                t = backlog_end - timedelta(seconds=self.spec.backlog - k)
-                            elif per_device_rate and next_live > time.monotonic():
-                                break  # the next live event is not due yet
-                            else:
-                                if per_device_rate:
-                                    next_live += 1.0 / per_device_rate
-                                t = datetime.now(UTC)
-                            window.append(self._event(i, k, venue, device, t))
-                        if not window:
-                            now = time.monotonic()
-                            await asyncio.sleep(
-                                max(0.001, min(next_live - now, next_hb - now, self.deadline - now))
-                            )
-                            continue
-                        # a window in flight, like the device's sender; all acknowledged or
-                        # all sent again (same ids) after a reconnect
-                        topic = topic_events(venue, device)
-                        b = self.spec.batch
-                        messages = window
-                        if b > 1:
-                            chunks = range(0, len(window), b)
-                            messages = [batch_payload(window[k : k + b]) for k in chunks]
-                        await asyncio.gather(*(client.publish(topic, p, qos=1) for p in messages))
-                        seq += len(window)
-                        st.acked = seq
-                finally:
-                    await client.__aexit__(None, None, None)
+                        self._next_hb[i] = time.monotonic() + self.spec.heartbeat_s
+                    if not window:
+                        window, taken = self._fill(i, seq, venue, device, backlog_end)
+                    if not window:  # nothing journaled: wait for the pacer or the ticker
+                        self._wake[i] = asyncio.get_running_loop().create_future()
+                        await self._wake[i]
+                        self._wake[i] = None
+                        continue
+                    # a window in flight, like the device's sender: all acknowledged, or all
+                    # sent again (same ids, same times) after a reconnect
+                    sent = datetime.now(UTC)
+                    if b == 1:
+                        futs = [client.publish(topic, p) for p in window]
+                    else:
+                        chunks = range(0, len(window), b)
+                        futs = [
+                            client.publish(topic, batch_payload(window[k : k + b])) for k in chunks
+                        ]
+                    await (futs[0] if len(futs) == 1 else asyncio.gather(*futs))
+                    seq += len(window)
+                    st.acked = seq
+                    if taken:
+                        acked = datetime.now(UTC)
+                        for t in self._outbox[i][:taken]:
+                            self._sent_lag.append((sent - t).total_seconds())
+                            self._acked_lag.append((acked - t).total_seconds())
+                    del self._outbox[i][:taken]
+                    window, taken = [], 0
                 return
-            except aiomqtt.MqttError:
+            except MqttError:
                 st.reconnects += 1
                 await asyncio.sleep(0.2 + rng.random() * 0.3)
+            finally:
+                self._clients[i] = None
+                if client is not None:
+                    client.close()
+
+    def _fill(
+        self, i: int, seq: int, venue: str, device: str, backlog_end: datetime
+    ) -> tuple[list[bytes], int]:
+        """The next window: backlog first, then what the outbox holds (unpaced: made now)."""
+        most = self.spec.window * self.spec.batch
+        out: list[bytes] = []
+        while len(out) < most and seq + len(out) < self.spec.backlog:
+            k = seq + len(out)
+            # queued while offline: journaled in the last `backlog` seconds
+            t = backlog_end - timedelta(seconds=self.spec.backlog - k)
+            out.append(self._event(i, k, venue, device, t))
+        taken = 0
+        if self.spec.rate:
+            for t in self._outbox[i][: most - len(out)]:
+                out.append(self._event(i, seq + len(out), venue, device, t))
+                taken += 1
+        else:
+            now = datetime.now(UTC)
+            while len(out) < most:
+                out.append(self._event(i, seq + len(out), venue, device, now))
+        return out, taken
 
     def _event(self, i: int, seq: int, venue: str, device: str, t: datetime) -> bytes:
         live_n = seq - self.spec.backlog
