@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import signal
@@ -109,14 +110,21 @@ class CpuMeter:
         }
 
     @staticmethod
-    def cores(a: dict[str, float], b: dict[str, float], events: int) -> str:
-        """'broker 0.05 cores (2 µs/event), ...' between snapshots a and b."""
+    def cores(a: dict[str, float], b: dict[str, float], events: int, extra_s: float = 0) -> str:
+        """'broker 0.05 cores (2 µs/event), ...' between snapshots a and b; ``extra_s``:
+        CPU seconds of the generator in the same span."""
         wall = max(b["t"] - a["t"], 1e-3)
         parts = []
+        total = extra_s
         for k in ("broker", "ingesters", "postgres"):
             d = b[k] - a[k]
+            total += d
             parts.append(f"{k} {d / wall:.2f} cores ({d / max(events, 1) * 1e6:.0f} µs/event)")
-        return ", ".join(parts)
+        per = total / max(events, 1)
+        return (
+            ", ".join(parts) + f"; all {total / wall:.2f} cores, {per * 1e6:.0f} µs CPU/event "
+            f"(= {1 / max(per, 1e-9):,.0f} events/s per core we would have to ourselves)"
+        )
 
 
 def hierarchy_csv(venues: list[str]) -> str:
@@ -327,7 +335,10 @@ def main() -> int:
     ap.add_argument("--rollup-samples", type=int, default=50)
     args = ap.parse_args()
     fds = loadgen.raise_fd_limit(4 * args.devices + 4096)  # the broker inherits it too
-    print(f"open files limit {fds}; machine shared (2 cores), figures from one run")
+    print(
+        f"open files limit {fds}; machine shared (2 cores, load average "
+        f"{os.getloadavg()[0]:.1f} at the start), figures from one run"
+    )
     rig = Rig(args)
     rig.broker.start()
     try:
@@ -427,7 +438,10 @@ def run(args: argparse.Namespace, rig: Rig) -> int:
             f"{g_lag['sent_lag_p50'] or 0:.3f} s, p99 {g_lag['sent_lag_p99'] or 0:.3f} s; "
             f"the last line's lag is this phase's"
         )
-        lines.append(f"CPU in the lag phase: {meter.cores(c4, c5, g_lag['events'])}")
+        lines.append(
+            f"CPU in the lag phase (generator {g_lag['cpu_s']:.0f} s with its connects): "
+            f"{meter.cores(c4, c5, g_lag['events'], g_lag['cpu_s'])}"
+        )
         for u in rig.fleet_users:
             rig.sample(u)
         # 4. SIGKILL an ingester --kills times while batches flow

@@ -23,6 +23,7 @@ from sentinel.errors import FleetError
 from sentinel.fleet import alerts, central, city, loadgen
 from sentinel.fleet.ingest import Batch, Ingester, parse_event, parse_topic
 from sentinel.fleet.mqtt import BrokerSettings
+from sentinel.fleet.wire import batch_payload
 from tests.servers import Mosquitto, postgres
 from tests.test_fleet import until
 
@@ -208,8 +209,9 @@ def publish(port: int, rows: list[bytes], venue: str) -> None:
     c.loop_stop()
 
 
+@pytest.mark.parametrize("per_message", [1, 10], ids=["v1", "v2-batches"])
 def test_crash_between_commit_and_ack_duplicates_nothing(
-    db: psycopg.Connection, pg_dsn: str, broker: Mosquitto
+    db: psycopg.Connection, pg_dsn: str, broker: Mosquitto, per_message: int
 ) -> None:
     crash = cli_ingester(
         pg_dsn, broker.port, "c1", {"SENTINEL_TEST_INGEST_DIE_AFTER_COMMIT": "1"}, batch=100
@@ -217,6 +219,9 @@ def test_crash_between_commit_and_ack_duplicates_nothing(
     payloads = [
         loadgen.event_payload("k", 0, i, "v0000", "v0000-d", NOW, "REVOKED") for i in range(400)
     ]
+    if per_message > 1:  # v2: one PUBACK covers ten events, acknowledged after the commit
+        n = per_message
+        payloads = [batch_payload(payloads[k : k + n]) for k in range(0, 400, n)]
     publish(broker.port, payloads, "v0000")
     assert crash.wait(30) == 137  # died right after its first commit, before any PUBACK
     crash.communicate()
@@ -235,14 +240,14 @@ def test_crash_between_commit_and_ack_duplicates_nothing(
     assert n_alerts == (400, 400)
 
 
+@pytest.mark.parametrize("batch", [1, 20], ids=["v1", "v2-batches"])
 def test_sigkill_mid_stream_loses_nothing(
-    db: psycopg.Connection, pg_dsn: str, broker: Mosquitto
+    db: psycopg.Connection, pg_dsn: str, broker: Mosquitto, batch: int
 ) -> None:
     procs = {cid: cli_ingester(pg_dsn, broker.port, cid) for cid in ("c1", "c2")}
     result: dict = {}
-    gen = threading.Thread(
-        target=lambda: result.update(run_devices(broker.port, 20, 3.0, rate=400, run="x", window=5))
-    )
+    kw = {"rate": 400, "run": "x", "window": 5, "batch": batch, "backlog": 60 if batch > 1 else 0}
+    gen = threading.Thread(target=lambda: result.update(run_devices(broker.port, 20, 3.0, **kw)))
     gen.start()
     try:
         assert until(lambda: db.execute("SELECT count(*) FROM events").fetchone()[0] > 100)
