@@ -286,7 +286,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--key", action="append", required=True, metavar="PEM", help="root key(s)")
     b.add_argument("--out", required=True, metavar="DIR", help="publisher directory")
-    b.add_argument("--status", metavar="CSV", help="status records")
+    b.add_argument(
+        "--status", metavar="FILE", help="status records: CSV, or Parquet / Arrow IPC (pyarrow)"
+    )
     b.add_argument(
         "--signers",
         action="append",

@@ -192,6 +192,38 @@ def _plain_identity(
     return m, lens
 
 
+def document_messages(
+    dt: np.ndarray, co: np.ndarray, no: np.ndarray, blank: Callable[[int], str]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The CBC-MAC messages of ``doc|CAT|COUNTRY|NUMBER`` from the raw, zero-padded cells
+    (``statusset.normalize_document`` of ASCII cells), and the identities' lengths; None
+    when one is too long for a message.  ``blank(row)``: the error of a row whose number
+    is blank."""
+    n = len(no)
+    empty = ~np.any(no > 32, axis=1)
+    if bool(np.any(empty)):
+        raise ConfigError(blank(int(np.flatnonzero(empty)[0])))
+    cat, lcat = _clean(dt)
+    lcat = np.minimum(lcat, 1)
+    cc, lco = _clean(co)
+    nn, lno = _clean(no)
+    total = 6 + lcat + lco + lno
+    if int(total.max()) >= ss.MAC_BYTES:
+        return None
+    msgs = np.zeros((n, ss.MAC_BYTES), dtype=np.uint8)
+    msgs.view("<u4")[:, 0] = int.from_bytes(b"\0doc", "little")
+    out = msgs[:, 1:]
+    out[:, 3] = ord("|")
+    rows = np.arange(n)
+    _place(out, cat[:, :1], np.full(n, 4))
+    out[rows, 4 + lcat] = ord("|")
+    _place(out, cc, 5 + lcat)
+    out[rows, 5 + lcat + lco] = ord("|")
+    _place(out, nn, 6 + lcat + lco)
+    msgs[:, 0] = total
+    return msgs, total.astype(np.int64)
+
+
 def rows_fast(p: Path, buf: bytes, c: Layout, line0: int, cache: dict[str, int]) -> Chunk | None:
     """The rows of ``buf`` (whole lines), or None when they need the row-by-row path."""
     if b'"' in buf or b"\r" in buf or not buf.isascii():
@@ -259,23 +291,14 @@ def rows_fast(p: Path, buf: bytes, c: Layout, line0: int, cache: dict[str, int])
             return None  # the row-by-row path refuses it with the line
         out[:, 4 : 4 + m.shape[1]] = m
     else:
-        raw_no, _ = col(c.no)
-        blank = ~np.any(raw_no > 32, axis=1)
-        if bool(np.any(blank)):
-            row = int(np.flatnonzero(blank)[0])
-            raise ConfigError(f"{p}:{line0 + row}: row has neither number nor subject_id")
-        cat, lcat = _clean(col(c.dt)[0])
-        lcat = np.minimum(lcat, 1)
-        co, lco = _clean(col(c.co)[0])
-        no, lno = _clean(raw_no)
-        total = 6 + lcat + lco + lno
-        if int(total.max()) >= ss.MAC_BYTES:
-            return None
-        rows = np.arange(n)
-        _place(out, cat[:, :1], np.full(n, 4))
-        out[rows, 4 + lcat] = ord("|")
-        _place(out, co, 5 + lcat)
-        out[rows, 5 + lcat + lco] = ord("|")
-        _place(out, no, 6 + lcat + lco)
+        msgs_total = document_messages(
+            col(c.dt)[0],
+            col(c.co)[0],
+            col(c.no)[0],
+            lambda r: f"{p}:{line0 + r}: row has neither number nor subject_id",
+        )
+        if msgs_total is None:
+            return None  # the row-by-row path refuses it with the line
+        msgs, total = msgs_total
     msgs[:, 0] = total
     return Chunk(None, None, total.astype(np.int64), st, vu.astype(ss.UNTIL_DTYPE), msgs)

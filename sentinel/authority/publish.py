@@ -32,7 +32,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 
-from sentinel.authority import setbuild
+from sentinel.authority import arrowin, setbuild
 from sentinel.authority import status as st
 from sentinel.authority.inputs import Chunk
 from sentinel.credentials.trustlist import TrustList
@@ -242,14 +242,15 @@ def publish(
 ) -> Published:
     """Build and sign one bundle version into ``out_dir``; return its manifest.
 
-    Status rows come from ``status_csv`` (streamed, vectorised), ``status_rows`` or
-    ``inputs.status``.  ``devices`` (seal-key fingerprint → X25519 public key, see
-    ``load_devices``) are the enrolled devices the status key is sealed to; a status set
-    needs at least one.  With ``delta`` (and a previous version with the same status key)
-    the manifest also carries ``status_delta``; ``delta_only`` leaves the full status part
-    out (devices must be on the base).  ``carry``: parts (and the status set) not given
-    keep the previous version's bytes.  ``kdf``: the tag function (default Argon2id);
-    changing it, like ``rotate_status_key``, starts a new key and tags every row again.
+    Status rows come from ``status_csv`` (a CSV, or a Parquet / Arrow IPC file; streamed,
+    vectorised), ``status_rows`` or ``inputs.status``.  ``devices`` (seal-key fingerprint →
+    X25519 public key, see ``load_devices``) are the enrolled devices the status key is
+    sealed to; a status set needs at least one.  With ``delta`` (and a previous version with
+    the same status key) the manifest also carries ``status_delta``; ``delta_only`` leaves
+    the full status part out (devices must be on the base).  ``carry``: parts (and the
+    status set) not given keep the previous version's bytes.  ``kdf``: the tag function
+    (default Argon2id); changing it, like ``rotate_status_key``, starts a new key and tags
+    every row again.
     """
     if not keys:
         raise ConfigError("publish needs at least one root signing key")
@@ -290,8 +291,11 @@ def publish(
     new_tags = 0
     entry: dict[str, Any] = {}
     chunks: Iterable[Chunk] | None = None
-    size = 0
-    if status_csv is not None:
+    size, unit = 0, "B"
+    table = status_csv is not None and arrowin.is_arrow_input(status_csv)
+    if table:  # Parquet / Arrow IPC: a record batch at a time, the bar counts rows
+        size, unit = arrowin.row_count(status_csv) or 0, "rows"  # type: ignore[arg-type]
+    elif status_csv is not None:
         size = Path(status_csv).stat().st_size if Path(status_csv).exists() else 0
     elif status_rows is not None:
         chunks = st.rows_to_chunks(status_rows)
@@ -305,8 +309,12 @@ def publish(
                 "(--devices devices.json from sentinel enroll --register)"
             )
         sk, _fresh = st.load_or_create_key(state, rotate=rotate_status_key, kdf=kdf)
-        with progress_bar(size or None, "read status records", "B") as bar:
-            if status_csv is not None:
+        with progress_bar(size or None, "read status records", unit) as bar:
+            if table:
+                assert status_csv is not None
+                chunks = arrowin.read_arrow_table(status_csv, bar)
+                built = st.build_columns(chunks, sk, state, workers=workers)
+            elif status_csv is not None:
                 built = st.build_columns_csv(status_csv, sk, state, workers=workers, bar=bar)
             else:
                 assert chunks is not None
