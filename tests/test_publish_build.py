@@ -91,6 +91,17 @@ def test_part_inflates_to_the_columnar_file(tmp_path: Path, n: int) -> None:
     assert again == part  # the same bytes every time
 
 
+def test_cut_messages_give_the_tags_of_whole_ones() -> None:
+    key = os.urandom(32)
+    idents = [b"doc|P|XXA|N%09d" % i for i in range(300)] + [b"", b"x" * 31]
+    whole = np.stack([np.frombuffer(ss.mac_message(i), np.uint8) for i in idents])
+    want = [ss.mac(key, i) for i in idents]
+    for w in (32, 48, 80):
+        assert [bytes(r) for r in ss.mac_many(key, whole[:, :w])] == want
+    with pytest.raises(ValueError, match="multiple of 16"):
+        ss.mac_many(key, whole[:, :20])
+
+
 def _csv(path: Path, rows: list[str]) -> Path:
     path.write_text(HEADER + "\n" + "".join(r + "\n" for r in rows))
     return path

@@ -26,7 +26,9 @@ class Chunk:
     lens: np.ndarray  # int64
     status: np.ndarray  # u1
     until: np.ndarray  # <u4
-    msgs: np.ndarray | None = None  # (n, MAC_BYTES) u1: the CBC-MAC messages
+    # (n, w) u1: the CBC-MAC messages, cut to w bytes (a multiple of 16) when the rest of
+    # every message is zeros (statusset.mac_many takes them so)
+    msgs: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.lens)
@@ -39,10 +41,19 @@ class Chunk:
         s = int(self.starts[i])
         return self.flat[s : s + n]
 
+    def mac_input(self) -> np.ndarray:
+        """The CBC-MAC messages, maybe cut short (``statusset.mac_many``'s input)."""
+        return self.msgs if self.msgs is not None else self.messages()
+
     def messages(self) -> np.ndarray:
         """Every identity as a fixed-length CBC-MAC message (``statusset.mac_message``)."""
         if self.msgs is not None:
-            return self.msgs
+            n, w = self.msgs.shape
+            if w == ss.MAC_BYTES:
+                return self.msgs
+            out = np.zeros((n, ss.MAC_BYTES), np.uint8)
+            out[:, :w] = self.msgs
+            return out
         assert self.flat is not None and self.starts is not None
         n, w = len(self), ss.MAC_BYTES - 1
         lens = self.lens
@@ -68,6 +79,13 @@ class Chunk:
             np.array(status, dtype=np.uint8),
             np.array(until, dtype=ss.UNTIL_DTYPE),
         )
+
+
+def message_width(total: np.ndarray) -> int:
+    """Bytes of CBC-MAC message to keep for identities of these lengths: the length byte
+    and the identity, rounded up to whole blocks (the rest is zeros)."""
+    longest = int(total.max()) if len(total) else 0
+    return min(ss.MAC_BYTES, -(-(longest + 1) // 16) * 16)
 
 
 def parse_until(text: str, cache: dict[str, int], where: str) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from sentinel.authority.chunks import Chunk, parse_until
+from sentinel.authority.chunks import Chunk, message_width, parse_until
 from sentinel.errors import ConfigError
 from sentinel.trust import statusset as ss
 
@@ -210,7 +210,7 @@ def document_messages(
     total = 6 + lcat + lco + lno
     if int(total.max()) >= ss.MAC_BYTES:
         return None
-    msgs = np.zeros((n, ss.MAC_BYTES), dtype=np.uint8)
+    msgs = np.zeros((n, message_width(total)), dtype=np.uint8)
     msgs.view("<u4")[:, 0] = int.from_bytes(b"\0doc", "little")
     out = msgs[:, 1:]
     out[:, 3] = ord("|")
@@ -277,19 +277,17 @@ def rows_fast(p: Path, buf: bytes, c: Layout, line0: int, cache: dict[str, int])
         (st,) = _values(*col(c.st), [status_of])
         (vu,) = _values(*col(c.vu), [until_of])
     st = st.astype(np.uint8)
-    msgs = np.zeros((n, ss.MAC_BYTES), dtype=np.uint8)
-    out = msgs[:, 1:]  # the identity, right after the CBC-MAC message's length byte
-    # bytes 0-3 of each message, the length byte and "doc", as one little-endian u32
-    head = msgs.view("<u4")[:, 0]
-    head[:] = int.from_bytes(b"\0doc", "little")
-    out[:, 3] = ord("|")
     plain = _plain_identity(ap, fs, fe, c)
     if plain is not None:
         m, lens = plain
         total = 4 + lens
         if int(total.max()) >= ss.MAC_BYTES:
             return None  # the row-by-row path refuses it with the line
-        out[:, 4 : 4 + m.shape[1]] = m
+        msgs = np.zeros((n, message_width(total)), dtype=np.uint8)
+        # bytes 0-3 of each message, the length byte and "doc", as one little-endian u32
+        msgs.view("<u4")[:, 0] = int.from_bytes(b"\0doc", "little")
+        msgs[:, 4] = ord("|")
+        msgs[:, 5 : 5 + m.shape[1]] = m
     else:
         msgs_total = document_messages(
             col(c.dt)[0],

@@ -114,7 +114,7 @@ def _macs(key: bytes, chunk: Chunk, size: int) -> np.ndarray:
     """``statusset.mac(key, identity)[:size]`` of every identity of the chunk, as S<size>."""
     if not len(chunk):
         return np.empty(0, dtype=f"S{size}")
-    c = ss.mac_many(key, chunk.messages())
+    c = ss.mac_many(key, chunk.mac_input())
     return np.ascontiguousarray(c[:, :size]).view(f"S{size}").ravel()
 
 

@@ -112,14 +112,17 @@ def mac(key: bytes, identity: bytes) -> bytes:
 
 
 def mac_many(key: bytes, messages: np.ndarray) -> np.ndarray:
-    """``mac`` of each row of an (n, MAC_BYTES) uint8 array of ``mac_message``s: CBC run
-    block by block over all rows together (AES-ECB of every row's next block)."""
-    n = len(messages)
+    """``mac`` of each row of an (n, w) uint8 array of ``mac_message``s: CBC run block by
+    block over all rows together (AES-ECB of every row's next block).  ``w`` may be less
+    than ``MAC_BYTES`` (a multiple of 16): the missing blocks are the message's zeros."""
+    n, w = messages.shape
     if n == 0:
         return np.zeros((0, 16), np.uint8)
+    if w % 16 or w > MAC_BYTES:
+        raise ValueError("messages must be a multiple of 16 bytes wide, at most MAC_BYTES")
     # ECB here is AES itself, applied to each row's next CBC block (rows are independent)
     enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305
-    blocks = messages.reshape(n, MAC_BYTES // 16, 16)
+    blocks = messages.reshape(n, w // 16, 16)
     x = np.ascontiguousarray(blocks[:, 0])
     out = np.empty(n * 16 + 15, dtype=np.uint8)  # update_into wants a block of slack
     c = out[: n * 16].reshape(n, 16)
@@ -127,7 +130,10 @@ def mac_many(key: bytes, messages: np.ndarray) -> np.ndarray:
         enc.update_into(x, out)  # ECB of whole blocks: no partial block is held back
         if j == MAC_BYTES // 16:
             break
-        np.bitwise_xor(c, blocks[:, j], out=x)
+        if j < w // 16:
+            np.bitwise_xor(c, blocks[:, j], out=x)
+        else:  # a zero block: the next input is the last output itself
+            x[:] = c
     return c
 
 
