@@ -141,6 +141,7 @@ TESTS: dict[str, list[str]] = {
         "tests/test_purge.py",
     ],
     "sentinel/journal/keystore.py": [
+        "tests/test_keystore.py",
         "tests/test_journal.py",
         "tests/test_purge.py",
         "tests/test_audit_gaps.py",
