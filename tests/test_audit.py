@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sentinel.cli import main
-from sentinel.errors import AuditError
+from sentinel.errors import AuditError, JournalError
 from sentinel.journal.audit import (
     entry_hash,
     load_export,
@@ -291,3 +291,36 @@ def test_a_bad_export_file_is_named(tmp_path: Path, content: bytes | None, messa
         f.write_bytes(content)
     with pytest.raises(AuditError, match=message):
         load_export(f)
+
+
+def test_a_head_stripped_of_its_sequence_number_is_forged(tmp_path: Path) -> None:
+    """The head's signature covers its seq: a head without one names no entry."""
+    with open_audit(tmp_path) as audit:
+        audit.append("login", {"user": "admin"}, now=T0)
+    head = json.loads((tmp_path / "audit.head").read_text())
+    assert head["seq"] == 1
+    del head["seq"]
+    (tmp_path / "audit.head").write_text(json.dumps(head))
+    assert "forged head" in str(verify_error(tmp_path))
+
+
+def test_the_lock_file_is_private_and_closing_leaves_no_descriptor(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        with open_audit(tmp_path) as audit:
+            audit.append("login", {"user": "admin"})
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert stat.S_IMODE((tmp_path / "audit.lock").stat().st_mode) == 0o600
+    with pytest.raises(JournalError, match="audit log is closed"):
+        audit.append("login", {"user": "late"})
+
+
+def test_details_are_stored_as_canonical_json(tmp_path: Path) -> None:
+    """Sorted keys, no spaces: the same details always hash the same."""
+    with open_audit(tmp_path) as audit:
+        audit.append("config_changed", {"zeta": 1, "alpha": {"b": 2, "a": [1, 2]}}, now=T0)
+        (entry,) = audit.entries()
+    assert entry["details"] == '{"alpha":{"a":[1,2],"b":2},"zeta":1}'
