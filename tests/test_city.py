@@ -446,3 +446,33 @@ def test_generator_resends_a_window_the_same_after_a_broker_restart(
     rows, ids = db.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone()
     # (a window cut by the deadline may be in without its PUBACK: more rows than acked)
     assert rows == ids >= sum(result["acked"]) > 300
+
+
+def test_poison_fields_are_refused_and_the_rest_of_the_batch_is_written(
+    db: psycopg.Connection, pg_dsn: str
+) -> None:
+    """A NUL character or an out-of-range backlog used to fail the whole COPY/INSERT (and
+    stop the writer, the batch redelivered for ever); now they are refused alone."""
+    import json
+
+    good = loadgen.event_payload("p", 0, 0, "v0000", "v0000-d", NOW, "EXPIRED")
+    doc = json.loads(loadgen.event_payload("p", 0, 1, "v0000", "v0000-d", NOW, "EXPIRED"))
+    doc["gate"] = "g\u0000"
+    hb = {"time": NOW.isoformat(), "outbox_backlog": 2**40}
+    ing = Ingester(pg_dsn, BrokerSettings(port=1))
+    b = ing._parse(
+        [
+            (
+                "sentinel/v0000/v0000-d/events",
+                batch_payload([good, json.dumps(doc).encode()]),
+                1,
+                1,
+                0,
+            ),
+            ("sentinel/v0000/v0000-d/heartbeat", json.dumps(hb).encode(), 2, 1, 0),
+        ]
+    )
+    assert b.rejected == 2 and len(b.events) == 1 and not b.heartbeats
+    ing._commit(b)
+    ing.db.close()
+    assert db.execute("SELECT event_id FROM events").fetchall() == [("p-0-0",)]

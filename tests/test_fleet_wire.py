@@ -14,6 +14,7 @@ from sentinel.fleet.wire import (
     batch_payload,
     parse_event,
     parse_events,
+    parse_heartbeat,
     parse_topic,
 )
 
@@ -81,3 +82,23 @@ def test_batch_payload_bounds() -> None:
         batch_payload([])
     with pytest.raises(ValueError):
         batch_payload([ev(0)] * (MAX_BATCH_EVENTS + 1))
+
+
+def test_nul_characters_are_refused_before_postgresql_sees_them() -> None:
+    """PostgreSQL text cannot hold U+0000: a COPY with one fails the whole batch."""
+    rows, bad = parse_events(batch_payload([ev(0, gate="g\u0000"), ev(1)]), TOPIC, NOW)
+    assert [r[0] for r in rows] == ["w-0-1"] and bad and "NUL" in bad[0]
+    with pytest.raises(FleetError):
+        parse_event(ev(0, bundle_version="\u0000"), TOPIC, NOW)
+    with pytest.raises(FleetError):
+        parse_topic("sentinel/v1/v1\x00d/events")
+    hb = {"time": NOW.isoformat(), "faults": "x\u0000y"}
+    with pytest.raises(FleetError):
+        parse_heartbeat(json.dumps(hb).encode(), parse_topic("sentinel/v1/v1-d/heartbeat"), NOW)
+
+
+@pytest.mark.parametrize("backlog", [2**31, -1, 1e12])
+def test_heartbeat_backlog_outside_the_integer_column_is_refused(backlog: float) -> None:
+    hb = {"time": NOW.isoformat(), "outbox_backlog": backlog}
+    with pytest.raises(FleetError):
+        parse_heartbeat(json.dumps(hb).encode(), parse_topic("sentinel/v1/v1-d/heartbeat"), NOW)

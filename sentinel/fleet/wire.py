@@ -79,7 +79,7 @@ def parse_topic(topic: str) -> Topic:
         len(parts) != 4
         or parts[0] != "sentinel"
         or parts[3] not in ("events", "heartbeat")
-        or not all(0 < len(p) <= MAX_FIELD for p in parts[1:3])
+        or not all(0 < len(p) <= MAX_FIELD and "\x00" not in p for p in parts[1:3])
     ):
         raise FleetError(f"unexpected topic {topic[:80]!r}")
     return Topic(parts[1], parts[2], parts[3])
@@ -103,6 +103,8 @@ def _time_in_window(t: datetime, now: datetime) -> datetime:
 
 
 def _row(e: _Event, topic: Topic | None, now: datetime) -> tuple[Any, ...]:
+    if "\x00" in "".join((e.event_id, e.device_id, e.venue, e.gate, e.time, e.bundle_version)):
+        raise ValueError("NUL character in a field")  # PostgreSQL text cannot hold it
     if topic is not None and (e.venue != topic.venue or e.device_id != topic.device_id):
         raise ValueError("venue/device in the payload disagree with the topic")
     if e.decision not in DECISIONS:
@@ -198,6 +200,13 @@ def _num(v: Any) -> float | None:
     return float(v)
 
 
+def _backlog(v: Any) -> int:
+    n = int(_num(v) or 0)
+    if not 0 <= n < 2**31:  # the column is a PostgreSQL integer
+        raise ValueError("outbox backlog out of range")
+    return n
+
+
 def parse_heartbeat(payload: bytes, topic: Topic, now: datetime | None = None) -> tuple[Any, ...]:
     """A ``devices`` row from a heartbeat on ``topic`` (the topic names the device)."""
     now = now or datetime.now(UTC)
@@ -209,7 +218,7 @@ def parse_heartbeat(payload: bytes, topic: Topic, now: datetime | None = None) -
             raise ValueError("device in the payload disagrees with the topic")
         if str(hb.get("venue", topic.venue)) != topic.venue:
             raise ValueError("venue in the payload disagrees with the topic")
-        return (
+        row = (
             topic.device_id,
             topic.venue,
             str(hb.get("gate", ""))[:MAX_FIELD],
@@ -220,9 +229,12 @@ def parse_heartbeat(payload: bytes, topic: Topic, now: datetime | None = None) -
             str(hb.get("gate_state", ""))[:50],
             _num(hb.get("disk_free_bytes")),
             str(hb.get("software", ""))[:50],
-            int(_num(hb.get("outbox_backlog")) or 0),
+            _backlog(hb.get("outbox_backlog")),
             str(hb.get("faults", ""))[:500],
         )
+        if any(isinstance(v, str) and "\x00" in v for v in row):
+            raise ValueError("NUL character in a field")  # PostgreSQL text cannot hold it
+        return row
     except (
         KeyError,
         ValueError,
