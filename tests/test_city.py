@@ -476,3 +476,40 @@ def test_poison_fields_are_refused_and_the_rest_of_the_batch_is_written(
     ing._commit(b)
     ing.db.close()
     assert db.execute("SELECT event_id FROM events").fetchall() == [("p-0-0",)]
+
+
+def test_a_message_postgresql_refuses_is_refused_alone(
+    db: psycopg.Connection, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the checks miss and PostgreSQL refuses costs that message only: the batch
+    is written one message at a time, the refused one acknowledged and counted."""
+    import json
+
+    from sentinel.fleet import ingest, wire
+
+    def lax(payload: bytes, topic, now):  # type: ignore[no-untyped-def]
+        rows, bad = wire.parse_events(payload, topic, now)
+        if b"smuggled" in payload:  # as if a check were missing: a NUL reaches the COPY
+            rows = [(r[0], r[1], r[2], "g\x00", *r[4:]) for r in rows]
+        return rows, bad
+
+    monkeypatch.setattr(ingest, "parse_events", lax)
+    acked: list[int] = []
+    ing = Ingester(pg_dsn, BrokerSettings(port=1))
+    monkeypatch.setattr(ing.conn.client, "ack", lambda mid, qos: acked.append(mid))
+    items = []
+    for k, run in enumerate(["a", "smuggled", "b"]):
+        payloads = [
+            loadgen.event_payload(run, 0, i, "v0000", "v0000-d", NOW, "EXPIRED") for i in range(3)
+        ]
+        items.append(("sentinel/v0000/v0000-d/events", batch_payload(payloads), k + 1, 1, 0))
+    hb = {"time": NOW.isoformat(), "outbox_backlog": 1}
+    items.append(("sentinel/v0000/v0000-d/heartbeat", json.dumps(hb).encode(), 9, 1, 0))
+    ing._write(ing._parse(items))
+    ing.db.close()
+    ids = [r[0] for r in db.execute("SELECT event_id FROM events ORDER BY 1")]
+    assert ids == ["a-0-0", "a-0-1", "a-0-2", "b-0-0", "b-0-1", "b-0-2"]
+    assert db.execute("SELECT count(*) FROM devices").fetchone()[0] == 1
+    assert sorted(acked) == [1, 2, 3, 9]  # the refused one too: a redelivery would fail again
+    assert ing.rejected == 3 and ing.ingested == 6
+    assert city.stored_rollups(db) == city.recount(db)

@@ -147,6 +147,21 @@ class Batch:
     heartbeats: list[tuple[Any, ...]] = field(default_factory=list)
     acks: list[tuple[int, int, int]] = field(default_factory=list)  # (mid, qos, generation)
     rejected: int = 0
+    # per message (in ``acks`` order): how many events and heartbeats it added
+    spans: list[tuple[int, int]] = field(default_factory=list)
+
+    def split(self) -> list[Batch]:
+        """One batch per message (to find the one PostgreSQL refuses)."""
+        out, e, h = [], 0, 0
+        for k, ack in enumerate(self.acks):
+            ne, nh = self.spans[k] if k < len(self.spans) else (0, 0)
+            out.append(
+                Batch(self.events[e : e + ne], self.heartbeats[h : h + nh], [ack], 0, [(ne, nh)])
+            )
+            e, h = e + ne, h + nh
+        if out:
+            out[0].rejected = self.rejected  # refusals already counted while parsing
+        return out
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -265,6 +280,7 @@ class Ingester:
     def _take(self, b: Batch, item: tuple[str, bytes, int, int, int], now: datetime) -> None:
         topic_s, payload, mid, qos, gen = item
         b.acks.append((mid, qos, gen))
+        n_events, n_heartbeats = len(b.events), len(b.heartbeats)
         try:
             topic = parse_topic(topic_s)
             if topic.kind == "events":
@@ -278,6 +294,7 @@ class Ingester:
         except FleetError as exc:
             b.rejected += 1
             log.warning("rejected message on %s: %s", topic_s[:120], exc)
+        b.spans.append((len(b.events) - n_events, len(b.heartbeats) - n_heartbeats))
 
     def _parse(self, items: list[tuple[str, bytes, int, int, int]]) -> Batch:
         b = Batch()
@@ -305,6 +322,17 @@ class Ingester:
                     self.db = self._connect()
                 except psycopg.OperationalError:
                     continue
+            except psycopg.Error as exc:
+                # not the database away: PostgreSQL refused something in the batch that the
+                # checks let through.  Find the message, refuse it alone, write the rest.
+                if len(b.acks) > 1:
+                    log.warning("batch refused by PostgreSQL (%s); one message at a time", exc)
+                    for one in b.split():
+                        self._write(one)
+                    return
+                log.error("message refused by PostgreSQL: %s", exc)
+                refused = max(1, sum(b.spans[0]) if b.spans else 1)
+                b = Batch(acks=b.acks, rejected=b.rejected + refused)
         if self._die_after_commit and b.events:
             os._exit(137)  # test hook: a crash between the commit and the acknowledgements
         for mid, qos, gen in b.acks:  # committed: now, and only now, acknowledge
