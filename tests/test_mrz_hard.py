@@ -159,3 +159,17 @@ def test_the_one_product_correlation_is_opencvs_per_glyph_match() -> None:
     assert resp.shape == want.shape and np.abs(resp - want).max() < 1e-3
     flat = np.full((ocr.height, 3 * ocr.cell_w), 200, np.uint8)  # no texture: no match
     assert np.all(ocr.correlate(flat) == 0.0)
+
+
+def test_ink_under_glare_stays_ink_in_the_clean_view() -> None:
+    """Glare adds light to ink and paper alike: on the bright side the ink is only half as
+    dark relative to its paper as elsewhere, and must still count as ink."""
+    line = np.full((60, 600), 140.0, np.float32)
+    ink = np.zeros((60, 600), np.uint8)
+    cv2.putText(ink, "P<UTOERIKSSON<<ANNA<<<<", (5, 42), cv2.FONT_HERSHEY_SIMPLEX, 1.0, 255, 2)
+    line[ink > 0] = 15
+    glare = np.clip((np.arange(600) - 300) / 100, 0, 1)[None, :] * 125  # the right side
+    (_, _), (_, mask) = _views(np.clip(line + glare, 0, 255).astype(np.uint8))
+    assert mask[:, :300][ink[:, :300] > 0].mean() > 0.8
+    assert mask[:, 400:][ink[:, 400:] > 0].mean() > 0.8  # before: 0
+    assert mask[ink == 0].mean() < 0.05

@@ -144,7 +144,10 @@ def _views(crop: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     c = crop.astype(np.float32)
     k = max(7, int(min(crop.shape[:2]) * 0.08) | 1)
     paper = cv2.morphologyEx(c, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    dark = (paper - c) / np.maximum(paper, 8.0)
+    # glare adds light to ink and paper alike, so relative to its own paper the ink under
+    # it is less dark: paper brighter than the crop's usual paper counts as the usual
+    usual = float(np.median(paper[::4, ::4]))
+    dark = (paper - c) / np.maximum(np.minimum(paper, usual), 8.0)
     top = float(np.percentile(dark[::2, ::2], 99.5))
     if top < 0.2:
         return out
