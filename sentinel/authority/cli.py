@@ -318,7 +318,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="argon2id",
         help="lookup tags: memory-hard (default) or cheap (tests, benchmarks only)",
     )
-    b.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="KDF processes")
+    b.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes that parse and tag CSV blocks and derive new Argon2id tags",
+    )
     b.add_argument("--next-root-key", metavar="PEM", help="announce the next root public key")
     b.set_defaults(func=_cmd_build)
 
