@@ -286,6 +286,7 @@ STATUS_CASES = [
     ("green", ("yellow", DAY), ReasonCode.CODE_STATUS_CHANGED),
     ("yellow", ("red", DAY), ReasonCode.CODE_STATUS_CHANGED),
     ("green", ("red", -DAY), ReasonCode.ADMIT),  # an entry past its valid-until says nothing
+    ("green", ("red", timedelta(0)), ReasonCode.CODE_STATUS_CHANGED),  # holds until then
     ("red", ("green", DAY), ReasonCode.CODE_RED),  # the code, seconds old, is stricter
     ("yellow", None, ReasonCode.CODE_YELLOW),
     ("red", None, ReasonCode.CODE_RED),
@@ -316,6 +317,19 @@ def test_status_set_and_policy(
         return
     assert cred.kind is CredentialKind.HEALTH_CODE
     assert decide(cred, PolicyConfig(), TrustState(), NOW).reason is expected
+
+
+def test_the_verified_subject_is_handed_out_once_for_its_presentation(
+    issuer: hci.Issuer, keys: HealthCodeKeys
+) -> None:
+    """The check-in recorder takes the subject of the code just admitted, once."""
+    v = verifier(keys)
+    v.verify(code(issuer), NOW, presentation_id=7, pseudonym_key=b"k" * 32)
+    assert v.take_verified(8) is None  # another presentation's: nothing, and it is used up
+    other = hci.issue(issuer, "someone-else", "green", issued_at=NOW, status_valid_until=NOW + DAY)
+    v.verify(other, NOW, presentation_id=9, pseudonym_key=b"k" * 32)
+    assert v.take_verified(9) == "someone-else"
+    assert v.take_verified(9) is None
 
 
 def test_status_valid_until_past_is_status_expired(
