@@ -100,38 +100,35 @@ class BundleStore:
         self._db.executescript(_SCHEMA)
 
     @staticmethod
-    def exists(data_dir: str | Path) -> bool:
-        """True when a bundle has been applied under ``data_dir``."""
+    def _peek(data_dir: str | Path, key: str) -> str | None:
+        """One meta value read without opening the store for writing (None: no store,
+        no such value, or unreadable)."""
         db = Path(data_dir) / "trust" / "store.db"
         if not db.exists():
-            return False
+            return None
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
-            row = con.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+            row = con.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         except sqlite3.Error:
-            return False
+            return None
         finally:
             con.close()
-        return row is not None
+        return None if row is None else str(row[0])
+
+    @staticmethod
+    def exists(data_dir: str | Path) -> bool:
+        """True when a bundle has been applied under ``data_dir``."""
+        return BundleStore._peek(data_dir, "version") is not None
 
     @staticmethod
     def readable(data_dir: str | Path) -> bool:
         """True when a bundle is applied that this release reads (False after an upgrade
         from a release with an older bundle format: sync before serving)."""
-        if not BundleStore.exists(data_dir):
-            return False
-        db = Path(data_dir) / "trust" / "store.db"
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        try:
-            row = con.execute("SELECT value FROM meta WHERE key='manifest'").fetchone()
-        except sqlite3.Error:
-            return False
-        finally:
-            con.close()
-        if row is None:
+        raw = BundleStore._peek(data_dir, "manifest") if BundleStore.exists(data_dir) else None
+        if raw is None:
             return False
         try:
-            bm.parse_stored(str(row[0]).encode())
+            bm.parse_stored(raw.encode())
         except BundleFormatError:
             return False
         return True
