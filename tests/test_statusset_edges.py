@@ -79,3 +79,34 @@ def test_raw_digest_of_the_inflated_part_is_checked(tmp_path: Path) -> None:
     ss.decompress_to(part, tmp_path / "ok", len(raw), hashlib.sha256(raw).hexdigest())
     with pytest.raises(BundleHashError):
         ss.decompress_to(part, tmp_path / "bad", len(raw), hashlib.sha256(b"x").hexdigest())
+
+
+def test_keys_that_share_their_first_eight_bytes_still_sort_bytewise() -> None:
+    """The u64 sort on the first 8 bytes falls back to a full sort on a tie."""
+    keys = [b"SAMEPREF" + bytes([0, 0, 0, 9 - i]) for i in range(8)]  # descending tails
+    cols = ss.Columns.build(keys, [1] * 8, range(8))
+    assert [bytes(k) for k in cols.keys] == sorted(keys)
+    assert [int(u) for u in cols.until] == list(range(7, -1, -1))  # values follow their keys
+
+
+def test_a_header_shorter_than_its_size_is_a_format_error() -> None:
+    data = _cols({_key(1): (1, 10)}).to_bytes(KID)
+    with pytest.raises(BundleFormatError, match="truncated header"):
+        ss.parse_header(data[:10], 10)
+
+
+def test_a_full_set_is_refused_as_a_delta() -> None:
+    old = _cols({_key(i): (1, 10) for i in range(3)})
+    with pytest.raises(BundleFormatError, match="not a delta"):
+        ss.merge(old, _cols({_key(9): (2, 10)}))
+
+
+def test_a_chunk_read_from_the_file_is_that_slice_of_the_set(tmp_path: Path) -> None:
+    cols = _cols({_key(i): (i % 3, 1000 + i) for i in range(20)})
+    path = tmp_path / "status.bin"
+    path.write_bytes(cols.to_bytes(KID))
+    part = ss.WireFile(path).chunk(5, 12)
+    assert len(part.keys) == len(part.status) == len(part.until) == 7
+    assert np.array_equal(part.keys, cols.keys[5:12])
+    assert np.array_equal(part.status, cols.status[5:12])
+    assert np.array_equal(part.until, cols.until[5:12])
