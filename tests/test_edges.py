@@ -323,3 +323,9 @@ def test_long_td2_document_numbers_continue_in_the_optional_data(number: str) ->
     line2 = body + cd(body[0:10] + body[13:20] + body[21:35])
     line1 = "I<NLDERIKSSON<<ANNA<MARIA<<<<<<<<<<<"
     assert iddoc.parse_mrz(line1 + "\n" + line2, today=date(2011, 1, 1)).number == number
+
+
+def test_certlogic_names_an_unknown_operator() -> None:
+    """Refused at once, by name (not by whatever the dispatcher meets later)."""
+    with pytest.raises(cl.CertLogicError, match="unrecognised operator: 'nosuchop'"):
+        cl.evaluate({"nosuchop": [1, 2]}, {})
