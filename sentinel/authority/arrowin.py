@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from sentinel.authority import csvfast
-from sentinel.authority.chunks import Chunk, parse_until
+from sentinel.authority.chunks import Chunk, parse_status, parse_until
 from sentinel.errors import ConfigError
 from sentinel.progress import Bar
 from sentinel.trust import statusset as ss
@@ -163,13 +163,8 @@ def _batch(
     def where(r: int) -> str:
         return f"{p}: row {row0 + r}"
 
-    codes = ss.STATUS_CODES
-
     def status_of(text: str, r: int) -> int:
-        code = codes.get(text.strip().lower())
-        if code is None:
-            raise ConfigError(f"{where(r)}: status must be green, yellow or red")
-        return code
+        return parse_status(text, where(r))
 
     cells = _strings(pa, get["status"])
     if cells is None:

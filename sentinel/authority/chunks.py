@@ -88,6 +88,14 @@ def message_width(total: np.ndarray) -> int:
     return min(ss.MAC_BYTES, -(-(longest + 1) // 16) * 16)
 
 
+def parse_status(text: str, where: str) -> int:
+    """A ``status`` cell: green, yellow or red (any case, spaces around)."""
+    code = ss.STATUS_CODES.get(text.strip().lower())
+    if code is None:
+        raise ConfigError(f"{where}: status must be green, yellow or red")
+    return code
+
+
 def parse_until(text: str, cache: dict[str, int], where: str) -> int:
     """A ``valid_until`` cell: an ISO date (end of that day, UTC) or date-time."""
     hit = cache.get(text)

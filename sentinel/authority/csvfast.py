@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from sentinel.authority.chunks import Chunk, message_width, parse_until
+from sentinel.authority.chunks import Chunk, message_width, parse_status, parse_until
 from sentinel.errors import ConfigError
 from sentinel.trust import statusset as ss
 
@@ -252,13 +252,8 @@ def rows_fast(p: Path, buf: bytes, c: Layout, line0: int, cache: dict[str, int])
             return np.zeros((n, 1), np.uint8), np.zeros(n, np.int64)
         return _field(ap, fs[:, j], fe[:, j])
 
-    codes = ss.STATUS_CODES
-
     def status_of(text: str, row: int) -> int:
-        code = codes.get(text.strip().lower())
-        if code is None:
-            raise ConfigError(f"{p}:{line0 + row}: status must be green, yellow or red")
-        return code
+        return parse_status(text, f"{p}:{line0 + row}")
 
     if c.su is not None:  # subjects (health codes) take the row-by-row path
         su, _ = col(c.su)

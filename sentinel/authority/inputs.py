@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from sentinel.authority import csvfast
-from sentinel.authority.chunks import Chunk, parse_until
+from sentinel.authority.chunks import Chunk, parse_status, parse_until
 from sentinel.credentials.trustlist import Signer, TrustList, kid_of
 from sentinel.errors import ConfigError
 from sentinel.progress import Bar
@@ -37,13 +37,10 @@ def _rows_slow(p: Path, text: str, c: csvfast.Layout, line0: int, cache: dict[st
     idents: list[bytes] = []
     status: list[int] = []
     until: list[int] = []
-    codes = ss.STATUS_CODES
     for line, row in enumerate(csv.reader(io.StringIO(text)), start=line0):
         if len(row) < c.width:
             row += [""] * (c.width - len(row))
-        code = codes.get(row[c.st].strip().lower())
-        if code is None:
-            raise ConfigError(f"{p}:{line}: status must be green, yellow or red")
+        code = parse_status(row[c.st], f"{p}:{line}")
         subj = row[c.su].strip() if c.su is not None else ""
         number = row[c.no] if c.no is not None else ""
         if subj:
