@@ -196,7 +196,7 @@ def scan(doc: np.ndarray, rng: np.random.Generator, width: int) -> np.ndarray:
 
 MRZ_CATEGORIES = (
     "td3_photo", "td1_photo", "td2_photo", "small_in_frame", "scan_250_450", "rotated_90",
-    "rotated_180", "perspective", "glare", "blur", "jpeg_noise", "dim",
+    "rotated_180", "perspective", "glare", "blur", "jpeg_noise", "dim", "mrv_photo",
 )  # fmt: skip
 
 
@@ -205,7 +205,8 @@ def _truth(kind: str, rng: np.random.Generator) -> str:
 
 
 def id_sample(category: str, kind: str, rng: np.random.Generator, seed: int) -> Sample:
-    """One document (``kind`` "TD1", "TD2", "TD3" or "CN") under ``category``."""
+    """One document (``kind`` "TD1", "TD2", "TD3", "MRV-A", "MRV-B" or "CN") under
+    ``category``."""
     truth = _truth(kind, rng)
     doc = document(truth, rng, seed)
     u = rng.uniform
@@ -226,6 +227,7 @@ def id_sample(category: str, kind: str, rng: np.random.Generator, seed: int) -> 
             "td3_photo": {"fill": float(u(0.7, 0.85)), "angle": angle},
             "td1_photo": {"fill": float(u(0.7, 0.85)), "angle": angle},
             "td2_photo": {"fill": float(u(0.7, 0.85)), "angle": angle},
+            "mrv_photo": {"fill": float(u(0.7, 0.85)), "angle": angle},
             "small_in_frame": {"fill": float(u(0.38, 0.5)), "angle": angle, "jpeg": 80},
             "perspective": {"fill": 0.75, "angle": angle, "perspective": float(u(0.04, 0.08))},
             "glare": {"fill": 0.75, "angle": angle, "glare": float(u(0.6, 1.1))},
@@ -249,13 +251,17 @@ def id_sample(category: str, kind: str, rng: np.random.Generator, seed: int) -> 
 
 def id_corpus(per_category: int, seed: int = 15) -> Iterator[Sample]:
     """``per_category`` documents in each category, formats in turn (TD1, TD2, TD3 and
-    Chinese identity numbers; the *_photo categories are their own format)."""
+    Chinese identity numbers; the *_photo categories are their own format, visas
+    MRV-A and MRV-B in turn; appended last, so the other categories' samples stay
+    the same for a seed)."""
     rng = np.random.default_rng(seed)
     for ci, cat in enumerate(MRZ_CATEGORIES):
         for i in range(per_category):
             kind = {"td1_photo": "TD1", "td2_photo": "TD2", "td3_photo": "TD3"}.get(
                 cat, ("TD1", "TD3", "TD2", "CN")[i % 4]
             )
+            if cat == "mrv_photo":
+                kind = ("MRV-A", "MRV-B")[i % 2]
             yield id_sample(cat, kind, rng, seed=ci * 1000 + i)
 
 

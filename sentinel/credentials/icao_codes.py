@@ -54,18 +54,28 @@ SPECIMEN_STATE = "UTO"
 # §4.2.2 (TD1, TD2 official travel documents): the first character is A, C or I; the
 # second is the issuer's choice except that V is never used, and C never after A except
 # on a crew member certificate (which the form "AC" is).
-FIRST_CHARS = {"TD3": frozenset("P"), "TD1": frozenset("ACI"), "TD2": frozenset("ACI")}
+# ICAO 9303-7 §4.2.2.1 (machine readable visas, formats A and B): the first character is
+# V, the second at the issuing State's discretion.
+FIRST_CHARS = {
+    "TD3": frozenset("P"),
+    "TD1": frozenset("ACI"),
+    "TD2": frozenset("ACI"),
+    "MRV-A": frozenset("V"),
+    "MRV-B": frozenset("V"),
+}
+# the formats where a second character V is not allowed (it would read as a visa)
+_NO_V_SECOND = frozenset({"TD1", "TD2"})
 
 
 def document_code_ok(fmt: str, code: str) -> bool:
-    """Whether the two-character document code ``code`` ("P<", "ID", "AC") is allowed on
-    an MRZ of format ``fmt`` ("TD1", "TD2", "TD3")."""
+    """Whether the two-character document code ``code`` ("P<", "ID", "AC", "V<") is
+    allowed on an MRZ of format ``fmt`` ("TD1", "TD2", "TD3", "MRV-A", "MRV-B")."""
     if len(code) != 2 or code[0] not in FIRST_CHARS.get(fmt, ()):
         return False
     second = code[1]
     if not (second == "<" or "A" <= second <= "Z"):
         return False
-    return fmt == "TD3" or second != "V"
+    return fmt not in _NO_V_SECOND or second != "V"
 
 
 def state_ok(code: str) -> bool:

@@ -32,6 +32,9 @@ MRZ_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<")
 _WEIGHTS = (7, 3, 1)
 # (lines, line length) of the ICAO 9303 formats
 MRZ_FORMATS = {"TD1": (3, 30), "TD2": (2, 36), "TD3": (2, 44)}
+# machine readable visas (ICAO 9303-7) share the TD3 and TD2 shapes; the document code
+# (V) tells them apart, never the shape or which parse happens to pass
+MRV_OF_SHAPE = {"TD3": "MRV-A", "TD2": "MRV-B"}
 # ISO 7064 MOD 11-2 weights for the 17 body digits of a GB 11643 number: 2^(17-i) mod 11
 _CN_WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
 # GB/T 2260 province-level prefixes (first two digits of the region code)
@@ -58,7 +61,7 @@ class IdDocument:
     surname: str = field(default="", repr=False)
     given_names: str = field(default="", repr=False)
     nationality: str = ""
-    source: str = ""  # "TD1", "TD2", "TD3", "CN_ID", "AAMVA"
+    source: str = ""  # "TD1", "TD2", "TD3", "MRV-A", "MRV-B", "CN_ID", "AAMVA"
 
     @property
     def masked_number(self) -> str:
@@ -186,16 +189,22 @@ def normalize_mrz(text: str) -> list[str]:
 
 
 def mrz_format(lines: list[str]) -> str | None:
-    """ "TD1", "TD2" or "TD3" when the line count and lengths fit one, else None."""
+    """ "TD1", "TD2", "TD3", "MRV-A" or "MRV-B" when the line count and lengths fit one,
+    else None.  A two-line zone is a visa exactly when its document code starts with V
+    (ICAO 9303-7 §4.2.2.1): a passport whose line 2 fails the TD3 checks is never tried
+    as a visa, which has fewer check digits (no personal-number, no composite digit)."""
     for name, (n, width) in MRZ_FORMATS.items():
         if len(lines) == n and all(len(ln) == width for ln in lines):
+            if name in MRV_OF_SHAPE and lines[0][:1] == "V":
+                return MRV_OF_SHAPE[name]
             return name
     return None
 
 
 def parse_mrz(text: str, *, today: date | None = None, specimens: bool = False) -> IdDocument:
-    """Parse and verify an ICAO 9303 MRZ (TD1, TD2 or TD3); every check digit must match,
-    and the document code, issuing state and nationality must be on 9303's lists.
+    """Parse and verify an ICAO 9303 MRZ (TD1, TD2, TD3, MRV-A or MRV-B); every check
+    digit the format has must match, and the document code, issuing state and
+    nationality must be on 9303's lists.
 
     ``today`` resolves the century of the birth date (default: the local date);
     ``specimens`` also accepts 9303's specimen state "UTO" (tests against the specimens).
@@ -204,9 +213,11 @@ def parse_mrz(text: str, *, today: date | None = None, specimens: bool = False) 
     lines = normalize_mrz(text)
     fmt = mrz_format(lines)
     if fmt is None:
-        raise _unreadable("not a TD1, TD2 or TD3 machine-readable zone")
+        raise _unreadable("not a TD1, TD2, TD3 or MRV machine-readable zone")
     if any(ch not in MRZ_CHARS for ln in lines for ch in ln):
         raise _unreadable("MRZ holds characters outside A-Z 0-9 <")
+    if fmt in ("MRV-A", "MRV-B"):
+        return _parse_mrv(lines, fmt, today, specimens)
     if fmt == "TD1":
         l1, l2, l3 = lines
         code, country = _doc_code(l1[0:2], fmt), _country(l1[2:5], "issuing state", specimens)
@@ -251,8 +262,36 @@ def parse_mrz(text: str, *, today: date | None = None, specimens: bool = False) 
     )
 
 
+def _parse_mrv(lines: list[str], fmt: str, today: date, specimens: bool) -> IdDocument:
+    """A machine readable visa (ICAO 9303-7 §4.2.2): line 1 as on a passport; line 2 the
+    number and its check digit, nationality, birth date and expiry each with theirs, sex,
+    then optional data (16 characters on MRV-A, 8 on MRV-B) that no digit covers, and no
+    composite.  Every check digit the format has must match."""
+    l1, l2 = lines
+    code, country = _doc_code(l1[0:2], fmt), _country(l1[2:5], "issuing state", specimens)
+    surname, given = _names(l1[5:])
+    number, _ = _doc_number(l2[0:9], l2[9], "")
+    nationality = _country(l2[10:13], "nationality", specimens)
+    born_s, expiry_s = l2[13:19], l2[21:27]
+    _check(born_s, l2[19], "birth date")
+    _sex(l2[20])
+    _check(expiry_s, l2[27], "expiry date")
+    return IdDocument(
+        doc_type=code,
+        issuing_country=country,
+        number=number,
+        expiry=_expiry(expiry_s),
+        birth_date=_birth(born_s, today),
+        surname=surname,
+        given_names=given,
+        nationality=nationality,
+        source=fmt,
+    )
+
+
 def find_mrz(text: str) -> str | None:
-    """The first run of consecutive lines in ``text`` shaped like a TD1/TD2/TD3 MRZ."""
+    """The first run of consecutive lines in ``text`` shaped like a TD1/TD2/TD3 MRZ (an
+    MRV has the shape of a TD3 or TD2 zone)."""
     lines = normalize_mrz(text)
     for name, (n, width) in MRZ_FORMATS.items():
         del name

@@ -172,7 +172,8 @@ def _yymmdd(rng: np.random.Generator, y0: int, y1: int) -> str:
 
 
 def make_mrz(fmt: str, rng: np.random.Generator) -> str:
-    """A random but valid MRZ ("TD1", "TD2" or "TD3"), check digits from the project."""
+    """A random but valid MRZ ("TD1", "TD2", "TD3", "MRV-A" or "MRV-B"), check digits
+    from the project."""
     from sentinel.credentials.icao_codes import ISO_3166_ALPHA3
     from sentinel.credentials.iddoc import check_digit as cd
 
@@ -192,8 +193,16 @@ def make_mrz(fmt: str, rng: np.random.Generator) -> str:
         l2 += cd(l1[5:30] + l2[0:7] + l2[8:15] + l2[18:29])
         l3 = _field(surname + "<<" + given, 30)
         return "\n".join((l1, l2, l3))
-    width = 36 if fmt == "TD2" else 44
-    l1 = _field(("P<" if fmt == "TD3" else "I<") + country + surname + "<<" + given, width)
+    width = 36 if fmt in ("TD2", "MRV-B") else 44
+    code = {"TD3": "P<", "TD2": "I<"}.get(fmt, "V<")
+    l1 = _field(code + country + surname + "<<" + given, width)
+    if fmt.startswith("MRV"):
+        # ICAO 9303-7: optional data (often a visa or application number) and no
+        # personal-number or composite check digit
+        nationality = str(rng.choice(sorted(ISO_3166_ALPHA3)))
+        body = num9 + cd(num9) + nationality + born + cd(born) + sex + expiry + cd(expiry)
+        extra = "".join(rng.choice(list(_ALNUM), int(rng.integers(0, width - 28))))
+        return "\n".join((l1, _field(body + extra, width)))
     if fmt == "TD3":
         personal = _field("".join(rng.choice(list(_ALNUM), int(rng.integers(0, 10)))), 14)
         pcd = cd(personal) if personal.strip("<") else "<"
@@ -232,8 +241,9 @@ def _card_background(w: int, h: int, rng: np.random.Generator) -> np.ndarray:
 def render_id_card(mrz_or_number: str, seed: int = 0) -> np.ndarray:
     """A grayscale card-like image (10 px/mm) carrying an MRZ or an 18-digit number.
 
-    TD1/TD2/TD3 sizes follow ICAO 9303 (85.6×54, 105×74, 125×88 mm); the MRZ is set
-    in OCR-B at 2.54 mm pitch, 6.4 mm above the bottom edge per line block.
+    TD1/TD2/TD3 sizes follow ICAO 9303 (85.6×54, 105×74, 125×88 mm), visas 9303-7's
+    (MRV-A 120×80, MRV-B 105×74 mm: a ``V`` zone); the MRZ is set in OCR-B at 2.54 mm
+    pitch, 6.4 mm above the bottom edge per line block.
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -242,6 +252,8 @@ def render_id_card(mrz_or_number: str, seed: int = 0) -> np.ndarray:
     is_mrz = len(lines) > 1
     width_chars = len(lines[0]) if is_mrz else 30
     size_mm = {30: (856, 540), 36: (1050, 740), 44: (1250, 880)}[width_chars]
+    if is_mrz and width_chars == 44 and lines[0].startswith("V"):
+        size_mm = (1200, 800)  # MRV-A, ICAO 9303-7 §2
     w, h = size_mm
     img = Image.fromarray(_card_background(w, h, rng).astype(np.uint8))
     draw = ImageDraw.Draw(img)
