@@ -374,9 +374,14 @@ class Scanner:
         return self.primary.decode(cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8)).apply(g))
 
     def _texture_step(self, g: np.ndarray, _c: list) -> list[Symbol]:
+        # each crop as is, then strongly sharpened: a defocused or shaken code whose
+        # finder patterns zxing-cpp no longer sees (+5 points on the hard corpus's blur
+        # frames, docs/scanner.md; a mild unsharp mask alone adds 1)
         for box in texture_candidates(g):
             crop, x0, y0, f = crop_around(g, box)
-            found = self.primary.decode(crop)
+            found = self.primary.decode(crop) or self.primary.decode(
+                _unsharp(crop, 1.5 * f, 2.5)
+            )
             if found:
                 return _offset(_scaled(found, f), x0, y0)
         return []
