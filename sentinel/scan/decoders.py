@@ -379,9 +379,7 @@ class Scanner:
         # frames, docs/scanner.md; a mild unsharp mask alone adds 1)
         for box in texture_candidates(g):
             crop, x0, y0, f = crop_around(g, box)
-            found = self.primary.decode(crop) or self.primary.decode(
-                _unsharp(crop, 1.5 * f, 2.5)
-            )
+            found = self.primary.decode(crop) or self.primary.decode(_unsharp(crop, 1.5 * f, 2.5))
             if found:
                 return _offset(_scaled(found, f), x0, y0)
         return []
