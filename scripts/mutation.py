@@ -71,6 +71,15 @@ TESTS: dict[str, list[str]] = {
         "tests/test_dcc_schema.py",
         "tests/test_conformance_dgc.py",
     ],
+    "sentinel/credentials/cose.py": [
+        "tests/test_dcc_chain.py",
+        "tests/test_oracles.py",
+        "tests/test_verifiers_refuse.py",
+        "tests/test_dcc_signatures.py",
+        "tests/test_dcc_mask.py",
+        "tests/test_dcc_schema.py",
+        "tests/test_conformance_dgc.py",
+    ],
     "sentinel/credentials/iddoc.py": [
         "tests/test_iddoc.py",
         "tests/test_iddoc_icao.py",
