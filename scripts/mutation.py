@@ -72,6 +72,7 @@ TESTS: dict[str, list[str]] = {
         "tests/test_conformance_dgc.py",
     ],
     "sentinel/credentials/cose.py": [
+        "tests/test_cose.py",
         "tests/test_dcc_chain.py",
         "tests/test_oracles.py",
         "tests/test_verifiers_refuse.py",
