@@ -26,6 +26,14 @@ Operators (each mutant is exactly one change):
   SLICE ``x[:n]`` -> ``x[-n:]`` and ``x[n:]`` -> ``x[:n]`` (hash truncation, field offsets)
   ARITH ``a + b`` <-> ``a - b``
 
+Second set, not run unless asked (``--operators``): kinds the tests were never tuned against,
+to check that a score holds on mutants nobody wrote tests for:
+  RETURN ``return <value>`` -> ``return None`` (a result dropped)
+  MINMAX ``min(...)`` <-> ``max(...)``
+  ANYALL ``any(...)`` <-> ``all(...)``
+  AUG   ``x += y`` <-> ``x -= y`` (a counter or offset running the wrong way)
+  NEG   ``-x`` -> ``x``
+
 Each mutant is written over the module in place (the original is restored afterwards, also on
 Ctrl-C), the module's byte-code cache is bypassed, and the mapped tests run with ``-x`` and a
 timeout (3 x the unmutated run + 20 s).  A mutant is *killed* when the tests fail or time out.
@@ -259,6 +267,24 @@ def _sites(tree: ast.Module) -> Iterator[tuple[str, ast.AST, str]]:
                 yield "SLICE", node, "tail"
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub):
             yield "ARITH", node, ""
+        # the second set (``--operators``)
+        if isinstance(node, ast.Return) and node.value is not None:
+            v = node.value
+            if not (isinstance(v, ast.Constant) and v.value is None):
+                yield "RETURN", node, ""
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id in ("min", "max"):
+                yield "MINMAX", node, ""
+            elif node.func.id in ("any", "all"):
+                yield "ANYALL", node, ""
+        elif isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Add | ast.Sub):
+            yield "AUG", node, ""
+        elif (
+            isinstance(node, ast.UnaryOp)
+            and isinstance(node.op, ast.USub)
+            and not isinstance(node.operand, ast.Constant)
+        ):
+            yield "NEG", node, ""
 
 
 class _Apply(ast.NodeTransformer):
@@ -309,14 +335,36 @@ class _Apply(ast.NodeTransformer):
             assert isinstance(node, ast.BinOp)
             node.op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
             return node
+        if op == "RETURN":
+            assert isinstance(node, ast.Return)
+            return ast.Return(value=ast.Constant(None))
+        if op in ("MINMAX", "ANYALL"):
+            assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            swap = {"min": "max", "max": "min", "any": "all", "all": "any"}
+            node.func = ast.Name(id=swap[node.func.id], ctx=ast.Load())
+            return node
+        if op == "AUG":
+            assert isinstance(node, ast.AugAssign)
+            node.op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
+            return node
+        if op == "NEG":
+            assert isinstance(node, ast.UnaryOp)
+            return node.operand
         raise ValueError(op)
 
 
-def mutants(path: Path) -> list[tuple[Mutant, str]]:
-    """Every mutant of ``path`` with its full mutated source."""
+FIRST_SET = ("CMP", "BOOL", "NOT", "NUM", "TRUE", "RAISE", "GUARD", "CALL", "SLICE", "ARITH")
+SECOND_SET = ("RETURN", "MINMAX", "ANYALL", "AUG", "NEG")
+
+
+def mutants(path: Path, operators: tuple[str, ...] = FIRST_SET) -> list[tuple[Mutant, str]]:
+    """Every mutant of ``path`` by ``operators`` with its full mutated source."""
     source = path.read_text()
     tree = ast.parse(source)
-    sites = sorted(_sites(tree), key=lambda s: (getattr(s[1], "lineno", 0), s[0]))
+    sites = sorted(
+        (site for site in _sites(tree) if site[0] in operators),
+        key=lambda s: (getattr(s[1], "lineno", 0), s[0]),
+    )
     out: list[tuple[Mutant, str]] = []
     seen: set[str] = set()
     for k, (operator, node, variant) in enumerate(sites):
@@ -418,12 +466,13 @@ def run_module(
     sample: int = 0,
     seed: int = 1,
     again: Path | None = None,
+    operators: tuple[str, ...] = FIRST_SET,
 ) -> tuple[int, int]:
     path = ROOT / module
     tests = [t for t in TESTS.get(module, []) if (ROOT / t).exists()]
     if not tests:
         raise SystemExit(f"mutation: no tests mapped to {module} (edit TESTS in {__file__})")
-    found = mutants(path)
+    found = mutants(path, operators)
     if sample and sample < len(found):  # a seeded sample: the same mutants on every run
         import random
 
@@ -502,7 +551,16 @@ def main() -> int:
     ap.add_argument("--sample", type=int, default=0, help="a seeded sample of N mutants")
     ap.add_argument("--seed", type=int, default=1, help="seed of --sample")
     ap.add_argument("--again", type=Path, help="re-run only the survivors in this --json file")
+    ap.add_argument(
+        "--operators",
+        default=",".join(FIRST_SET),
+        help="comma-separated operators, 'second' for the second set (default: the first set)",
+    )
     args = ap.parse_args()
+    ops = SECOND_SET if args.operators == "second" else tuple(args.operators.split(","))
+    unknown = set(ops) - set(FIRST_SET) - set(SECOND_SET)
+    if unknown:
+        raise SystemExit(f"mutation: unknown operators {', '.join(sorted(unknown))}")
     modules = list(TESTS) if args.module == "all" else [args.module]
     total_k = total_s = 0
     for mod in modules:
@@ -515,6 +573,7 @@ def main() -> int:
             sample=args.sample,
             seed=args.seed,
             again=args.again,
+            operators=ops,
         )
         total_k, total_s = total_k + k, total_s + s
     if len(modules) > 1 and not args.list:
