@@ -1,11 +1,11 @@
 """ID documents from a camera frame: find the machine-readable zone or an identity
 number (``mrz_locate``: line by line, any orientation), rectify it (``mrz_strips``), cut
-it into lines of the fixed pitch of each layout (TD1 3×30, TD2 2×36, TD3 2×44, GB 11643 1×18), read them
-(``mrz_ocr`` templates, ``ocrb_net`` network or Tesseract), and hand back ``Symbol``s that
-passed every check: all check digits, the composite, ICAO 9303's document-code and
-state lists, real dates (``credentials.iddoc``), and no check-digit-blind rival close to
-a character of a protected field.  Reads of several frames vote per character
-(``fusion``).  Nothing here writes an image to disk.
+it into lines of the fixed pitch of each layout (TD1 3×30, TD2 2×36, TD3 2×44, GB 11643
+1×18), read them (``mrz_ocr`` templates, ``ocrb_net`` network or Tesseract), and hand
+back ``Symbol``s that passed every check: all check digits, the composite, ICAO 9303's
+document-code and state lists, real dates (``credentials.iddoc``), and no
+check-digit-blind rival close to a character of a protected field.  Reads of several
+frames vote per character (``fusion``).  Nothing here writes an image to disk.
 """
 
 from __future__ import annotations
