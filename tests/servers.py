@@ -94,8 +94,11 @@ def pg_bin() -> Path | None:
 
 
 @contextmanager
-def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster (initdb + pg_ctl) on a Unix socket and 127.0.0.1."""
+def postgres(durable: bool = False) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster (initdb + pg_ctl) on a Unix socket and 127.0.0.1.
+
+    ``durable``: PostgreSQL's own defaults (fsync and synchronous_commit on: a committed
+    row survives a crash of the machine), for benchmarks; else fsync off (tests)."""
     bindir = pg_bin()
     assert bindir, "PostgreSQL server is not installed (scripts/setup.sh --test installs it)"
     base = Path(tempfile.mkdtemp(prefix="sentinel-pg-"))
@@ -113,7 +116,9 @@ def postgres() -> Iterator[str]:
         check=True,
         capture_output=True,
     )
-    opts = f"-k {base} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
+    opts = f"-k {base} -p {port} -c listen_addresses=127.0.0.1"
+    if not durable:
+        opts += " -c fsync=off"
     subprocess.run(
         run_as
         + [

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from sentinel.errors import FleetError
-from sentinel.fleet import alerts, central, city, loadgen
+from sentinel.fleet import alerts, central, city, lagstats, loadgen
 from sentinel.fleet.ingest import Batch, Ingester, parse_event, parse_topic
 from sentinel.fleet.mqtt import BrokerSettings
 from sentinel.fleet.wire import batch_payload
@@ -49,8 +49,8 @@ def db(pg_dsn: str) -> Iterator[psycopg.Connection]:
     conn = psycopg.connect(pg_dsn, autocommit=True)
     central.migrate(conn)
     conn.execute(
-        "TRUNCATE events, devices, managers, central_audit, rollup_hourly, rollup_daily, alerts, "
-        "areas, venue_places, office_scopes"
+        "TRUNCATE events, devices, managers, central_audit, rollup_hourly, rollup_daily, "
+        "rollup_delta, alerts, areas, venue_places, office_scopes"
     )
     city.import_hierarchy(conn, CSV)
     city.add_scope(conn, "office-nanjing", "street", "nanjing-rd")
@@ -73,10 +73,13 @@ def event(venue: str, k: int, reason: str = "EXPIRED", t: datetime | None = None
     return parse_event(doc, parse_topic(f"sentinel/{venue}/{venue}-d/events"))
 
 
-def write(pg_dsn: str, rows: list[tuple]) -> None:
-    """Through the ingester's own batch statement (no broker needed here)."""
+def write(pg_dsn: str, rows: list[tuple], fold: bool = True) -> None:
+    """Through the ingester's own batch statement (no broker needed here); ``fold``: then
+    fold the roll-up deltas into the roll-ups, as the ingester does every second."""
     ing = Ingester(pg_dsn, BrokerSettings(port=1))
     ing._commit(Batch(events=rows))
+    if fold:
+        ing.compact()
     ing.db.close()
 
 
@@ -131,8 +134,10 @@ def test_rollups_match_a_full_recount_even_with_redelivery(
     db: psycopg.Connection, pg_dsn: str
 ) -> None:
     rows = [event(f"v000{i % 6}", i, t=NOW - timedelta(minutes=37 * i)) for i in range(300)]
-    write(pg_dsn, rows[:200])
+    write(pg_dsn, rows[:200], fold=False)
+    assert city.stored_rollups(db) == city.recount(db)  # the deltas, not folded yet
     write(pg_dsn, rows[100:])  # 100 redelivered: must change nothing
+    assert db.execute("SELECT count(*) FROM rollup_delta").fetchone() == (0,)  # all folded
     assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 300
     assert city.stored_rollups(db) == city.recount(db)
     assert city.stored_rollups(db, "day") == city.recount(db, "day")
@@ -154,6 +159,42 @@ def test_rollups_match_a_full_recount_even_with_redelivery(
     assert sorted((int(a), int(b)) for a, b in got) == [(0, 250), (5, 50)]
 
 
+def test_readers_add_unfolded_deltas_and_the_fold_changes_no_figure(
+    db: psycopg.Connection, pg_dsn: str
+) -> None:
+    rows = [event(f"v000{i % 5}", i, t=NOW - timedelta(minutes=53 * i)) for i in range(200)]
+    write(pg_dsn, rows[:120])
+    write(pg_dsn, rows[80:], fold=False)  # 40 redelivered, 80 new still as deltas
+    assert db.execute("SELECT count(*) FROM rollup_delta").fetchone()[0] > 0
+    hour = NOW.replace(minute=0, second=0, microsecond=0)
+    windows = [(hour - timedelta(hours=h), NOW + timedelta(hours=1)) for h in (2, 30, 200)]
+    areas = [(0, "sh"), (1, "huangpu"), (2, "nanjing-rd"), (3, "g3"), (4, "c4"), (5, "v0001")]
+
+    def figures() -> list:
+        out = []
+        for start, end in windows:
+            for lvl, a in areas:
+                whole = city.area_counts(db, None, lvl, a, start, end)
+                kids = city.drill_down(db, None, lvl, a, start, end, NOW)
+                assert whole is not None
+                out.append((whole.total, whole.refused, sorted((k.area, k.total) for k in kids)))
+        return out
+
+    before = figures()
+    start, end = windows[2]  # 200 hours: every event, 80 of them only as deltas
+    (want,) = db.execute(
+        "SELECT count(*) FROM events WHERE time >= %s AND time < %s", (start, end)
+    ).fetchone()
+    assert before[2 * len(areas)][0] == want == 200  # the city's total counts the deltas
+    folder = Ingester(pg_dsn, BrokerSettings(port=1))  # any run of the same shard folds them
+    folder.compact()
+    folder.db.close()
+    assert db.execute("SELECT count(*) FROM rollup_delta").fetchone() == (0,)
+    assert figures() == before
+    assert city.stored_rollups(db) == city.recount(db)
+    assert city.stored_rollups(db, "day") == city.recount(db, "day")
+
+
 def run_devices(port: int, n: int, seconds: float, **kw) -> dict:
     spec = loadgen.Spec(port=port, devices=loadgen.device_list(n, 5), seconds=seconds, **kw)
     return asyncio.run(loadgen.Generator(spec).run())
@@ -166,7 +207,10 @@ def lost(db: psycopg.Connection, run: str, acked: list[int]) -> int:
 def test_two_ingesters_share_the_stream_and_roll_up_exactly(
     db: psycopg.Connection, pg_dsn: str, broker: Mosquitto
 ) -> None:
-    ings = [Ingester(pg_dsn, BrokerSettings(port=broker.port), client_id=f"c{k}") for k in (1, 2)]
+    ings = [
+        Ingester(pg_dsn, BrokerSettings(port=broker.port), client_id=f"c{k}", lag_stats=True)
+        for k in (1, 2)
+    ]
     for ing in ings:
         ing.start()
         assert ing.conn.subscribed.wait(20)
@@ -179,6 +223,16 @@ def test_two_ingesters_share_the_stream_and_roll_up_exactly(
         assert db.execute("SELECT count(*) FROM devices").fetchone()[0] == 20
         assert city.stored_rollups(db) == city.recount(db)
         assert city.stored_rollups(db, "day") == city.recount(db, "day")
+        # the running ingesters fold their deltas by themselves (every second)
+        assert until(lambda: db.execute("SELECT count(*) FROM rollup_delta").fetchone()[0] == 0)
+        assert all(i.compactions > 0 for i in ings)
+        assert city.stored_rollups(db) == city.recount(db)
+        # every committed event has its lag, and journal -> commit is its parts' sum
+        hist = lagstats.merge(i.lag.to_json() for i in ings if i.lag is not None)
+        assert sum(hist["total"].values()) == sum(hist["arrive"].values()) == out["events"]
+        assert sum(hist["wait"].values()) == sum(hist["pg"].values()) == out["events"]
+        p = {k: lagstats.percentile(h, 0.5) for k, h in hist.items()}
+        assert p["total"] >= max(p["arrive"], p["wait"], p["pg"]), p
     finally:
         for ing in ings:
             ing.stop()
@@ -391,7 +445,11 @@ def test_index_plan_explained(db: psycopg.Connection, pg_dsn: str) -> None:
     params.update(city._window(start, NOW))
     nodes = explain(db, city._CHILDREN, params)
     assert {"rollup_hourly_pkey", "rollup_daily_pkey"} <= {n.get("Index Name") for n in nodes}
-    assert not [n for n in nodes if n["Node Type"] == "Seq Scan" and "rollup" in str(n)]
+    # rollup_delta holds only the last seconds' counts (folded every second): read whole
+    folded = ("rollup_hourly", "rollup_daily")
+    assert not [
+        n for n in nodes if n["Node Type"] == "Seq Scan" and n.get("Relation Name") in folded
+    ]
     nodes = explain(
         db,
         "SELECT * FROM alerts WHERE state <> 'closed' AND venue = ANY(%s) ORDER BY raised_at",
@@ -468,8 +526,9 @@ def test_poison_fields_are_refused_and_the_rest_of_the_batch_is_written(
                 1,
                 1,
                 0,
+                0.0,
             ),
-            ("sentinel/v0000/v0000-d/heartbeat", json.dumps(hb).encode(), 2, 1, 0),
+            ("sentinel/v0000/v0000-d/heartbeat", json.dumps(hb).encode(), 2, 1, 0, 0.0),
         ]
     )
     assert b.rejected == 2 and len(b.events) == 1 and not b.heartbeats
@@ -502,9 +561,9 @@ def test_a_message_postgresql_refuses_is_refused_alone(
         payloads = [
             loadgen.event_payload(run, 0, i, "v0000", "v0000-d", NOW, "EXPIRED") for i in range(3)
         ]
-        items.append(("sentinel/v0000/v0000-d/events", batch_payload(payloads), k + 1, 1, 0))
+        items.append(("sentinel/v0000/v0000-d/events", batch_payload(payloads), k + 1, 1, 0, 0.0))
     hb = {"time": NOW.isoformat(), "outbox_backlog": 1}
-    items.append(("sentinel/v0000/v0000-d/heartbeat", json.dumps(hb).encode(), 9, 1, 0))
+    items.append(("sentinel/v0000/v0000-d/heartbeat", json.dumps(hb).encode(), 9, 1, 0, 0.0))
     ing._write(ing._parse(items))
     ing.db.close()
     ids = [r[0] for r in db.execute("SELECT event_id FROM events ORDER BY 1")]

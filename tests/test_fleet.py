@@ -42,7 +42,7 @@ def db(pg_dsn: str) -> Iterator[psycopg.Connection]:
     central.migrate(conn)
     conn.execute(
         "TRUNCATE events, devices, managers, daily_counts, central_audit, rollup_hourly, "
-        "rollup_daily, alerts, "
+        "rollup_daily, rollup_delta, alerts, "
         "areas, venue_places, office_scopes"
     )
     yield conn

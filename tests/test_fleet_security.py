@@ -46,7 +46,7 @@ def site(
     broker.start()
     conn = psycopg.connect(pg_dsn, autocommit=True)
     central.migrate(conn)
-    conn.execute("TRUNCATE events, devices, rollup_hourly, rollup_daily, alerts")
+    conn.execute("TRUNCATE events, devices, rollup_hourly, rollup_daily, rollup_delta, alerts")
     conn.close()
     pw_file = tmp_path / "ingester.pw"
     pw_file.write_text(passwords[INGESTER])

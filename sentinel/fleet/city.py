@@ -12,8 +12,10 @@ an area outside the subtree returns no rows, whatever the page asked for.
 
 Roll-ups are read from ``rollup_daily`` for whole UTC days and ``rollup_hourly`` for the
 hours at a window's edges (both kept in step by the ingester: one row per day or hour,
-level, area, decision and reason), never from ``events``; ``recount`` rebuilds the same
-numbers from ``events`` for the tests and for ``sentinel central rollup-check``.
+level, area, decision and reason), plus the deltas the ingesters have not folded in yet
+(``rollup_delta``: about the last second, per venue and hour), never from ``events``;
+``recount`` rebuilds the same numbers from ``events`` for the tests and for
+``sentinel central rollup-check``.
 """
 
 from __future__ import annotations
@@ -137,6 +139,12 @@ WITH kids AS (
         SELECT x.area, x.decision, x.reason, x.n FROM kids JOIN rollup_hourly x
             ON x.level = %(lvl)s + 1 AND x.area = kids.id
            AND x.hour >= %(h1)s AND x.hour < %(end)s
+        UNION ALL
+        SELECT kids.id, x.decision, x.reason, x.n FROM rollup_delta x
+            LEFT JOIN venue_places p ON p.venue = x.venue
+            JOIN kids ON kids.id = CASE WHEN %(lvl)s + 1 = 5 THEN x.venue
+                                        ELSE p.path[%(lvl)s + 2] END
+        WHERE x.hour >= %(start)s AND x.hour < %(end)s
     ) u
     GROUP BY 1, 2, 3
 ), d AS (
@@ -161,6 +169,11 @@ SELECT decision, reason, sum(n) FROM (
     UNION ALL
     SELECT decision, reason, n FROM rollup_hourly
     WHERE level = %(lvl)s AND area = %(a)s AND hour >= %(h1)s AND hour < %(end)s
+    UNION ALL
+    SELECT x.decision, x.reason, x.n FROM rollup_delta x
+        LEFT JOIN venue_places p ON p.venue = x.venue
+    WHERE x.hour >= %(start)s AND x.hour < %(end)s
+      AND CASE WHEN %(lvl)s = 5 THEN x.venue ELSE p.path[%(lvl)s + 1] END = %(a)s
 ) x
 WHERE {_VISIBLE}
 GROUP BY 1, 2
@@ -278,9 +291,23 @@ def recount(
 def stored_rollups(
     conn: psycopg.Connection[Any], unit: str = "hour"
 ) -> list[tuple[int, str, Any, str, str, int]]:
-    table, col = {"hour": ("rollup_hourly", "hour"), "day": ("rollup_daily", "day")}[unit]
+    """The roll-ups as readers see them: the table's rows plus the deltas not yet folded."""
+    table, col, bucket = {
+        "hour": ("rollup_hourly", "hour", "d.hour"),
+        "day": ("rollup_daily", "day", "(d.hour AT TIME ZONE 'UTC')::date"),
+    }[unit]
     rows = conn.execute(
-        f"SELECT level, area, {col}, decision, reason, sum(n) FROM {table} "
-        "GROUP BY 1, 2, 3, 4, 5 HAVING sum(n) <> 0 ORDER BY 1, 2, 3, 4, 5"
+        f"""
+        SELECT level, area, {col}, decision, reason, sum(n) FROM (
+            SELECT level, area, {col}, decision, reason, n FROM {table}
+            UNION ALL
+            SELECT l, CASE WHEN l = 5 THEN d.venue ELSE p.path[l + 1] END, {bucket},
+                   d.decision, d.reason, d.n
+            FROM rollup_delta d LEFT JOIN venue_places p ON p.venue = d.venue
+            CROSS JOIN generate_series(0, 5) AS l
+            WHERE l = 5 OR p.path IS NOT NULL
+        ) u
+        GROUP BY 1, 2, 3, 4, 5 HAVING sum(n) <> 0 ORDER BY 1, 2, 3, 4, 5
+        """
     ).fetchall()
     return [(int(a), b, c, d, e, int(f)) for a, b, c, d, e, f in rows]

@@ -63,6 +63,8 @@ def _cmd(args: argparse.Namespace) -> int:
             group=args.group or None,
             batch_max=args.batch_max,
             batch_wait_s=args.batch_wait_ms / 1000,
+            compact_every_s=args.compact_every_s,
+            lag_stats=args.lag_stats,
         )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -73,10 +75,13 @@ def _cmd(args: argparse.Namespace) -> int:
         print(f"ingesting from {args.broker}; Ctrl-C to stop", flush=True)
         stop.wait()
         ing.stop()
+        if ing.lag is not None:
+            print(f"lag-stats {ing.lag.to_json()}")
         print(
             f"ingested {ing.ingested}, redelivered {ing.redelivered}, rejected {ing.rejected}, "
             f"alerts {ing.alerts}, messages {ing.messages}, batches {ing.batches}, "
-            f"commit {ing.commit_s:.1f} s"
+            f"commit {ing.commit_s:.1f} s, roll-up folds {ing.compactions} "
+            f"({ing.compact_s:.1f} s)"
         )
         return 0
     if args.action == "web":
@@ -222,6 +227,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=50,
         help="ingest: the longest a message waits for others to join its commit",
+    )
+    p.add_argument(
+        "--compact-every-s",
+        type=float,
+        default=1.0,
+        help="ingest: how often the roll-up deltas are folded into the roll-ups",
+    )
+    p.add_argument(
+        "--lag-stats",
+        action="store_true",
+        help="ingest: on exit, print per-event lag histograms (journal -> ingester -> commit)",
     )
     p.add_argument("--dsn", default="dbname=sentinel", help="PostgreSQL connection string")
     p.add_argument("--broker", default="127.0.0.1:1883", help="MQTT broker HOST:PORT")

@@ -35,6 +35,8 @@ from typing import Any
 import psycopg
 
 from sentinel.errors import FleetError
+from sentinel.fleet.ingest_sql import _BATCH, _COMPACT, _COPY, _HEARTBEATS, _STAGE
+from sentinel.fleet.lagstats import LagStats
 from sentinel.fleet.mqtt import BrokerSettings, Connection
 from sentinel.fleet.schema import _audit, ensure_partitions, migrate
 from sentinel.fleet.wire import (
@@ -71,92 +73,27 @@ __all__ = [
 ]
 
 
-# The batch's events are COPYed into a per-connection temporary table, then one statement
-# moves them on.  Only rows the INSERT returned (new ones) reach the roll-ups and the
-# alerts, so a redelivered event changes nothing.  New rows are counted per venue and hour
-# first (a device's batch is one venue), then spread over the venue's six levels.  Each
-# ingester adds to its own roll-up rows (``shard``), so two ingesters never wait for each
-# other's lock on the same city- or district-level row; readers sum over shards.  Keys are
-# written in key order (no deadlock between ingesters that share a shard).
-_STAGE = """
-CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
-    event_id text, device_id text, venue text, gate text, time timestamptz,
-    decision text, reason text, credential_kind text, bundle_version text
-) ON COMMIT DELETE ROWS
-"""
-_COPY = "COPY ingest_stage FROM STDIN"
-
-_BATCH = """
-WITH ins AS (
-    INSERT INTO events (event_id, device_id, venue, gate, time, decision, reason,
-                        credential_kind, bundle_version)
-    SELECT * FROM ingest_stage
-    ON CONFLICT DO NOTHING
-    RETURNING event_id, venue, gate, time, decision, reason
-), per_venue AS (
-    SELECT venue, date_trunc('hour', time, 'UTC') AS hour, decision, reason, count(*) AS n
-    FROM ins GROUP BY 1, 2, 3, 4
-), keyed AS (
-    SELECT l, CASE WHEN l = 5 THEN v.venue ELSE p.path[l + 1] END AS area,
-           v.hour, v.decision, v.reason, v.n
-    FROM per_venue v LEFT JOIN venue_places p ON p.venue = v.venue
-    CROSS JOIN generate_series(0, 5) AS l
-    WHERE l = 5 OR p.path IS NOT NULL
-), roll AS (
-    INSERT INTO rollup_hourly AS r (level, area, hour, decision, reason, shard, n)
-    SELECT l, area, hour, decision, reason, %(shard)s, sum(n) FROM keyed
-    GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
-    ON CONFLICT (level, area, hour, decision, reason, shard) DO UPDATE SET n = r.n + EXCLUDED.n
-), rolld AS (
-    INSERT INTO rollup_daily AS r (level, area, day, decision, reason, shard, n)
-    SELECT l, area, (hour AT TIME ZONE 'UTC')::date, decision, reason, %(shard)s, sum(n)
-    FROM keyed
-    GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
-    ON CONFLICT (level, area, day, decision, reason, shard) DO UPDATE SET n = r.n + EXCLUDED.n
-), al AS (
-    INSERT INTO alerts (event_id, venue, gate, time, reason, street)
-    SELECT ins.event_id, ins.venue, ins.gate, ins.time, ins.reason, coalesce(p.path[3], '')
-    FROM ins LEFT JOIN venue_places p ON p.venue = ins.venue
-    WHERE ins.decision = 'refuse' AND ins.reason IN (SELECT reason FROM alert_kinds)
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING id
-)
-SELECT (SELECT count(*) FROM ins), (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM al)
-"""
-
-_HEARTBEATS = f"""
-INSERT INTO devices ({", ".join(HEARTBEAT_COLUMNS)})
-SELECT DISTINCT ON (device_id) * FROM unnest(
-    %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::float8[],
-    %s::text[], %s::text[], %s::float8[], %s::text[], %s::int[], %s::text[])
-    AS h({", ".join(HEARTBEAT_COLUMNS)})
-ORDER BY device_id, last_heartbeat DESC
-ON CONFLICT (device_id) DO UPDATE SET venue = EXCLUDED.venue,
-    gate = EXCLUDED.gate, last_heartbeat = EXCLUDED.last_heartbeat,
-    bundle_version = EXCLUDED.bundle_version, bundle_age_s = EXCLUDED.bundle_age_s,
-    camera = EXCLUDED.camera, gate_state = EXCLUDED.gate_state,
-    disk_free_bytes = EXCLUDED.disk_free_bytes, software = EXCLUDED.software,
-    outbox_backlog = EXCLUDED.outbox_backlog, faults = EXCLUDED.faults
-WHERE devices.last_heartbeat <= EXCLUDED.last_heartbeat
-"""
-
-
 @dataclass(slots=True)
 class Batch:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     heartbeats: list[tuple[Any, ...]] = field(default_factory=list)
     acks: list[tuple[int, int, int]] = field(default_factory=list)  # (mid, qos, generation)
     rejected: int = 0
-    # per message (in ``acks`` order): how many events and heartbeats it added
+    # per message (in ``acks`` order): how many events and heartbeats it added, and when
+    # it reached this process (time.time())
     spans: list[tuple[int, int]] = field(default_factory=list)
+    received: list[float] = field(default_factory=list)
 
     def split(self) -> list[Batch]:
         """One batch per message (to find the one PostgreSQL refuses)."""
         out, e, h = [], 0, 0
         for k, ack in enumerate(self.acks):
             ne, nh = self.spans[k] if k < len(self.spans) else (0, 0)
+            rt = self.received[k : k + 1]
             out.append(
-                Batch(self.events[e : e + ne], self.heartbeats[h : h + nh], [ack], 0, [(ne, nh)])
+                Batch(
+                    self.events[e : e + ne], self.heartbeats[h : h + nh], [ack], 0, [(ne, nh)], rt
+                )
             )
             e, h = e + ne, h + nh
         if out:
@@ -188,9 +125,13 @@ class Ingester:
         receive_maximum: int = 2000,
         session_expiry_s: int = 7 * 24 * 3600,
         shard: int | None = None,
+        compact_every_s: float = 1.0,
+        lag_stats: bool = False,
     ) -> None:
         """``batch_max``: events (and heartbeats) per transaction; ``batch_wait_s``: the
-        longest a first message waits for others to join its batch."""
+        longest a first message waits for others to join its batch; ``compact_every_s``:
+        how often this ingester folds its roll-up deltas into the roll-ups; ``lag_stats``:
+        keep per-event lag histograms (``self.lag``, ``sentinel.fleet.lagstats``)."""
         self.dsn = dsn
         self.db = self._connect()
         migrate(self.db)
@@ -198,7 +139,12 @@ class Ingester:
         self.batch_wait_s = batch_wait_s
         self.shard = shard_of(client_id) if shard is None else shard
         self._partitions_ready: set[tuple[int, int]] = set()
-        self._inbox: deque[tuple[str, bytes, int, int, int]] = deque()
+        self._inbox: deque[tuple[str, bytes, int, int, int, float]] = deque()
+        self.compact_every_s = compact_every_s
+        self._next_compact = 0.0  # deltas a killed run left behind: fold them first
+        self._deltas = True
+        self.lag = LagStats() if lag_stats else None
+        self._begin = 0.0
         # connection generation: a packet id is only acknowledged on the connection that
         # delivered it (after a reconnect the broker resends, and may reuse ids)
         self._gen = 0
@@ -212,6 +158,8 @@ class Ingester:
         self.batches = 0
         self.messages = 0
         self.commit_s = 0.0  # seconds in COPY + statement + COMMIT (where the time goes)
+        self.compactions = 0
+        self.compact_s = 0.0
         # test hook (tests/test_city.py): exit right after the first committed batch
         self._die_after_commit = os.environ.get("SENTINEL_TEST_INGEST_DIE_AFTER_COMMIT") == "1"
         self.conn = Connection(
@@ -252,13 +200,14 @@ class Ingester:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = ""
-        self._inbox.append((topic, msg.payload, msg.mid, msg.qos, self._gen))
+        self._inbox.append((topic, msg.payload, msg.mid, msg.qos, self._gen, time.time()))
         self._wake.set()
 
     # --- writer thread ---------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
             if not self._inbox:
+                self._maybe_compact()
                 self._wake.wait(0.5)
                 self._wake.clear()
                 continue
@@ -276,10 +225,12 @@ class Ingester:
                 self._wake.wait(min(left, 0.005))
                 self._wake.clear()
             self._write(b)
+            self._maybe_compact()
 
-    def _take(self, b: Batch, item: tuple[str, bytes, int, int, int], now: datetime) -> None:
-        topic_s, payload, mid, qos, gen = item
+    def _take(self, b: Batch, item: tuple[str, bytes, int, int, int, float], now: datetime) -> None:
+        topic_s, payload, mid, qos, gen, received = item
         b.acks.append((mid, qos, gen))
+        b.received.append(received)
         n_events, n_heartbeats = len(b.events), len(b.heartbeats)
         try:
             topic = parse_topic(topic_s)
@@ -296,7 +247,7 @@ class Ingester:
             log.warning("rejected message on %s: %s", topic_s[:120], exc)
         b.spans.append((len(b.events) - n_events, len(b.heartbeats) - n_heartbeats))
 
-    def _parse(self, items: list[tuple[str, bytes, int, int, int]]) -> Batch:
+    def _parse(self, items: list[tuple[str, bytes, int, int, int, float]]) -> Batch:
         b = Batch()
         now = datetime.now(UTC)
         for item in items:
@@ -333,6 +284,8 @@ class Ingester:
                 log.error("message refused by PostgreSQL: %s", exc)
                 refused = max(1, sum(b.spans[0]) if b.spans else 1)
                 b = Batch(acks=b.acks, rejected=b.rejected + refused)
+        if self.lag is not None and b.events:
+            self.lag.add(b.events, b.spans, b.received, self._begin, time.time())
         if self._die_after_commit and b.events:
             os._exit(137)  # test hook: a crash between the commit and the acknowledgements
         for mid, qos, gen in b.acks:  # committed: now, and only now, acknowledge
@@ -349,6 +302,7 @@ class Ingester:
 
     def _commit(self, b: Batch) -> None:
         self._ensure_months(b.events)
+        self._begin = time.time()
         with self.db.transaction():
             if b.events:
                 with self.db.cursor().copy(_COPY) as copy:
@@ -370,6 +324,27 @@ class Ingester:
         self.ingested += new
         self.redelivered += len(b.events) - new
         self.alerts += len(alert_ids)
+        self._deltas = self._deltas or new > 0
+
+    def _maybe_compact(self) -> None:
+        if self._deltas and time.monotonic() >= self._next_compact:
+            self.compact()
+
+    def compact(self) -> int:
+        """Fold this ingester's roll-up deltas into the roll-ups (one transaction); the
+        number of delta rows folded.  On an error the deltas stay for the next try."""
+        self._next_compact = time.monotonic() + self.compact_every_s
+        t0 = time.perf_counter()
+        try:
+            with self.db.transaction():
+                row = self.db.execute(_COMPACT, {"shard": self.shard}).fetchone()
+        except psycopg.Error as exc:
+            log.warning("roll-up fold failed (%s); the deltas stay for the next one", exc)
+            return 0
+        self._deltas = False
+        self.compactions += 1
+        self.compact_s += time.perf_counter() - t0
+        return int(row[0]) if row else 0
 
     def drained(self) -> bool:
         return not self._inbox
@@ -384,5 +359,7 @@ class Ingester:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=15)
+        if self._deltas and not self.db.closed and not (self._thread and self._thread.is_alive()):
+            self.compact()  # what is left unfolded (a killed run's deltas wait for the next)
         self.conn.stop()
         self.db.close()

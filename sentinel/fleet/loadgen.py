@@ -124,6 +124,8 @@ class Generator:
         # live events: journal time -> sent, and -> PUBACK (the generator's share of the lag)
         self._sent_lag: list[float] = []
         self._acked_lag: list[float] = []
+        # how late the pacer's 5 ms ticks come: the event loop's own delay (CPU starvation)
+        self._late: list[float] = []
 
     async def run(self) -> dict[str, Any]:
         """Connect every device (each sends its first heartbeat), then traffic for ``seconds``."""
@@ -158,6 +160,8 @@ class Generator:
             "sent_lag_p50": _pct(self._sent_lag, 0.5),
             "sent_lag_p99": _pct(self._sent_lag, 0.99),
             "acked_lag_p99": _pct(self._acked_lag, 0.99),
+            "loop_late_p99": _pct(self._late, 0.99),
+            "loop_late_max": max(self._late, default=None),
         }
 
     def _start(self) -> None:
@@ -194,7 +198,9 @@ class Generator:
                 self._outbox[i].append(now)
                 self._poke(i)
             made += due
+            t = time.monotonic()
             await asyncio.sleep(0.005)
+            self._late.append(max(0.0, time.monotonic() - t - 0.005))
 
     async def _ticker(self) -> None:
         """Once a second: wake devices whose heartbeat is due, ping idle connections."""

@@ -4,6 +4,8 @@ Migration 1: events (range-partitioned by month), devices, managers, daily count
 Migration 2: the city hierarchy (``areas``, ``venue_places``), office scopes and the SQL
 functions that enforce them, hourly roll-ups per level, alert kinds and alerts.
 Migration 3: roll-up rows per ingester (``shard``), so ingesters do not queue on shared rows.
+Migration 4: ``rollup_delta``, new rows' counts per venue and hour written with their batch
+and folded into the roll-ups about every second (readers add the deltas; ``ingest.py``).
 
 Hierarchy levels (index = ``level``; ``venue_places.path[level + 1]`` is the area):
 0 city, 1 district, 2 street, 3 grid, 4 building/community, 5 venue.
@@ -188,6 +190,23 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE rollup_daily ADD CONSTRAINT rollup_daily_pkey
             PRIMARY KEY (level, area, day, decision, reason, shard);
         ALTER TABLE rollup_daily SET (fillfactor = 80);
+        """,
+    ),
+    (
+        4,
+        # The batch appends its new rows' counts per venue, hour, decision and reason here
+        # (a plain insert: no key, no index); its ingester folds them into the six levels of
+        # rollup_hourly and rollup_daily about every second, in one statement that deletes
+        # what it folds.  Readers add what is still here, so they are never behind.
+        """
+        CREATE TABLE rollup_delta (
+            shard smallint NOT NULL,
+            venue text NOT NULL,
+            hour timestamptz NOT NULL,
+            decision text NOT NULL,
+            reason text NOT NULL,
+            n bigint NOT NULL
+        );
         """,
     ),
 ]
