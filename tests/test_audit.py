@@ -324,3 +324,56 @@ def test_details_are_stored_as_canonical_json(tmp_path: Path) -> None:
         audit.append("config_changed", {"zeta": 1, "alpha": {"b": 2, "a": [1, 2]}}, now=T0)
         (entry,) = audit.entries()
     assert entry["details"] == '{"alpha":{"a":[1,2],"b":2},"zeta":1}'
+
+
+_APPEND = """
+import sys
+from sentinel.journal.audit import open_audit
+with open_audit(sys.argv[1]) as a:
+    a.append("config_changed", {"what": "from another process"})
+"""
+
+
+def _waits_on_flock(pid: int, inode: int) -> bool:
+    """True when /proc/locks lists ``pid`` as blocked on a flock of ``inode``."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        f = line.split()
+        waiter = len(f) > 6 and f[1:3] == ["->", "FLOCK"]  # "N: -> FLOCK ... PID D:D:INO"
+        if waiter and f[5] == str(pid) and f[6].rsplit(":", 1)[-1] == str(inode):
+            return True
+    return False
+
+
+def test_an_appender_in_another_process_waits_for_the_append_lock(tmp_path: Path) -> None:
+    """The head file only moves forward because appenders take turns across processes:
+    while one holds the append lock (here this test, through its own descriptor), an
+    appender in another process blocks on it in the kernel and appends after."""
+    import fcntl
+    import os
+    import subprocess
+    import sys
+
+    with open_audit(tmp_path) as audit:
+        audit.append("login", {"user": "admin"})
+    lock = tmp_path / "audit.lock"
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    child = subprocess.Popen([sys.executable, "-c", _APPEND, str(tmp_path)])
+    try:
+        # until the kernel lists the child as a waiter: a child that never waits for the
+        # lock exits instead (with its entry appended under our lock)
+        while not _waits_on_flock(child.pid, lock.stat().st_ino):
+            try:
+                child.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                continue
+            pytest.fail(f"the other process finished (rc {child.returncode}) under our lock")
+        con = db(tmp_path)
+        assert con.execute("SELECT count(*) FROM audit").fetchone()[0] == 1  # ours only
+        con.close()
+    finally:
+        os.close(fd)  # releases the lock
+    assert child.wait(timeout=60) == 0
+    with open_audit(tmp_path) as audit:
+        report = audit.verify()
+        assert report.entries == 2 and audit.head()["seq"] == 2  # type: ignore[index]

@@ -148,3 +148,69 @@ def test_a_destruction_the_disk_refuses_is_an_error_and_keeps_the_store_usable(
             filler.unlink()
             assert ks.destroy(days[:150]) == days[:150]
             assert ks.days() == days[150:]
+
+
+def test_a_checkpoint_the_disk_refuses_after_a_destruction_is_an_error(tmp_path: Path) -> None:
+    """The keys are deleted (committed into WAL space already allocated) but the checkpoint
+    must grow the database file, which a full disk refuses: the old key pages are still in
+    the WAL, so the destruction is not reported done (JournalError), and once there is room
+    the next shrink empties the WAL."""
+    import secrets
+
+    from sentinel.errors import JournalError
+    from tests.smallfs import fill, tmpfs
+
+    with tmpfs(tmp_path / "m", "4m") as m:
+        days = [D0 + timedelta(days=k) for k in range(400)]
+        path = m / "keys.db"
+        with KeyStore(path) as ks:
+            for d in days[:60]:  # one commit each: a WAL of a few hundred frames
+                ks.key_for(d, create=True)
+            other = sqlite3.connect(path, isolation_level=None)
+            try:
+                # the frames all copied back, the WAL file left at its size: the next
+                # writer reuses it from the start, so its commits need no new blocks
+                assert other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0] == 0
+                other.execute("BEGIN IMMEDIATE")  # pages past the database's end, in the WAL
+                other.executemany(
+                    "INSERT INTO day_keys VALUES (?, ?, '')",
+                    [(d.isoformat(), secrets.token_bytes(32)) for d in days[60:]],
+                )
+                other.execute("COMMIT")
+            finally:
+                other.close()
+            wal = (m / "keys.db-wal").stat().st_size
+            filler = fill(m, 0)
+            with pytest.raises(JournalError, match="WAL not truncated"):
+                ks.destroy(days[:5])
+            assert ks.days() == days[5:]  # deleted, but copies remain in the WAL
+            assert (m / "keys.db-wal").stat().st_size == wal
+            filler.unlink()
+            assert ks.shrink() is True
+            assert (m / "keys.db-wal").stat().st_size == 0
+
+
+def test_an_interrupt_inside_a_destruction_rolls_it_back_and_goes_on_up(tmp_path: Path) -> None:
+    """Ctrl-C (a real SIGINT) while the keys are being looked up inside the transaction:
+    KeyboardInterrupt reaches the caller, nothing is destroyed, no transaction or write
+    lock is left behind, and the same destruction then goes through."""
+    from tests.interrupt import sigint_during
+
+    path = tmp_path / "keys.db"
+    days = [D0 + timedelta(days=k) for k in range(5)]
+    with KeyStore(path) as ks:
+        for d in days:
+            ks.key_for(d, create=True)
+        with sigint_during(ks.conn, 8) as landed, pytest.raises(KeyboardInterrupt):
+            ks.destroy(days[:3])
+        assert landed == ["<listcomp>"]  # inside the transaction, after BEGIN
+        assert not ks.conn.in_transaction
+        assert ks.days() == days
+        other = sqlite3.connect(path, isolation_level=None, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # the write lock is free
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        assert ks.destroy(days[:3]) == days[:3]
+        assert ks.days() == days[3:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -238,7 +239,10 @@ def test_audit_says_key_destroyed_only_for_days_that_had_a_key(tmp_path: Path) -
         clock.t = T0 - 5 * DAY
         j.record(ev(T0 - 5 * DAY), personal={"display_name": "A***"})
         clock.t = T0
-        _purge(j, tmp_path, T0)
+        r = _purge(j, tmp_path, T0)
+    # the day with event rows only is found from its rows, not from a key
+    assert r.days == ((T0 - 6 * DAY).date(), (T0 - 5 * DAY).date())
+    assert (r.keys_destroyed, r.event_rows, r.personal_rows) == (1, 2, 1)
     with open_audit(tmp_path) as audit:
         days = {
             d["day"]: d["key_destroyed"]
@@ -249,3 +253,65 @@ def test_audit_says_key_destroyed_only_for_days_that_had_a_key(tmp_path: Path) -
         (T0 - 6 * DAY).date().isoformat(): False,
         (T0 - 5 * DAY).date().isoformat(): True,
     }
+
+
+def test_rows_another_process_writes_for_an_old_day_mid_purge_are_audited_without_a_key(
+    tmp_path: Path,
+) -> None:
+    """The daemon keeps recording while `sentinel purge` runs: an event it writes for an
+    expired day after the purge planned (a clock set back) is deleted in the same run and
+    audited under its own purge_id, saying no key was destroyed (none existed)."""
+    clock = Clock(T0 - 5 * DAY)
+    with Journal(tmp_path / "journal.db", clock=clock, retention_days=3) as j:
+        j.record(ev(T0 - 5 * DAY), personal={"display_name": "A***"})
+        clock.t = T0
+        daemon = Journal(tmp_path / "journal.db", clock=lambda: T0, retention_days=3)
+        late = T0 - 6 * DAY
+
+        def progress(step: str) -> None:  # after the plan, before keys and rows go
+            if step.startswith("planned"):
+                daemon.record(ev(late))
+
+        try:
+            with open_audit(tmp_path) as audit:
+                r = purge(j, audit, retention_days=3, aggregate_days=400, now=T0, progress=progress)
+        finally:
+            daemon.close()
+        assert r.days == ((T0 - 5 * DAY).date(),) and r.event_rows == 2
+        assert j.events() == [] and retention_state(j, 3, T0).ok
+    with open_audit(tmp_path) as audit:
+        details = [json.loads(e["details"]) for e in audit.entries() if e["kind"] == "purge"]
+    assert {(d["day"], d["key_destroyed"], d["event_rows"]) for d in details} == {
+        (late.date().isoformat(), False, 1),
+        ((T0 - 5 * DAY).date().isoformat(), True, 1),
+    }
+
+
+def test_an_interrupted_purge_step_rolls_back_goes_on_up_and_completes_next_run(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C (a real SIGINT, tests/interrupt.py) while a batch of rows is being deleted:
+    KeyboardInterrupt reaches the caller, the batch's transaction is rolled back (no
+    transaction or write lock left), and the next run purges and audits the day once."""
+    from tests.interrupt import sigint_during
+
+    clock = Clock(T0 - 5 * DAY)
+    with Journal(tmp_path / "journal.db", clock=clock, retention_days=3) as j:
+        for i in range(5):
+            j.record(ev(T0 - 5 * DAY + i * timedelta(minutes=1)), personal={"display_name": "A*"})
+        clock.t = T0
+        where: list[list[str]] = []
+        with contextlib.ExitStack() as stack:
+
+            def progress(step: str) -> None:  # keys gone; the row batches come next
+                if step.startswith("destroyed"):
+                    where.append(stack.enter_context(sigint_during(j.conn, 10)))
+
+            with open_audit(tmp_path) as audit, pytest.raises(KeyboardInterrupt):
+                purge(j, audit, retention_days=3, aggregate_days=400, now=T0, progress=progress)
+        assert where == [["delete_batch"]]  # inside the batch's transaction
+        assert not j.conn.in_transaction
+        assert len(j.events()) == 5  # the batch was not committed
+        r = _purge(j, tmp_path, T0)
+        assert (r.event_rows, r.personal_rows, r.audit_entries) == (5, 5, 1)
+        assert retention_state(j, 3, T0).ok

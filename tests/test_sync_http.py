@@ -6,6 +6,7 @@ store says why it refused the new one.
 
 from __future__ import annotations
 
+import json
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -364,3 +365,60 @@ def test_decisions_use_the_bundle_revocations_and_staleness(world, tmp_path, dsc
     dev.now = NOW + timedelta(hours=1)
     assert dev.sync().version == 2
     assert decision(NOW + timedelta(hours=2)).reason is ReasonCode.REVOKED
+
+
+def test_proxy_settings_in_the_environment_are_not_used(world, monkeypatch) -> None:
+    """The device talks to its publisher directly: an HTTP(S)_PROXY left in the service's
+    environment (here one that refuses every connection) neither reroutes nor stops a sync."""
+    b, server, dev = world
+    dead = socket.socket()  # bound, never listening: every connect to it is refused
+    dead.bind(("127.0.0.1", 0))
+    proxy = f"http://127.0.0.1:{dead.getsockname()[1]}"
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+        monkeypatch.setenv(name, proxy)
+    source = HttpSource(server.url, timeout_s=5)  # made with the proxy in the environment
+    try:
+        syncer = Syncer(dev.store, source, root_key=b.root_key.public_key(), clock=lambda: NOW)
+        assert syncer.sync().outcome == "applied"
+        assert ("manifest.json", "200") in server.requests
+    finally:
+        source.close()
+        dead.close()
+
+
+def test_an_apply_killed_before_its_audit_entry_is_audited_once_as_recovered(tmp_path) -> None:
+    """SIGKILL between the store's commit and the audit append: the owed entry is written
+    by finish_bundle_audit (True), marked recovered, and owed no more (False after)."""
+    import os
+    import signal
+
+    from sentinel.trust.sync import DirSource, finish_bundle_audit
+
+    b = build_test_bundle(tmp_path / "site", now=NOW)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child dies inside the sync
+        with BundleStore(tmp_path / "data") as st:
+            Syncer(
+                st,
+                DirSource(tmp_path / "site"),
+                root_key=b.root_public,
+                clock=lambda: NOW,
+                audit=lambda _k, _d: os.kill(os.getpid(), signal.SIGKILL),
+            ).sync()
+        os._exit(3)
+    _pid, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    with open_audit(tmp_path / "data") as a:
+        assert a.entries() == []  # the crash kept it from the chain
+    with BundleStore(tmp_path / "data") as store:
+        assert store.current() is not None and store.current().version == 1  # committed
+        assert finish_bundle_audit(store) is True
+        assert finish_bundle_audit(store) is False
+    with open_audit(tmp_path / "data") as a:
+        entries = a.entries()
+    assert [e["kind"] for e in entries] == ["bundle_applied"]
+    details = json.loads(entries[0]["details"])
+    assert details["recovered"] is True and details["version"] == 1
+    assert details["manifest_sha256"] == b.manifest.digest

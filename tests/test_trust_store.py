@@ -171,6 +171,8 @@ def test_chained_deltas_match_a_fresh_full_apply(tmp_path, monkeypatch, compact)
         ("trust_list", b'{"not": "a trust list"}'),
         ("trust_list", b"\xff\xfe"),
         ("revocations", b"[1]"),
+        ("revocations", b'{"keys": [1]}'),
+        ("revocations", b'{"keys": "UCI:abababababababababababababababab"}'),  # not a list
     ],
 )
 def test_a_signed_part_that_does_not_parse_is_never_committed(tmp_path, name, junk) -> None:
@@ -186,3 +188,26 @@ def test_a_signed_part_that_does_not_parse_is_never_committed(tmp_path, name, ju
     with StoreTrust(data) as t:
         assert t.state().bundle_version == "1"
         assert t.snapshot().trust_list is not None  # still readable, still deciding
+
+
+@pytest.mark.parametrize("base", [2000, 30000])
+def test_deltas_stay_an_overlay_up_to_the_compaction_threshold(tmp_path, base) -> None:
+    """An overlay is merged into a new base once it holds more than 5 % of the base's
+    entries (docs/bundles.md), and never below 1000 entries: 1000 changes on a base of
+    2000 stay an overlay, as do 1500 on 30000; one change more compacts."""
+    root = generate_root_key()
+    site, dev = tmp_path / "site", tmp_path / "dev"
+    keep = max(1000, base * 5 // 100)
+    v1 = {f"D{i:06d}": "green" for i in range(base)}
+    v2 = {**v1, **{f"D{i:06d}": "red" for i in range(keep)}}
+    v3 = {**v2, f"D{keep:06d}": "yellow"}
+    overlay = []
+    for i, entries in enumerate([v1, v2, v3], start=1):
+        publish(site, _recs(entries), [root], now=NOW)
+        r = sync_dir(dev, site, root.public_key(), now=NOW)
+        assert (r.version, r.delta) == (i, i > 1)
+        with StoreTrust(dev) as t:
+            overlay.append(t.store.overlay_path() is not None)
+            for k in ("D000000", f"D{keep - 1:06d}", f"D{keep:06d}", f"D{base - 1:06d}"):
+                assert t.status().lookup_document("P", "XXA", k).status == entries[k]
+    assert overlay == [False, True, False]  # v2: `keep` changes kept; v3: one more, merged
