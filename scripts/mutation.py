@@ -491,8 +491,9 @@ def run_module(
                 wanted.add(twin["k"])
         found = [f for k, f in enumerate(found) if k in wanted]
     equivalent = _equivalent(module)
-    every = {f"{m.line}:{m.operator}:{m.after}" for m, _ in mutants(path)}
-    for stale in sorted(equivalent - every):  # its line moved: the entry no longer applies
+    every = {f"{m.line}:{m.operator}:{m.after}" for m, _ in mutants(path, operators)}
+    mine = {e for e in equivalent if e.split(":", 2)[1] in operators}
+    for stale in sorted(mine - every):  # its line moved: the entry no longer applies
         print(f"mutation: {module}:{stale} in mutation-equivalent.txt matches no mutant")
     if only_list:
         for m, _ in found:
