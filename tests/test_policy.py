@@ -15,7 +15,7 @@ from sentinel.credentials.model import (
     TestResult,
     Vaccination,
 )
-from sentinel.policy import Decision, TrustState, decide
+from sentinel.policy import Decision, TrustState, decide, refuse
 from sentinel.reasons import MESSAGES, ReasonCode
 
 NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
@@ -136,3 +136,13 @@ def test_stale_warning_is_carried() -> None:
 def test_refusal_of_unreadable() -> None:
     d = Decision.of(ReasonCode.UNREADABLE)
     assert not d.admit and d.credential_kind is CredentialKind.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    "reason", [ReasonCode.BAD_SIGNATURE, ReasonCode.UNREADABLE, ReasonCode.MALFORMED]
+)
+def test_refuse_is_a_refusal_with_its_reason_and_message(reason: ReasonCode) -> None:
+    d = refuse(reason, CredentialKind.DCC_TEST)
+    assert isinstance(d, Decision)
+    assert (d.admit, d.reason, d.credential_kind) == (False, reason, CredentialKind.DCC_TEST)
+    assert d.message_en == MESSAGES[reason][0] and d.message_zh == MESSAGES[reason][1]

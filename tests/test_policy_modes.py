@@ -64,6 +64,8 @@ CASES = [
     ("2G+ test alone", "2G+", test_(), None, R.SECOND_CREDENTIAL_REQUIRED),
     ("2G+ vaccination then test", "2G+", test_(), vac(), R.ADMIT),
     ("2G+ recovery then test", "2G+", test_(), rec(), R.ADMIT),
+    # two credentials, neither pair the mode accepts ({v,t} or {r,t}): a test is missing
+    ("2G+ vaccination and recovery, no test", "2G+", rec(), vac(), R.TYPE_NOT_ACCEPTED),
     ("2G+ two holders", "2G+", test_(who="h2"), vac(), R.IDENTITY_MISMATCH),
     ("2G+ old test with vaccination", "2G+", test_(hours=80), vac(), R.TEST_TOO_OLD),
     ("booster: two doses", "booster", vac(), None, R.BOOSTER_REQUIRED),

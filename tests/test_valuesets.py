@@ -128,3 +128,13 @@ def test_check_shows_the_product_name(
     main(["check", "--json", "--trust", str(trust), "--at", now.isoformat(), text])
     row = json.loads(capsys.readouterr().out)
     assert row["credential"]["product"] == "Comirnaty"
+
+
+def test_a_bundle_with_value_sets_but_no_rules_part_keeps_the_package_rules() -> None:
+    part = json.dumps(
+        [{"valueSetId": "vaccines-covid-19-names", "valueSetValues": {"X-1": {"display": "Xv"}}}]
+    ).encode()
+    assert rules.rule_set_from_part(None) is rules.default_rule_set()
+    rs = rules.rule_set_from_part(None, part)
+    assert rs.rules == rules.default_rule_set().rules and rs.modes == rules.default_rule_set().modes
+    assert rs.value_sets.display("vaccines-covid-19-names", "X-1") == "Xv"
