@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from sentinel.errors import HardwareError
+from sentinel.scan.deblur import wiener
 from sentinel.scan.motion import MotionGate
 from sentinel.scan.qr_finder import crop_around, texture_candidates
 from sentinel.scan.symbol import Symbol
@@ -27,6 +28,11 @@ log = logging.getLogger(__name__)
 # Read attempts in a row that find no document before the last read one counts as gone
 # (with id_every_frames = 2: ~6 frames, 0.6 s at 10 fps).
 ID_MISSES = 2
+
+# The deblur retry: defocus sigmas tried (frame pixels) and the Wiener noise-to-signal
+# ratio, measured on rendered codes of 1.6-2.4 px per module (bench_qr_envelope.py)
+DEBLUR_SIGMAS = (1.0, 1.4)
+DEBLUR_NSR = 0.002
 
 
 class Decoder(Protocol):
@@ -237,7 +243,14 @@ class Scanner:
         fallback: str | None = "pyzbar",
         *,
         retries: bool = True,
-        retry_steps: tuple[str, ...] = ("crops", "unsharp", "upscale", "clahe", "texture"),
+        retry_steps: tuple[str, ...] = (
+            "crops",
+            "unsharp",
+            "upscale",
+            "clahe",
+            "texture",
+            "deblur",
+        ),
         motion_threshold: float = 2.0,
         recheck_frames: int = 15,
         roi: tuple[int, int, int, int] | None = None,
@@ -320,7 +333,7 @@ class Scanner:
         # textured regions at ~3x, for codes zxing-cpp did not even detect (qr_finder.py).
         candidates = list(getattr(self.primary, "candidates", []))
         for step in self.retry_steps:
-            if not saw and step != "texture":
+            if not saw and step not in ("texture", "deblur"):
                 continue
             found = self._RETRY[step](self, g, candidates)
             if found:
@@ -384,12 +397,31 @@ class Scanner:
                 return _offset(_scaled(found, f), x0, y0)
         return []
 
+    def _deblur_step(self, g: np.ndarray, _c: list) -> list[Symbol]:
+        # the most textured candidate only, deconvolved at its own resolution for a
+        # defocus of 1.0 and 1.4 px, then enlarged as the texture pass does: codes of
+        # 1.6-2.4 px per module under a blur no sharpening recovers (docs/scanner.md)
+        boxes = texture_candidates(g, max_candidates=1)
+        if not boxes:
+            return []
+        raw, x0, y0, _f = crop_around(g, boxes[0], max_factor=1.0)
+        f = min(4.0, max(1.0, 420 / max(raw.shape[:2])))
+        for sigma in DEBLUR_SIGMAS:
+            sharp = wiener(raw, sigma, DEBLUR_NSR)
+            if f > 1.0:
+                sharp = cv2.resize(sharp, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
+            found = self.primary.decode(sharp)
+            if found:
+                return _offset(_scaled(found, f), x0, y0)
+        return []
+
     _RETRY = {
         "crops": _crops,
         "unsharp": _unsharp_step,
         "upscale": _upscale_step,
         "clahe": _clahe_step,
         "texture": _texture_step,
+        "deblur": _deblur_step,
     }
 
     def read_id(self, frame: np.ndarray) -> list[Symbol]:
