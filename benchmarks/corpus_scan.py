@@ -209,6 +209,12 @@ def id_sample(category: str, kind: str, rng: np.random.Generator, seed: int) -> 
     ``category``."""
     truth = _truth(kind, rng)
     doc = document(truth, rng, seed)
+    frame = degraded(category, doc, rng)
+    return Sample(category, "ID_NUMBER" if kind == "CN" else "MRZ", truth, frame)
+
+
+def degraded(category: str, doc: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``doc`` (a grey page) photographed or scanned under ``category`` (BGR)."""
     u = rng.uniform
     angle = float(u(-8, 8))
     if category == "scan_250_450":
@@ -246,7 +252,7 @@ def id_sample(category: str, kind: str, rng: np.random.Generator, seed: int) -> 
             "dim": {"fill": 0.75, "angle": angle, "brightness": float(u(0.3, 0.5)), "noise": 5},
         }[category]
         frame = photograph(doc, rng, **opts)
-    return Sample(category, "ID_NUMBER" if kind == "CN" else "MRZ", truth, frame)
+    return frame
 
 
 def id_corpus(per_category: int, seed: int = 15) -> Iterator[Sample]:
@@ -263,6 +269,53 @@ def id_corpus(per_category: int, seed: int = 15) -> Iterator[Sample]:
             if cat == "mrv_photo":
                 kind = ("MRV-A", "MRV-B")[i % 2]
             yield id_sample(cat, kind, rng, seed=ci * 1000 + i)
+
+
+# --- Chinese resident identity cards shown back side up --------------------------------
+
+# the ID categories but the per-format ones ("photo": a plain phone photo)
+CARD_CATEGORIES = ("photo",) + MRZ_CATEGORIES[3:-1]
+
+
+def _printed(card: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    tint = float(rng.uniform(150, 235))
+    h, w = card.shape
+    return card.astype(np.float32) * (tint / 235.0) - guilloche(
+        w, h, rng, float(rng.uniform(25, 70))
+    )
+
+
+def back_document(rng: np.random.Generator, seed: int) -> np.ndarray:
+    """The back of a resident identity card: emblem, title, authority and validity."""
+    return np.clip(_printed(synth.render_cn_back(seed), rng), 0, 255)
+
+
+def front_document(number: str, rng: np.random.Generator, seed: int) -> np.ndarray:
+    """The front as printed (Chinese labels, the photo on the right, the number)."""
+    card = _printed(synth.render_cn_front(number, seed), rng)
+    ph = photo_background(240, 300, rng)
+    card[70:370, 560:800] = ph * 0.8
+    return np.clip(card, 0, 255)
+
+
+def cardback_corpus(per_category: int, seed: int = 16) -> Iterator[Sample]:
+    """Per category, ``per_category`` card backs (kind "CARD_BACK") and as many fronts
+    of the same cards' kind ("ID_NUMBER", the hard negatives: 公民身份号码 shares three
+    characters with 居民身份证), under the ID documents' degradations."""
+    rng = np.random.default_rng(seed)
+    for ci, cat in enumerate(CARD_CATEGORIES):
+        for i in range(per_category):
+            s = 5000 + ci * 1000 + i
+            back = degraded("td1_photo" if cat == "photo" else cat, back_document(rng, s), rng)
+            yield Sample(cat, "CARD_BACK", "", back)
+            number = synth.make_cn_id(rng)
+            front = front_document(number, rng, s)
+            yield Sample(
+                cat,
+                "ID_NUMBER",
+                number,
+                degraded("td1_photo" if cat == "photo" else cat, front, rng),
+            )
 
 
 # --- QR codes -----------------------------------------------------------------------------

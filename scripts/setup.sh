@@ -12,7 +12,7 @@ APT_RUNTIME=(libzbar0 fonts-ocr-b python3-venv)
 # the kiosk font ships with the package (sentinel/web/static/fonts), so no CJK font package.
 APT_SOUND=(espeak-ng)
 # Test-only system packages (the browser, broker, database and OCR the tests really run).
-APT_TEST=(chromium cage tesseract-ocr shellcheck systemd mosquitto postgresql iso-codes fuse3 e2fsprogs openssl
+APT_TEST=(chromium cage tesseract-ocr fonts-wqy-microhei shellcheck systemd mosquitto postgresql iso-codes fuse3 e2fsprogs openssl
   mmdebstrap systemd-container)  # the last two: the real install on CI (tests/test_provision_real.py)
 
 want_test=0

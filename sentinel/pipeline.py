@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 # Listeners see every journaled event: presentations (with their Decision) and device
 # events such as faults, alarms, overrides and exits (decision None).
 Listener = Callable[[Event, Decision | None], None]
+# Hint listeners get what the kiosk may tell a visitor who is not shown a decision yet
+# ("card_back": turn the card over).  Not an event: nothing is journaled, no personal data.
+HintListener = Callable[[str], None]
+HINT_REPEAT_S = 4.0  # the same hint again after this long (the card is still wrong side up)
 
 
 _ID_KINDS = frozenset({"MRZ", "ID_NUMBER", "PDF417", "CODE128"})
@@ -90,6 +94,8 @@ class Pipeline:
     # events the gate acted on meanwhile without a journal row (kiosk, heartbeat).
     disk_full_since: datetime | None = field(default=None, init=False)
     unjournaled: int = field(default=0, init=False)
+    hint_listeners: list[HintListener] = field(default_factory=list)
+    _last_hint: tuple[str, float] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.healthcode is None:  # its keys part comes from the decision's snapshot
@@ -108,7 +114,23 @@ class Pipeline:
         symbols = self.scanner.scan(frame)  # skips the decode on a still, empty scene
         if self.healthcode is not None:  # a phone held still stays one presentation
             self.healthcode.guard.observe(s.text for s in symbols)
+        hint = getattr(self.scanner, "hint", None)
+        if hint and not symbols:
+            self.hint(hint, mono)
         return [self.present(s, now) for s in self.tracker.update(symbols, mono)]
+
+    def hint(self, name: str, mono: float) -> None:
+        """Tell the hint listeners ``name`` (once, then again every ``HINT_REPEAT_S``
+        while it holds): a hint is not a decision and is not journaled."""
+        last = self._last_hint
+        if last is not None and last[0] == name and 0 <= mono - last[1] < HINT_REPEAT_S:
+            return
+        self._last_hint = (name, mono)
+        for listener in self.hint_listeners:
+            try:
+                listener(name)
+            except Exception:  # a broken screen must not stop the gate
+                log.exception("hint listener failed")
 
     def decide(self, symbol: Symbol, now: datetime) -> tuple[Decision, str]:
         """The decision for one symbol (no side effects but the health-code replay memory)."""

@@ -228,6 +228,16 @@ def _scaled(symbols: list[Symbol], factor: float) -> list[Symbol]:
     ]
 
 
+def _back_detector() -> Any:
+    from sentinel.scan.cardback import CardBackDetector
+
+    try:
+        return CardBackDetector()
+    except (OSError, ValueError) as exc:  # the shipped glyph file missing or damaged
+        log.warning("card backs will not be recognised: %s", exc)
+        return None
+
+
 class Scanner:
     """A primary decoder, retries on frames where it found nothing, and a fallback.
 
@@ -279,6 +289,11 @@ class Scanner:
         self._id_barcodes: Decoder | None = (
             ZxingDecoder(("PDF417", "Code128")) if id_reader is not None else None
         )
+        # a hint for the kiosk from the last frame ("card_back": a resident ID card shown
+        # back side up), never a symbol: looked for only when the ID reader read nothing
+        # but saw print (cardback.py)
+        self.hint: str | None = None
+        self.back_detector = _back_detector() if id_reader is not None else None
 
     @classmethod
     def from_config(cls, scan: ScanConfig, camera: CameraConfig | None = None) -> Scanner:
@@ -430,7 +445,14 @@ class Scanner:
         if self.id_reader is None or self._id_barcodes is None:
             return []
         g = gray(frame)
-        return self._id_barcodes.decode(g) or self.id_reader.read(g)
+        found = self._id_barcodes.decode(g) or self.id_reader.read(g)
+        if (
+            not found
+            and self.back_detector is not None
+            and getattr(self.id_reader, "saw_text", False)
+        ):
+            self.hint = self.back_detector.detect(g)
+        return found
 
     def _held_id(self, read: list[Symbol] | None, *, still: bool = False) -> list[Symbol]:
         """A document stays in view between its reads: the last read is repeated on the
@@ -453,6 +475,7 @@ class Scanner:
             ox, oy, w, h = self.roi
             frame = frame[oy : oy + h, ox : ox + w]
         g = gray(frame)
+        self.hint = None
         if not self.motion.changed(g):
             # still scene: nothing new to read; a code held still stays in view.  A card
             # that just came to rest is read once now (a steady frame OCRs best).

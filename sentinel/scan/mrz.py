@@ -65,6 +65,7 @@ class IdReader:
         self.max_blocks = max_blocks
         # votes across frames (a presentation is a second of video); stateless without
         self.votes: MrzVotes | None = MrzVotes() if fuse else None
+        self.saw_text = False  # whether the last read() found any text-like block
         self._template: TemplateOCR | None = None
         self._cnn = None
         if engine == "cnn":
@@ -163,6 +164,7 @@ class IdReader:
         best: tuple[float, str, object] | None = None
         # line-by-line candidates first, then the merged-block ones (clean, large cards)
         blocks = find_blocks(gray)[: self.max_blocks] + find_text_lines(gray)[:1]
+        self.saw_text = bool(blocks)  # print in view: the scanner may look for a card back
         for block in blocks:
             crop = crop_block(gray, block)
             if crop.size == 0:

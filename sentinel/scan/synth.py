@@ -298,3 +298,109 @@ def id_degrade_for(condition: str, rng: np.random.Generator) -> Degrade:
         "glare": Degrade(angle_deg=float(u(-4, 4)), glare=float(u(0.3, 0.5)), fill=fill),
     }
     return table[condition]
+
+
+# --- Chinese resident identity cards, both sides ---------------------------------------
+
+# a CJK font for rendering (Debian fonts-wqy-microhei, test-only): not the font the
+# card-back detector's templates come from (Noto Sans CJK), so the corpus does not
+# measure it on its own glyphs
+CJK_FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
+_AUTHORITIES = (
+    "北京市公安局朝阳分局", "上海市公安局浦东分局", "深圳市公安局南山分局",
+    "成都市公安局武侯分局", "杭州市公安局西湖分局", "武汉市公安局江岸分局",
+)  # fmt: skip
+_CN_NAMES = ("张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄勇")
+
+
+def _spaced(draw: object, xy: tuple[int, int], text: str, font: object, gap: int, fill: int):
+    x, y = xy
+    for ch in text:
+        draw.text((x, y), ch, fill=fill, font=font)  # type: ignore[attr-defined]
+        x += int(font.getlength(ch)) + gap  # type: ignore[attr-defined]
+
+
+def _emblem(draw: object, cx: int, cy: int, r: int, fill: int) -> None:
+    """A national-emblem-like roundel: a ring of wheat, a gate, five stars (grey)."""
+    d = draw
+    d.ellipse((cx - r, cy - r, cx + r, cy + r), outline=fill, width=max(3, r // 6))  # type: ignore[attr-defined]
+    d.ellipse((cx - r * 0.72, cy - r * 0.72, cx + r * 0.72, cy + r * 0.72), fill=fill + 60)  # type: ignore[attr-defined]
+    for k in range(5):
+        sx = cx + (k - 2) * r * 0.22
+        sy = cy - r * (0.42 if k == 2 else 0.3)
+        s = r * (0.14 if k == 2 else 0.07)
+        pts = [
+            (
+                sx + s * np.cos(np.pi / 2 + i * 4 * np.pi / 5),
+                sy - s * np.sin(np.pi / 2 + i * 4 * np.pi / 5),
+            )
+            for i in range(5)
+        ]
+        d.polygon(pts, fill=fill - 30)  # type: ignore[attr-defined]
+    d.rectangle((cx - r * 0.5, cy, cx + r * 0.5, cy + r * 0.3), fill=fill - 20)  # type: ignore[attr-defined]
+    for k in range(5):
+        x = cx - r * 0.4 + k * r * 0.2
+        d.rectangle((x - 4, cy + r * 0.12, x + 4, cy + r * 0.3), fill=fill + 60)  # type: ignore[attr-defined]
+    for a in np.linspace(0.6, 2.5, 9):  # wheat ears along the ring
+        for side in (-1, 1):
+            x = cx + side * r * 0.86 * np.cos(a - np.pi / 2 + np.pi / 2)
+            y = cy + r * 0.86 * np.sin(a)
+            d.ellipse((x - 6, y - 9, x + 6, y + 9), fill=fill)  # type: ignore[attr-defined]
+
+
+def render_cn_back(seed: int = 0) -> np.ndarray:
+    """The back of a resident identity card (grey, 10 px/mm, ID-1 85.6×54 mm): the
+    emblem, 中华人民共和国 / 居民身份证, 签发机关 and 有效期限 with values; no number."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rng = np.random.default_rng(seed)
+    w, h = 856, 540
+    img = Image.fromarray(_card_background(w, h, rng).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    _emblem(draw, 165, 165, int(rng.integers(95, 110)), 90)
+    state = ImageFont.truetype(CJK_FONT, int(rng.integers(40, 48)))
+    title = ImageFont.truetype(CJK_FONT, int(rng.integers(66, 78)))
+    small = ImageFont.truetype(CJK_FONT, int(rng.integers(28, 33)))
+    _spaced(draw, (330, 70), "中华人民共和国", state, int(rng.integers(8, 20)), 40)
+    _spaced(draw, (318, 160), "居民身份证", title, int(rng.integers(14, 26)), 30)
+    y0 = int(rng.integers(370, 395))
+    start = int(rng.integers(2005, 2024))
+    m, d = int(rng.integers(1, 13)), int(rng.integers(1, 29))
+    valid = f"{start}.{m:02d}.{d:02d}-{start + 20}.{m:02d}.{d:02d}"
+    for i, (label, value) in enumerate(
+        (("签发机关", str(rng.choice(_AUTHORITIES))), ("有效期限", valid))
+    ):
+        y = y0 + i * 70
+        _spaced(draw, (150, y), label, small, 6, 60)
+        draw.text((320, y), value, fill=30, font=small)
+    return np.asarray(img)
+
+
+def render_cn_front(number: str, seed: int = 0) -> np.ndarray:
+    """The front of a resident identity card as printed (grey, 10 px/mm): 姓名, 性别,
+    民族, 出生, 住址 with values, the photo on the right, 公民身份号码 and the number."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rng = np.random.default_rng(seed)
+    w, h = 856, 540
+    img = Image.fromarray(_card_background(w, h, rng).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    small = ImageFont.truetype(CJK_FONT, 30)
+    value = ImageFont.truetype(CJK_FONT, 34)
+    born = f"{number[6:10]} 年 {int(number[10:12])} 月 {int(number[12:14])} 日"
+    rows = (
+        ("姓名", str(rng.choice(_CN_NAMES))),
+        ("性别", "男" if int(number[16]) % 2 else "女"),
+        ("民族", "汉"),
+        ("出生", born),
+        ("住址", str(rng.choice(_AUTHORITIES))[:3] + "某某路88号"),
+    )
+    for i, (label, text) in enumerate(rows):
+        y = 60 + i * 62
+        _spaced(draw, (60, y), label, small, 14, 70)
+        draw.text((170, y - 2), text, fill=25, font=value)
+    draw.rounded_rectangle((560, 70, 800, 370), 10, fill=120)  # the photo
+    _spaced(draw, (60, 445), "公民身份号码", small, 4, 70)
+    font = ImageFont.truetype(OCRB_FONT, 35)
+    draw.text((290, 440), number, fill=20, font=font)
+    return np.asarray(img)

@@ -53,6 +53,12 @@ PROMPTS: dict[str, tuple[str, str]] = {
     "staff": ("请稍候，工作人员马上来", "Please wait, staff will help you"),
 }
 
+# Hints (not decisions: nothing journaled, no cue) -> (Chinese, English) shown on the idle
+# screen.  "人像面": the side with the photo and the number, unambiguous where "正面" is not.
+HINTS: dict[str, tuple[str, str]] = {
+    "card_back": ("请翻转证件，出示人像面", "Please turn the card over: the side with your photo"),
+}
+
 
 def cue_for(reason: str) -> tuple[str, str]:
     """(cue, prompt family) for a reason code value; unknown codes: staff."""

@@ -18,7 +18,7 @@ from typing import Any
 from sentinel.journal import Event
 from sentinel.policy import Decision
 from sentinel.reasons import MESSAGES, ReasonCode
-from sentinel.web.cues import cue_for
+from sentinel.web.cues import HINTS, cue_for
 
 Message = tuple[str, dict[str, Any]]  # (SSE event name, JSON-able data)
 
@@ -92,6 +92,12 @@ class EventHub:
             else:
                 return
         self.publish_status()
+
+    def on_hint(self, name: str) -> None:
+        """Pipeline hint listener: a line on the idle screen (unknown hints: nothing)."""
+        if name in HINTS:
+            zh, en = HINTS[name]
+            self.publish("hint", {"hint": name, "zh": zh, "en": en})
 
     def publish_status(self) -> None:
         self.publish("status", self.status_fn())

@@ -40,6 +40,7 @@ def attach(daemon: Any) -> WebService | None:
     )
     listener = ctx.hub.on_event
     daemon.pipeline.listeners.append(listener)
+    daemon.pipeline.hint_listeners.append(ctx.hub.on_hint)
     server = BackgroundServer(create_app(ctx), cfg.web.host, cfg.web.port).start()
     service = WebService(ctx, server)
     daemon.web = service
@@ -47,6 +48,8 @@ def attach(daemon: Any) -> WebService | None:
     def close() -> None:
         if listener in daemon.pipeline.listeners:
             daemon.pipeline.listeners.remove(listener)
+        if ctx.hub.on_hint in daemon.pipeline.hint_listeners:
+            daemon.pipeline.hint_listeners.remove(ctx.hub.on_hint)
         ctx.hub.close()
         server.stop()
 

@@ -139,6 +139,18 @@
     play(body.dataset.cue, d.prompt);
   }
 
+  // A hint (turn the card over): a line on the idle screen for a few seconds; a result
+  // shown meanwhile takes the screen as usual.
+  let hintTimer = null;
+  function showHint(h) {
+    setText("hint-zh", h.zh);
+    setText("hint-en", h.en);
+    $("hint").hidden = false;
+    body.dataset.hint = h.hint;
+    if (hintTimer) clearTimeout(hintTimer);
+    hintTimer = setTimeout(() => { $("hint").hidden = true; body.dataset.hint = ""; }, 5000);
+  }
+
   function showStatus(s) {
     $("banner-stale").hidden = !s.stale;
     $("banner-camera").hidden = !s.camera_fault;
@@ -164,6 +176,7 @@
     es.addEventListener("status", (e) => showStatus(JSON.parse(e.data)));
     es.addEventListener("decision", (e) => showDecision(JSON.parse(e.data)));
     es.addEventListener("pins", (e) => showPins(JSON.parse(e.data)));
+    es.addEventListener("hint", (e) => showHint(JSON.parse(e.data)));
     es.onopen = () => { $("banner-offline").hidden = true; body.dataset.live = "1"; };
     es.onerror = () => { $("banner-offline").hidden = false; body.dataset.live = "0"; };
   }
