@@ -27,6 +27,8 @@ def holder(fn: str, fnt: str, gn: str, gnt: str, dob: str = "1988-05-06") -> dic
         (("الاسم الاخير", "ALASM<ALAXKHYR", "علي", "ALI"), "ا**** ا***** ع**, 1988", ["علي"]),
         (("Li", "LI", "Wei", "WEI"), "** W**, 1988", ["Li", "Wei"]),
         (("Musterfrau", "MUSTERFRAU", "Erika", "ERIKA"), "M********* E****, 1988", ["Erika"]),
+        # a printed name mixing ideographs and Latin (Hong Kong style): the transliteration
+        (("陳", "CHAN", "大文 David", "TAI<MAN<DAVID"), "C*** T** M** D****, 1988", ["大", "文"]),
     ],
 )
 def test_masked_display_hides_each_word(
@@ -57,3 +59,16 @@ def test_chinese_name_through_the_chain(
     cred = dcc.verify(text, trust, now)
     assert cred.display_name == "W*** F***, 1988"
     assert "王" not in cred.display_name and "芳" not in cred.display_name
+
+
+def test_holder_pseudonym_tells_holders_apart_and_keeps_one_holder_the_same() -> None:
+    """The 2G+ companion check and repeat-refusal counting compare these: a constant (or
+    None for everyone) would let two people's certificates pass as one holder's."""
+    key = b"k" * 32
+    a = dcc.holder_pseudonym(holder("王", "WANG", "芳", "FANG"), key)
+    again = dcc.holder_pseudonym(holder("王", "WANG", "芳", "FANG"), key)
+    other = dcc.holder_pseudonym(holder("王", "WANG", "芳", "FANG", dob="1988-05-07"), key)
+    other_name = dcc.holder_pseudonym(holder("李", "LI", "芳", "FANG"), key)
+    assert isinstance(a, str) and len(a) >= 16
+    assert a == again and len({a, other, other_name}) == 3
+    assert dcc.holder_pseudonym(holder("王", "WANG", "芳", "FANG"), b"j" * 32) != a
