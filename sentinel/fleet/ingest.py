@@ -35,7 +35,7 @@ from typing import Any
 import psycopg
 
 from sentinel.errors import FleetError
-from sentinel.fleet.ingest_sql import _BATCH, _COMPACT, _COPY, _HEARTBEATS, _STAGE
+from sentinel.fleet.ingest_sql import _BATCH, _COMPACT, _COPY, _COPY_TYPES, _HEARTBEATS, _STAGE
 from sentinel.fleet.lagstats import LagStats
 from sentinel.fleet.mqtt import BrokerSettings, Connection
 from sentinel.fleet.schema import _audit, ensure_partitions, migrate
@@ -306,6 +306,7 @@ class Ingester:
         with self.db.transaction():
             if b.events:
                 with self.db.cursor().copy(_COPY) as copy:
+                    copy.set_types(_COPY_TYPES)
                     for r in b.events:
                         copy.write_row(r)
                 row = self.db.execute(_BATCH, {"shard": self.shard}).fetchone()
