@@ -43,11 +43,15 @@ def _pct(v: list[bool]) -> str:
 
 class _Counting:
     def __init__(self, inner: CardBackDetector) -> None:
-        self.inner, self.calls = inner, 0
+        self.inner, self.calls, self.seconds = inner, 0, 0.0
 
     def detect(self, g: np.ndarray) -> str | None:
         self.calls += 1
-        return self.inner.detect(g)
+        t = time.perf_counter()
+        try:
+            return self.inner.detect(g)
+        finally:
+            self.seconds += time.perf_counter() - t
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def through_scanner(g: np.ndarray) -> tuple[bool, bool]:
         """(hint given, number read) for one frame through Scanner.read_id."""
-        scanner.hint = None
+        scanner.hint, scanner._back_wait = None, 0  # each frame as the first of its card
         found = scanner.read_id(g)
         return scanner.hint is not None, bool(found)
 
@@ -119,6 +123,20 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| detector time, ms (median / p95) | |\n| --- | ---: |")
     for k, v in times.items():
         print(f"| {k} | {_ms(v)} |")
+
+    # fronts sliding into view (the sequences of bench_scan.py): every frame through
+    # Scanner.read_id, as the camera loop runs it; how often the detector ran, its cost
+    print("\n| card front sliding in (24 frames, 30 fps) | detector runs | its ms in all |")
+    print("| --- | ---: | ---: |")
+    rng = np.random.default_rng(args.seed)
+    for kind in ("TD1", "TD3", "CN"):
+        sc = Scanner("zxing", None, id_reader=IdReader(), id_every_frames=1)
+        timing = _Counting(sc.back_detector)
+        sc.back_detector = timing
+        _, frames, _ = cs.sequence(kind, rng, seed=args.seed)
+        for f in frames:
+            sc.read_id(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY))
+        print(f"| {kind} | {timing.calls} | {1000 * timing.seconds:.0f} |")
 
     # the empty-frame budget: a moving empty 640×480 scene through Scanner.scan with the
     # ID reader, with and without the detector (its calls counted)

@@ -121,6 +121,20 @@ def test_the_scanner_hints_only_when_no_number_is_read() -> None:
     assert sym.kind == "ID_NUMBER" and scanner.hint is None and counting.calls == 1
 
 
+def test_a_card_wrong_side_up_is_looked_at_every_third_failed_read() -> None:
+    # a front sliding into view fails to read on several frames in a row: the detector
+    # (tens of ms) must not delay each next read attempt
+    scanner = Scanner("zxing", None, id_reader=IdReader(fuse=False), id_every_frames=1)
+    counting = _Counting()
+    scanner.back_detector = counting
+    hints = []
+    for k in range(7):
+        scanner.scan(_back(7, angle=2.0 + k, fill=0.8))
+        hints.append(scanner.hint)
+    assert counting.calls == 3  # frames 1, 4 and 7
+    assert hints == [CARD_BACK, None, None, CARD_BACK, None, None, CARD_BACK]
+
+
 def test_a_hint_reaches_the_listeners_once_and_is_never_journaled(
     tmp_path: Path, trust: TrustList, now: datetime
 ) -> None:

@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 MODEL = Path(__file__).parent / "models" / "cardback_glyphs.npz"
-GLYPH_H = 20  # template and line-crop height (pixels): a line's ink band
-GLYPH_W = 21  # template width: one em
+GLYPH_H = 14  # template and line-crop height (pixels): a line's ink band
+GLYPH_W = 15  # template width: one em
 WORDS = {
     "title": "居民身份证",
     "state": "中华人民共和国",
@@ -34,12 +34,12 @@ WORDS = {
 CARD_BACK = "card_back"  # the hint's name (sentinel.web.cues.HINTS has its words)
 # a word is there when the mean correlation of its characters, matched in order along
 # one line, reaches this (set on the seeded corpus, seed 16: fronts and other documents
-# score at most 0.42 for these words; bench_cardback.py reports on another seed).  The
-# title needs more: the front's 公民身份号码 holds 民身份 of it (fronts up to 0.57).
+# score at most 0.44 for these words; bench_cardback.py reports on another seed).  The
+# title needs more: the front's 公民身份号码 holds 民身份 of it (fronts up to 0.61).
 THRESHOLD = 0.56
 TITLE_THRESHOLD = 0.68
 _LOCATE = 640
-_MAX_LINES = 10
+_MAX_LINES = 20  # the tallest print first; a cluttered scene has many lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +82,12 @@ class CardBackDetector:
             if crop is None:
                 continue
             for view in (crop, crop[::-1, ::-1]):
-                # every word starts its line (the labels) or is all of it (the titles)
+                # every word starts its line (the labels) or is all of it (the titles);
+                # a line none of whose first ems looks like one of the characters is
+                # not matched further (most lines in a cluttered scene)
+                head = self._correlations(view[:, : _PROBE_EMS * GLYPH_W])
+                if max(float(v.max()) for v in head.values()) < _PROBE:
+                    continue
                 view = view[:, : _HEAD_EMS * GLYPH_W]
                 per_char = self._correlations(view)
                 for word, chars in WORDS.items():
@@ -109,6 +114,8 @@ def is_back(scores: dict[str, float]) -> bool:
 
 _STEP = 2  # columns between two windows
 _HEAD_EMS = 11  # of each line, only the first ems are matched
+_PROBE_EMS = 4  # ... after its first ems showed one character at least this well:
+_PROBE = 0.6
 
 
 def _normalized(x: np.ndarray) -> np.ndarray:

@@ -228,6 +228,9 @@ def _scaled(symbols: list[Symbol], factor: float) -> list[Symbol]:
     ]
 
 
+BACK_EVERY = 3  # read attempts with print in view but nothing read, per card-back look
+
+
 def _back_detector() -> Any:
     from sentinel.scan.cardback import CardBackDetector
 
@@ -294,6 +297,9 @@ class Scanner:
         # but saw print (cardback.py)
         self.hint: str | None = None
         self.back_detector = _back_detector() if id_reader is not None else None
+        # a failed read of a card sliding into view is followed by the next attempt: the
+        # detector (tens of ms) runs on every BACK_EVERY-th such frame, not each
+        self._back_wait = 0
 
     @classmethod
     def from_config(cls, scan: ScanConfig, camera: CameraConfig | None = None) -> Scanner:
@@ -446,11 +452,12 @@ class Scanner:
             return []
         g = gray(frame)
         found = self._id_barcodes.decode(g) or self.id_reader.read(g)
-        if (
-            not found
-            and self.back_detector is not None
-            and getattr(self.id_reader, "saw_text", False)
-        ):
+        if found or self.back_detector is None or not getattr(self.id_reader, "saw_text", False):
+            self._back_wait = 0
+        elif self._back_wait > 0:
+            self._back_wait -= 1
+        else:
+            self._back_wait = BACK_EVERY - 1
             self.hint = self.back_detector.detect(g)
         return found
 
