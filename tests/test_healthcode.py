@@ -395,3 +395,24 @@ def test_config_keys_load_from_toml(tmp_path) -> None:  # type: ignore[no-untype
     assert cfg.healthcode.clock_skew_s == 10.0
     assert cfg.healthcode.keys_file == str(tmp_path / "k.json")  # next to the config file
     assert Config().healthcode.checkin_records is False
+
+
+def test_a_keys_file_broken_under_a_running_verifier_refuses_codes_not_the_gate(
+    tmp_path, issuer: hci.Issuer
+) -> None:  # type: ignore[no-untyped-def]
+    """A verifier built without the start-up check (no bundle part, the keys file broken
+    or gone): codes are refused for want of trust data, the verifier keeps answering."""
+    path = tmp_path / "keys.json"
+    path.write_text("{broken", encoding="utf-8")
+    v = hc.HealthCodeVerifier(replace(HealthCodeConfig(), keys_file=str(path)))
+    assert isinstance(v.keys(), HealthCodeKeys)
+    assert reason_of(v.verify, code(issuer), NOW, presentation_id=1) is ReasonCode.NO_TRUST_DATA
+    assert reason_of(v.verify, code(issuer), NOW, presentation_id=2) is ReasonCode.NO_TRUST_DATA
+
+
+def test_no_pseudonym_key_gives_no_pseudonym() -> None:
+    """Without a key there is no pseudonym (an empty string, never a hash of the bare
+    subject that anyone could recompute)."""
+    assert hc.holder_pseudonym("subject-1", b"") == ""
+    a, b = hc.holder_pseudonym("subject-1", b"k" * 32), hc.holder_pseudonym("subject-2", b"k" * 32)
+    assert len(a) == 32 and a != b
