@@ -5,6 +5,7 @@ the pipeline to its hint listeners, never a decision or a journal row."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from datetime import datetime
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from sentinel.cli import main
 from sentinel.config import Config, ScanConfig, replace
 from sentinel.credentials.trustlist import TrustList
 from sentinel.gate import Gate
@@ -160,3 +162,16 @@ def test_a_hint_reaches_the_listeners_once_and_is_never_journaled(
     assert published[0] == ("hint", {"hint": CARD_BACK, "zh": zh, "en": en})
     hub.on_hint("no_such_hint")
     assert len(published) == 2
+
+
+def test_sentinel_scan_prints_the_hint_for_a_card_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cv2.imwrite(str(tmp_path / "a-back.png"), _back(8, fill=0.8))
+    front = synth.place_image(synth.render_id_card(NUMBER, 3), 1280, 720, synth.Degrade(fill=0.8))
+    cv2.imwrite(str(tmp_path / "b-front.png"), front)
+    cv2.imwrite(str(tmp_path / "c-back.png"), _back(9, fill=0.75))  # each image looked at
+    assert main(["scan", str(tmp_path)]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x.get("hint") for x in lines] == [CARD_BACK, None, CARD_BACK]
+    assert lines[0]["symbols"] == [] and "id_document" in lines[1]

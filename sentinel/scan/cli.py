@@ -124,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
                 votes = getattr(scanner.id_reader, "votes", None)
                 if index is None and votes is not None:
                     votes.reset()  # separate images: no fusion across them
+                if index is None:
+                    scanner._back_wait = 0  # each image is looked at for a card back
+                scanner.hint = None
                 t = time.perf_counter()
                 symbols = scanner.decode(frame)
                 if not symbols and scanner.id_reader is not None:
@@ -136,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
                 docs = [d for d in (_document_json(s, args.show_number) for s in symbols) if d]
                 if docs:
                     line["id_document"] = docs[0]
+                if scanner.hint:  # "card_back": a resident ID card shown back side up
+                    line["hint"] = scanner.hint
                 line["ms"] = round(elapsed, 1)
                 print(json.dumps(line, ensure_ascii=False))
         except HardwareError as exc:
