@@ -4,6 +4,7 @@ stay clear of.  ``mrz.IdReader`` uses these; ``ocrb_net`` is the network engine.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 
@@ -52,6 +53,12 @@ class TemplateOCR:
         t = np.stack([g.astype(np.float32).ravel() for g in glyphs])
         t -= t.mean(axis=1, keepdims=True)
         self._unit = (t / np.linalg.norm(t, axis=1, keepdims=True)).astype(np.float32)
+        # the same, one row per (column of the glyph, glyph): a product with the line's
+        # columns, summed along the diagonals, is the correlation without copying windows
+        n_g = len(glyphs)
+        self._by_column = np.ascontiguousarray(
+            self._unit.reshape(n_g, height_px, self.cell_w).transpose(2, 0, 1)
+        ).reshape(self.cell_w * n_g, height_px)
         # mean ink width of a glyph as a fraction of the pitch: places the last cell
         self.ink_ratio = float(np.mean(widths))
 
@@ -70,14 +77,23 @@ class TemplateOCR:
     def correlate(self, line: np.ndarray) -> np.ndarray:
         """(glyphs, x) normalized correlation of each glyph with the line (as tall as the
         glyphs) at each x: what ``cv2.matchTemplate(..., TM_CCOEFF_NORMED)`` gives per
-        glyph, in one matrix product instead of 37 calls (a flat window scores 0)."""
-        win = np.lib.stride_tricks.sliding_window_view(
-            line.astype(np.float32), (self.height, self.cell_w)
-        )[0].reshape(-1, self.height * self.cell_w)
-        win = win - win.mean(axis=1, keepdims=True)
-        norm = np.linalg.norm(win, axis=1)
+        glyph (a flat window scores 0).  The glyphs have zero mean, so the numerator is
+        their product with the raw window: one product of every glyph column with every
+        line column, summed over the glyph's width; the window's spread comes from
+        running sums."""
+        n_g, cw = len(self.glyphs), self.cell_w
+        f = line.astype(np.float32)
+        n_x = f.shape[1] - cw + 1
         # OpenCV's product keeps to cv2.setNumThreads (numpy's BLAS threads contend)
-        resp = cv2.gemm(self._unit, win, 1.0, None, 0.0, flags=cv2.GEMM_2_T)
+        cols = cv2.gemm(self._by_column, f, 1.0, None, 0.0)
+        resp = cols[:n_g, :n_x].copy()
+        for c in range(1, cw):
+            resp += cols[c * n_g : (c + 1) * n_g, c : c + n_x]
+        d = f.astype(np.float64)
+        s1 = np.concatenate(([0.0], np.cumsum(d.sum(axis=0))))
+        s2 = np.concatenate(([0.0], np.cumsum((d * d).sum(axis=0))))
+        w1, w2 = s1[cw:] - s1[:-cw], s2[cw:] - s2[:-cw]
+        norm = np.sqrt(np.maximum(w2 - w1 * w1 / (self.height * cw), 0.0)).astype(np.float32)
         return np.where(norm > 1e-3, resp / np.maximum(norm, 1e-3), 0.0).astype(np.float32)
 
     def read_line(self, prepared: tuple, classes: str) -> tuple[str, float, bool]:
@@ -101,7 +117,9 @@ class TemplateOCR:
         near = cv2.dilate(
             resp, np.ones((1, 2 * slack + 1), np.uint8), borderType=cv2.BORDER_REPLICATE
         )
-        best = np.empty((n, len(_WHITELIST)), np.float32)  # per cell, each glyph's best
+        near_x = np.ascontiguousarray(near.T)  # one row per x: a cell's glyphs at once
+        xs = np.empty(n, np.int64)
+        edges: dict[int, np.ndarray] = {}  # cells whose window runs past the line's end
         winners = np.empty(n, np.int64)
         for k, cls in enumerate(classes):
             xi = int(round(x))
@@ -109,14 +127,19 @@ class TemplateOCR:
             if lo >= hi:
                 return "", 0.0, True, []
             if lo == xi - slack and hi == xi + slack + 1:
-                cell = near[:, xi]
-            else:  # the window runs past the line's end
-                cell = resp[:, lo:hi].max(axis=1)
-            best[k] = np.where(_MASKS[cls], cell, -1.0)
-            g = int(np.argmax(best[k]))
+                xs[k] = xi
+                g = int((near_x[xi] + _OFF_CLASS[cls]).argmax())
+            else:
+                xs[k] = 0
+                edges[k] = cell = resp[:, lo:hi].max(axis=1)
+                g = int((cell + _OFF_CLASS[cls]).argmax())
             winners[k] = g
             # follow the found glyph, but keep to the pitch (drift from keystone)
-            x = 0.5 * (x + lo + int(np.argmax(resp[g, lo:hi]))) + pitch
+            x = 0.5 * (x + lo + int(resp[g, lo:hi].argmax())) + pitch
+        vals = near_x[xs]
+        for k, cell in edges.items():
+            vals[k] = cell
+        best = np.where(_cell_masks(classes), vals, -1.0)  # per cell, each glyph's best
         rows = np.arange(n)
         top = best[rows, winners]
         # a check-digit-blind rival close to the winner, in the fields the digits protect
@@ -125,12 +148,12 @@ class TemplateOCR:
         blind = bool(np.any(guarded & (top - rival < _TEMPLATE_MARGIN)))
         close = best > (top - _TEMPLATE_MARGIN)[:, None]
         close[rows, winners] = False
-        alts: Alts = [""] * n
-        for k in np.flatnonzero(close.any(axis=1)):
-            c = np.flatnonzero(close[k])
-            order = c[np.argsort(-best[k, c])][:_ALTS_PER_CELL]
-            alts[int(k)] = "".join(_WHITELIST[int(o)] for o in order)
-        text = "".join(_WHITELIST[int(g)] for g in winners)
+        counts = np.minimum(close.sum(axis=1), _ALTS_PER_CELL).tolist()
+        order = np.argsort(-np.where(close, best, -2.0), axis=1)[:, :_ALTS_PER_CELL].tolist()
+        alts: Alts = [
+            "".join(_WHITELIST[o] for o in order[k][:c]) if c else "" for k, c in enumerate(counts)
+        ]
+        text = "".join(_WHITELIST[g] for g in winners.tolist())
         return text, float(np.mean(top)), blind, alts
 
 
@@ -182,6 +205,16 @@ _CLASSES = {
     "X": "0123456789X",
 }
 _MASKS = {c: np.array([ch in allowed for ch in _WHITELIST]) for c, allowed in _CLASSES.items()}
+# added to a cell's correlations (-1..1) before its argmax: keeps to the cell's class
+_OFF_CLASS = {c: np.where(m, 0.0, -4.0).astype(np.float32) for c, m in _MASKS.items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _cell_masks(classes: str) -> np.ndarray:
+    """(cells, glyphs): which glyphs each cell of a line's classes allows (a few layouts)."""
+    return np.stack([_MASKS[c] for c in classes])
+
+
 # ICAO 9303-3 §4.9's 7-3-1 check digit cannot tell characters whose values differ by a
 # multiple of ten ("S"=28 and "8", "G"=16 and "6", "<" and "0", "K"=20 and "<"): in the
 # fields check digits protect, a read where such a rival scored close to the winner is
