@@ -117,7 +117,10 @@ def _views(crop: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     out = [(crop, _binarize(crop))]
     c = crop.astype(np.float32)
     k = max(7, int(min(crop.shape[:2]) * 0.08) | 1)
-    paper = cv2.morphologyEx(c, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    # the local paper: a closing, on the 8-bit crop (the same values, a third of the cost)
+    paper = cv2.morphologyEx(
+        crop, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+    ).astype(np.float32)
     # glare adds light to ink and paper alike, so relative to its own paper the ink under
     # it is less dark: paper brighter than the crop's usual paper counts as the usual
     usual = float(np.median(paper[::4, ::4]))
