@@ -1,4 +1,4 @@
-"""The card-back hint on the kiosk, in real Chromium: shown on the idle screen in both
+"""The kiosk hints (card back, a code it cannot read), in real Chromium: shown on the idle screen in both
 languages with the shipped font, inside the smallest screen, gone after a few seconds;
 a decision still takes the screen."""
 
@@ -14,7 +14,6 @@ from sentinel.config import Config, WebConfig, replace
 from sentinel.journal import Event
 from sentinel.policy import Decision, TrustState
 from sentinel.reasons import ReasonCode
-from sentinel.scan.cardback import CARD_BACK
 from sentinel.web.app import WebContext, create_app
 from sentinel.web.cues import HINTS
 from sentinel.web.server import BackgroundServer
@@ -39,9 +38,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebContext,
     server.stop()
 
 
-def test_the_hint_shows_in_both_languages_and_fits(site: tuple[WebContext, str]) -> None:
+@pytest.mark.parametrize("hint", sorted(HINTS))
+def test_the_hint_shows_in_both_languages_and_fits(site: tuple[WebContext, str], hint: str) -> None:
     ctx, url = site
-    zh, en = HINTS[CARD_BACK]
+    zh, en = HINTS[hint]
     with sync_playwright() as p:
         browser: Browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 800, "height": 480})
@@ -49,11 +49,11 @@ def test_the_hint_shows_in_both_languages_and_fits(site: tuple[WebContext, str])
             page.goto(f"{url}/kiosk")
             expect(page.locator("body")).to_have_attribute("data-status", "ok", timeout=5000)
             expect(page.locator("#hint")).to_be_hidden()
-            ctx.hub.on_hint(CARD_BACK)
+            ctx.hub.on_hint(hint)
             expect(page.locator("#hint")).to_be_visible(timeout=5000)
             expect(page.locator("#hint-zh")).to_have_text(zh)
             expect(page.locator("#hint-en")).to_have_text(en)
-            assert page.locator("body").get_attribute("data-hint") == CARD_BACK
+            assert page.locator("body").get_attribute("data-hint") == hint
             box = page.locator("#hint").bounding_box()
             assert box is not None
             assert box["x"] >= 0 and box["y"] >= 0
@@ -62,7 +62,7 @@ def test_the_hint_shows_in_both_languages_and_fits(site: tuple[WebContext, str])
             assert fonts and all(f["isCustomFont"] for f in fonts), fonts
             expect(page.locator("#hint")).to_be_hidden(timeout=8000)  # a few seconds only
             # a decision after a hint takes the screen as before
-            ctx.hub.on_hint(CARD_BACK)
+            ctx.hub.on_hint(hint)
             ev = Event(NOW, "v", "g", "refuse", "ID_UNREADABLE", "id_document", "v1")
             ctx.hub.on_event(ev, Decision.of(ReasonCode.ID_UNREADABLE))
             expect(page.locator("#result")).to_be_visible(timeout=5000)

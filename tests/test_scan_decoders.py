@@ -202,6 +202,44 @@ def test_wiener_undoes_a_gaussian_blur_it_is_told_of() -> None:
     assert wiener(tiny, 1.4) is tiny and wiener(sharp, 0.0) is sharp
 
 
+def _damaged_code() -> np.ndarray:
+    """A code whose finder patterns are whole but whose middle is gone (beyond any error
+    correction): zxing-cpp sees it and cannot read it."""
+    code = synth.render_qr(TEXT, module_px=6).copy()
+    h, w = code.shape
+    code[int(h * 0.3) : int(h * 0.7), int(w * 0.3) : int(w * 0.7)] = 255
+    return code
+
+
+def test_a_code_seen_but_unreadable_for_a_second_asks_to_hold_it_still() -> None:
+    from sentinel.scan.decoders import CODE_UNREADABLE, UNREAD_HINT_FRAMES
+
+    sc = Scanner("zxing", None)
+    hints = []
+    for i in range(UNREAD_HINT_FRAMES + 3):  # a hand that moves: every frame is decoded
+        frame = synth.place(_damaged_code(), 640, 480, synth.Degrade(angle_deg=3 + i), i)
+        assert sc.scan(frame) == []
+        assert sc.saw_code
+        hints.append(sc.hint)
+    assert hints[: UNREAD_HINT_FRAMES - 1] == [None] * (UNREAD_HINT_FRAMES - 1)
+    assert hints[UNREAD_HINT_FRAMES - 1 :] == [CODE_UNREADABLE] * 4
+    # the code read at last: no hint, and the count starts again
+    good = synth.place(synth.render_qr(TEXT, module_px=6), 640, 480, synth.Degrade(angle_deg=5), 99)
+    assert [x.text for x in sc.scan(good)] == [TEXT] and sc.hint is None
+    bad = synth.place(_damaged_code(), 640, 480, synth.Degrade(angle_deg=9), 100)
+    assert sc.scan(bad) == [] and sc.hint is None
+
+
+def test_an_empty_scene_never_asks_for_a_code() -> None:
+    from sentinel.scan.decoders import UNREAD_HINT_FRAMES
+
+    sc = Scanner("zxing", None)
+    for i in range(UNREAD_HINT_FRAMES + 3):
+        frame = synth.blank_frame(640, 480, i)
+        sc.scan(frame)
+        assert sc.hint is None
+
+
 def test_texture_candidates_skip_empty_scenes_and_lines_of_text() -> None:
     from sentinel.scan.qr_finder import texture_candidates
 

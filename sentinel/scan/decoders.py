@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 # (with id_every_frames = 2: ~6 frames, 0.6 s at 10 fps).
 ID_MISSES = 2
 
+# Decoded frames in a row in which zxing-cpp saw a QR code (finder patterns) it could not
+# read before the kiosk asks the visitor to hold it still (~1 s at 10 fps; a phone moving
+# into view is read within a few frames, bench_scan.py's sequences)
+UNREAD_HINT_FRAMES = 10
+CODE_UNREADABLE = "code_unreadable"
+
 # The deblur retry: defocus sigmas tried (frame pixels) and the Wiener noise-to-signal
 # ratio, measured on rendered codes of 1.6-2.4 px per module (bench_qr_envelope.py)
 DEBLUR_SIGMAS = (1.0, 1.4)
@@ -296,6 +302,7 @@ class Scanner:
         # back side up), never a symbol: looked for only when the ID reader read nothing
         # but saw print (cardback.py)
         self.hint: str | None = None
+        self._unread_frames = 0  # decoded frames in a row with a code seen but not read
         self.back_detector = _back_detector() if id_reader is not None else None
         # a failed read of a card sliding into view is followed by the next attempt: the
         # detector (tens of ms) runs on every BACK_EVERY-th such frame, not each
@@ -494,6 +501,9 @@ class Scanner:
             return list(self._last)
         self.decoded += 1
         found = self.decode(g)
+        self._unread_frames = self._unread_frames + 1 if self.saw_code and not found else 0
+        if self._unread_frames >= UNREAD_HINT_FRAMES:
+            self.hint = CODE_UNREADABLE
         # a code zxing-cpp saw but could not read yet (a phone still moving in): reading
         # it on the next frame matters more than 100+ ms of OCR on this one
         self._id_pending = not found and not self.saw_code and self.id_reader is not None

@@ -57,6 +57,8 @@ PROMPTS: dict[str, tuple[str, str]] = {
 # screen.  "人像面": the side with the photo and the number, unambiguous where "正面" is not.
 HINTS: dict[str, tuple[str, str]] = {
     "card_back": ("请翻转证件，出示人像面", "Please turn the card over: the side with your photo"),
+    # a QR code the camera sees but cannot read for a second (too far, tilted, moving)
+    "code_unreadable": ("请将二维码正对摄像头，保持不动", "Hold the code still, facing the camera"),
 }
 
 
