@@ -135,3 +135,16 @@ def test_pre_login_csrf_token_is_kept_while_it_is_valid(server: str) -> None:
         )
         r = client.post("/login", data={"csrf": first, "name": "mia", "password": PASSWORD})
         assert r.status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "1 s"), (1, "1 s"), (59, "59 s"), (119, "119 s"), (120, "2 min"), (121, "3 min"),
+     (900, "15 min"), (901, "16 min")],
+)  # fmt: skip
+def test_the_lockout_wait_is_rounded_up_never_down(seconds: int, text: str) -> None:
+    """The lock-out message must not send a user back before the lock ends: seconds
+    below two minutes, whole minutes rounded up above."""
+    from sentinel.web.auth import _wait_text
+
+    assert _wait_text(seconds) == text
