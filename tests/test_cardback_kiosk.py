@@ -1,6 +1,6 @@
-"""The kiosk hints (card back, a code it cannot read), in real Chromium: shown on the idle screen in both
-languages with the shipped font, inside the smallest screen, gone after a few seconds;
-a decision still takes the screen."""
+"""The kiosk hints (card back, a code it cannot read) in real Chromium: shown on the idle
+screen in both languages with the shipped font, inside the smallest screen, gone after a
+few seconds; a decision still takes the screen."""
 
 from __future__ import annotations
 

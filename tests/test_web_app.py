@@ -127,6 +127,8 @@ def test_login_wrong_password_then_lockout_then_unlock(site) -> None:
     clock.t += timedelta(minutes=ctx.config.web.lockout_minutes - 1)
     r = _login(client, "mia")  # right password, but locked now
     assert r.status_code == 429 and "Too many failed attempts" in r.text
+    # Retry-After is the lock's remaining time (about a minute here), not a token 1 s
+    assert 30 <= int(r.headers["retry-after"]) <= 90, r.headers["retry-after"]
     clock.t += timedelta(minutes=ctx.config.web.lockout_minutes + 1)
     r = _login(client, "mia")
     assert r.status_code == 200 and r.url.path == "/reports"

@@ -73,7 +73,12 @@ def test_sign_out_ends_the_session_on_the_server(server: str) -> None:
         assert stolen
         page = client.get("/reports")
         assert page.status_code == 200
-        client.post("/logout", data={"csrf": _csrf(page.text)})
+        out = client.post("/logout", data={"csrf": _csrf(page.text)})
+        # the browser is sent to the login page and told to drop its cookie
+        assert out.status_code == 303 and out.headers["location"] == "/login"
+        assert re.search(
+            r"max-age=0|expires=thu, 01 jan 1970", _set_cookie(out, SESSION_COOKIE).lower()
+        )
     with httpx.Client(base_url=server, follow_redirects=False, timeout=10) as thief:
         thief.cookies.set(SESSION_COOKIE, stolen)
         r = thief.get("/reports")
