@@ -144,3 +144,21 @@ def test_an_oversized_manifest_on_a_stick_is_a_format_error(tmp_path: Path) -> N
     (stick / "manifest.json").write_bytes(b" " * (bm.MAX_MANIFEST_BYTES + 1))
     with pytest.raises(BundleFormatError, match="larger than its cap"):
         DirSource(stick).manifest(None)
+
+
+def test_a_signed_timestamp_on_a_stick_refreshes_the_data_age(tmp_path: Path) -> None:
+    """The USB path reads the publisher's signed timestamp like the HTTP path: a stick
+    whose bundle is unchanged but whose timestamp is newer moves the data age forward."""
+    from sentinel.trust.timestamp import write_timestamp
+
+    b = build_test_bundle(tmp_path / "stick", now=NOW)
+    with BundleStore(tmp_path / "data") as store:
+        clock = [NOW]
+        syncer = Syncer(store, DirSource(b.site), root_key=b.root_public, clock=lambda: clock[0])
+        assert syncer.sync().outcome == "applied"
+        later = NOW + timedelta(days=2)
+        write_timestamp(b.site, [b.root_key], now=later)
+        clock[0] = later + timedelta(minutes=5)
+        assert syncer.sync().outcome == "up_to_date"
+        assert store.meta("timestamp_issued_at") == later.isoformat()
+        assert store.meta("fresh_at") == later.isoformat()
