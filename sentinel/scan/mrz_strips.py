@@ -192,12 +192,13 @@ def split_lines(crop: np.ndarray, expect_h: float = 0.0) -> list[np.ndarray]:
 def harmonize(spans: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
     """An MRZ's lines all run the full width (fillers are ink) from the same left edge
     (ICAO 9303-3 §4.3): a line whose extent reaches past the others' took in a fleck of
-    guilloche or the card's edge, and is cut back to the innermost edges."""
+    guilloche or the card's edge by more than 0.4 of the finest pitch (44 a line), and is
+    cut back to the innermost edges (a whole cell's reach shifts every cell of the line)."""
     if len(spans) < 2:
         return spans
     x0 = max(s[2] for s in spans)
     x1 = min(s[3] for s in spans)
-    tol = max(3, int(0.02 * (x1 - x0)))
+    tol = max(3, int(0.4 * (x1 - x0) / 44))
     return [
         (a, b, x0 if x0 - left > tol else left, x1 if r - x1 > tol else r)
         for a, b, left, r in spans
