@@ -342,3 +342,38 @@ def test_a_card_taken_away_is_gone_after_a_few_empty_attempts() -> None:
     seen = [bool(sc.scan(f)) for f in _moving_frames(6)]
     # read, held through ID_MISSES empty attempts, then gone
     assert seen == [True, True, True, False, False, False]
+
+
+AAMVA = "@\nANSI 636000090002DL00410278ZV03190008DLDAQT64235789\nDCSSAMPLE\nDACMICHAEL\n"
+
+
+def _licence_frame(angle: float, seed: int) -> np.ndarray:
+    import zxingcpp
+
+    barcode = zxingcpp.create_barcode(AAMVA, zxingcpp.BarcodeFormat.PDF417)
+    img = np.array(barcode.to_image(scale=3, add_quiet_zones=True))
+    d = synth.Degrade(angle_deg=angle, fill=0.3, noise=2)
+    return cv2.cvtColor(synth.place_image(img, 1280, 720, d, seed), cv2.COLOR_BGR2GRAY)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_an_id_barcode_is_read_upright_at_once_and_turned_on_the_next_attempt(seed: int) -> None:
+    from sentinel.scan.mrz import IdReader
+
+    upright = _licence_frame(1.0, seed)
+    sc = Scanner("zxing", None, id_reader=IdReader("template"))
+    got = sc.read_id(upright)
+    assert [(s.kind, s.text) for s in got] == [("PDF417", AAMVA)]
+    # a licence held in portrait: read on the attempt that turns the frame (the next one),
+    # not on an upright one (zxing-cpp does not turn it), then on the turned one again
+    portrait = cv2.rotate(upright, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    assert [s.text for s in sc.read_id(portrait)] == [AAMVA]
+    assert sc.read_id(portrait) == []
+    got = sc.read_id(portrait)
+    assert [s.text for s in got] == [AAMVA]
+    # its polygon is in portrait-frame pixels: where zxing-cpp, turning it itself, puts it
+    from sentinel.scan.decoders import ZxingDecoder
+
+    (truth,) = ZxingDecoder(("PDF417",)).decode(portrait)
+    for corner in got[0].polygon:
+        assert min(abs(corner[0] - x) + abs(corner[1] - y) for x, y in truth.polygon) <= 8
