@@ -212,3 +212,42 @@ def test_status_key_is_keyed() -> None:
     doc = iddoc.parse_mrz(TD3, today=TODAY)
     a, b = iddoc.status_key(doc, b"a" * 32), iddoc.status_key(doc, b"b" * 32)
     assert a != b and b"L898902C3" not in a
+
+
+@pytest.mark.parametrize("mrz", [TD3, TD2, TD1])
+def test_a_zone_with_one_line_of_the_wrong_width_is_not_a_zone(mrz: str) -> None:
+    lines = mrz.split("\n")
+    for i in range(len(lines)):
+        cut = [ln[:-1] if k == i else ln for k, ln in enumerate(lines)]
+        with pytest.raises(CredentialError, match="not a TD1, TD2, TD3 or MRV") as exc:
+            iddoc.parse_mrz("\n".join(cut), today=TODAY)
+        assert exc.value.reason is ReasonCode.ID_UNREADABLE
+
+
+@pytest.mark.parametrize("bad", ["-", ".", "/", "~"])
+def test_a_name_with_a_character_outside_the_mrz_alphabet_is_refused(bad: str) -> None:
+    """Names carry no check digit: only the alphabet check stops such a read."""
+    text = TD3.replace("ERIKSSON<<ANNA", f"ERIKSSON<<AN{bad}A")
+    with pytest.raises(CredentialError, match="outside A-Z 0-9 <"):
+        iddoc.parse_mrz(text, today=TODAY)
+
+
+def test_a_barcode_is_an_id_only_when_a_whole_zone_or_number_is_in_it() -> None:
+    assert not iddoc.looks_like_id("CODE128", "D12345678901\n" + "X" * 44)
+    assert not iddoc.looks_like_id("PDF417", "X" * 44 + "\n" + "Y" * 30)
+    assert iddoc.looks_like_id("PDF417", "issuer header\n" + TD3)
+    doc = iddoc.parse_symbol_text("PDF417", "issuer header\n" + TD3, today=TODAY)
+    assert (doc.number, doc.issuing_country, doc.source) == ("L898902C3", "NLD", "TD3")
+
+
+def test_short_numbers_are_all_stars_and_long_ones_keep_two_each_side() -> None:
+    assert [iddoc.mask_number(n) for n in ("", "AB", "1234")] == ["", "**", "****"]
+    assert iddoc.mask_number("12345") == "12*45"
+
+
+def test_no_birth_date_gives_no_pseudonym() -> None:
+    from dataclasses import replace
+
+    doc = iddoc.parse_mrz(TD3, today=TODAY)
+    assert iddoc.doc_pseudonym(doc, b"k" * 32)  # a birth date: a pseudonym
+    assert iddoc.doc_pseudonym(replace(doc, birth_date=None), b"k" * 32) == ""
