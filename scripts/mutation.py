@@ -132,6 +132,7 @@ TESTS: dict[str, list[str]] = {
         "tests/test_trust_envelope.py",
         "tests/test_trust_private.py",
         "tests/test_security_sync.py",
+        "tests/test_trust_upgrade.py",
         # not tests/test_audit_gaps.py: of its five tests (3 of them CLI subprocesses, a
         # third of this list's time) one reaches the store, through the crash between
         # the commit and the audit entry that test_sync_http.py now kills in-process

@@ -360,3 +360,32 @@ def test_override_on_a_full_disk_opens_and_still_reaches_the_chain(small: Path) 
         (e,) = [e for e in a.entries() if e["kind"] == "override"]
         a.verify()
     assert '"journaled":false' in e["details"] and '"reason":"emergency"' in e["details"]
+
+
+def test_old_journal_is_vacuumed_with_room_for_two_copies_and_the_reserve(
+    tmp_path: Path,
+) -> None:
+    """The full VACUUM of a pre-incremental journal needs room for a copy and its WAL (2 x
+    the file) plus the write reserve: with 2.5 x the file plus the reserve free, it runs."""
+    import sqlite3
+
+    from sentinel.journal.space import WRITE_RESERVE_BYTES
+
+    with tmpfs(tmp_path / "m", "16m") as m:
+        now = datetime.now(UTC)
+        d = m / "data"
+        d.mkdir()
+        legacy = sqlite3.connect(d / "journal.db")
+        legacy.execute("PRAGMA journal_mode=WAL")  # creates the file: auto_vacuum stays NONE
+        legacy.close()
+        j = Journal(d / "journal.db", clock=lambda: t)
+        t = now - 16 * DAY
+        j.record_many([(_ev(t), {"display_name": f"P{i}"}) for i in range(4000)])
+        j.close()
+        open_audit(d).close()  # the audit log and its key exist before the room is measured
+        size = (d / "journal.db").stat().st_size
+        assert size > 512 * 1024  # so half a file of margin is far more than the audit's growth
+        fill(m, WRITE_RESERVE_BYTES + 5 * size // 2)
+        r = run_purge(d, retention_days=14, aggregate_days=400, now=now)
+        assert r.event_rows == 4000 and r.vacuumed
+        assert (d / "journal.db").stat().st_size < size / 2

@@ -416,3 +416,72 @@ def test_no_pseudonym_key_gives_no_pseudonym() -> None:
     assert hc.holder_pseudonym("subject-1", b"") == ""
     a, b = hc.holder_pseudonym("subject-1", b"k" * 32), hc.holder_pseudonym("subject-2", b"k" * 32)
     assert len(a) == 32 and a != b
+
+
+def test_a_drop_out_up_to_absent_frames_is_the_same_showing(
+    issuer: hci.Issuer, keys: HealthCodeKeys
+) -> None:
+    """Seen again 8 frames (absent_frames) after it was last seen: the same showing; 9
+    frames after: another one, so a code still in memory is a replay."""
+    v = verifier(keys)
+    text = code(issuer)
+    v.guard.observe([text])
+    v.verify(text, NOW, presentation_id=1)
+    for _ in range(7):
+        v.guard.observe([])
+    v.guard.observe([text])  # 8 frames after the last sighting
+    v.verify(text, NOW + timedelta(seconds=1), presentation_id=2)
+    for _ in range(8):
+        v.guard.observe([])
+    v.guard.observe([text])  # 9 frames after
+    r = reason_of(v.verify, text, NOW + timedelta(seconds=2), presentation_id=3)
+    assert r is ReasonCode.CODE_REPLAY
+
+
+def test_holder_pseudonym_is_the_hmac_the_openssl_cli_computes() -> None:
+    """HMAC-SHA-256 under the device key over b"hc|" + subject, its first 128 bits in hex:
+    computed by the openssl CLI, so a journal's pseudonyms stay comparable across
+    releases."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None and not os.environ.get("CI"):
+        pytest.skip("needs the openssl CLI")
+    key = bytes(range(32))
+    out = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-mac", "HMAC", "-macopt", f"hexkey:{key.hex()}"],
+        input=f"hc|{SUBJECT}".encode(),
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    mac = out.strip().rsplit("= ", 1)[-1]
+    assert len(mac) == 64
+    assert hc.holder_pseudonym(SUBJECT, key) == mac[:32]
+    assert hc.holder_pseudonym(SUBJECT, b"") == ""  # no key: no pseudonym
+
+
+def test_a_broken_keys_part_is_logged_once_not_per_code(
+    issuer: hci.Issuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bundle part that does not parse is reported once (a gate reads 15 frames a
+    second), and codes are refused, not crashed on."""
+    v = hc.HealthCodeVerifier(HealthCodeConfig(), lambda: b"{broken")
+    with caplog.at_level("ERROR", logger="sentinel.credentials.healthcode"):
+        for k in range(3):
+            r = reason_of(v.verify, code(issuer), NOW, presentation_id=k)
+            assert r is ReasonCode.NO_TRUST_DATA
+    errors = [rec.getMessage() for rec in caplog.records if rec.levelname == "ERROR"]
+    assert len(errors) == 1 and "healthcode_keys" in errors[0]
+
+
+def test_a_keys_file_broken_after_the_start_is_logged_and_refuses(
+    tmp_path, issuer: hci.Issuer, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "keys.json"
+    path.write_text("{broken", encoding="utf-8")
+    v = hc.HealthCodeVerifier(replace(HealthCodeConfig(), keys_file=str(path)))
+    with caplog.at_level("ERROR", logger="sentinel.credentials.healthcode"):
+        r = reason_of(v.verify, code(issuer), NOW, presentation_id=1)
+    assert r is ReasonCode.NO_TRUST_DATA
+    assert any("keys.json" in rec.getMessage() for rec in caplog.records)

@@ -211,3 +211,14 @@ def test_deltas_stay_an_overlay_up_to_the_compaction_threshold(tmp_path, base) -
             for k in ("D000000", f"D{keep - 1:06d}", f"D{keep:06d}", f"D{base - 1:06d}"):
                 assert t.status().lookup_document("P", "XXA", k).status == entries[k]
     assert overlay == [False, True, False]  # v2: `keep` changes kept; v3: one more, merged
+
+
+def test_a_device_without_a_store_has_no_bundle_and_a_peek_makes_no_file(tmp_path) -> None:
+    from sentinel.trust.store import BundleStore
+
+    data = tmp_path / "fresh"
+    assert not BundleStore.exists(data) and not BundleStore.readable(data)
+    assert not data.exists()  # a peek opens nothing for writing, creates nothing
+    b = build_test_bundle(tmp_path / "site", now=NOW)
+    sync_dir(data, b.site, b.root_public, now=NOW)
+    assert BundleStore.exists(data) and BundleStore.readable(data)
