@@ -110,3 +110,17 @@ def test_a_chunk_read_from_the_file_is_that_slice_of_the_set(tmp_path: Path) -> 
     assert np.array_equal(part.keys, cols.keys[5:12])
     assert np.array_equal(part.status, cols.status[5:12])
     assert np.array_equal(part.until, cols.until[5:12])
+
+
+def test_the_wire_header_is_the_documented_layout() -> None:
+    """docs/bundles.md: "SSET" | u8 format=2 | u8 kind (0 full, 1 delta) | 2 pad | u64 count
+    | 16 B key id — read here with struct, not with the module's own header."""
+    import struct
+
+    kid = bytes(range(16))
+    old = _cols({_key(i): (1, 1000 + i) for i in range(5)})
+    new = _cols({**{_key(i): (1, 1000 + i) for i in range(5)}, _key(9): (3, 7)})
+    for cols, kind, count in ((new, 0, 6), (ss.diff(old, new), 1, 1)):
+        raw = cols.to_bytes(kid)
+        assert struct.unpack("<4sBBxxQ16s", raw[:32]) == (b"SSET", 2, kind, count, kid)
+        assert len(raw) == 32 + 17 * count  # 17-byte rows
