@@ -42,7 +42,7 @@ Run it in a scratch clone or worktree: it refuses a module with uncommitted chan
 Output: one line per mutant, then ``mutation <module>: <killed>/<total> killed (<pct> %)``;
 ``--json FILE`` writes every mutant with its result.  Known equivalent mutants (no behaviour
 change) are listed in ``scripts/mutation-equivalent.txt`` by ``module:line:operator:after``
-and excluded from the score.
+and neither run nor scored.
 """
 
 from __future__ import annotations
@@ -521,14 +521,14 @@ def run_module(
     previous = signal.signal(signal.SIGTERM, lambda *a: (restore(), sys.exit(143)))
     try:
         for m, text in found:
-            path.write_text(text)
-            _drop_pyc(path)
-            m.result, m.seconds = _run_tests(tests, timeout_s)
-            restore()
             key = f"{m.line}:{m.operator}:{m.after}"
-            if key in equivalent:
+            if key in equivalent:  # listed with its reason: not scored, so not run
                 m.result = "equivalent"
             else:
+                path.write_text(text)
+                _drop_pyc(path)
+                m.result, m.seconds = _run_tests(tests, timeout_s)
+                restore()
                 scored += 1
                 killed += m.result.startswith("killed")
             results.append(m)
