@@ -1,14 +1,14 @@
 """Ctrl-C at a chosen point inside SQLite work, for tests of interrupt paths.
 
-A real SIGINT is sent to this process by SQLite's own progress handler, which SQLite
-calls every ``opcodes`` virtual-machine steps of a statement: the handler is libc's
-``kill`` bound to its arguments (through ctypes: ``os.kill`` would run the Python signal
-handler at once, inside SQLite's callback, which turns any exception into "interrupted"),
-so no Python code runs inside SQLite and the signal turns into ``KeyboardInterrupt`` as
-soon as control is back in Python — right
-after the first statement long enough to reach ``opcodes`` steps (a BEGIN or COMMIT takes
-about 3-5, a SELECT or DELETE on a key 10-20).  The interrupt fires once; the name of the
-Python function it landed in is recorded, so a test can check it hit the step it means.
+A real SIGINT is sent to this process by SQLite's own progress handler, at every
+virtual-machine step of every statement on ``conn``: the handler is libc's ``kill``
+bound to its arguments (through ctypes: ``os.kill`` would run the Python signal handler
+at once, inside SQLite's callback, which turns any exception into "interrupted"), so no
+Python code runs inside SQLite, and the signal reaches Python when control is back in
+the interpreter, right after the statement.  The Python handler lets it pass until that
+happens inside the function named ``function`` (so the interrupt lands after a
+statement that function runs, not where SQLite's step counts happen to fall), then
+raises ``KeyboardInterrupt`` once.  Where it landed ("function:line") is recorded.
 """
 
 from __future__ import annotations
@@ -24,18 +24,19 @@ from types import FrameType
 
 
 @contextlib.contextmanager
-def sigint_during(conn: sqlite3.Connection, opcodes: int) -> Iterator[list[str]]:
+def sigint_during(conn: sqlite3.Connection, function: str) -> Iterator[list[str]]:
     landed: list[str] = []
 
     def on_sigint(_signum: int, frame: FrameType | None) -> None:
+        if landed or frame is None or frame.f_code.co_name != function:
+            return  # elsewhere (or already fired): let this one pass
         conn.set_progress_handler(None, 0)
-        signal.signal(signal.SIGINT, previous)
-        landed.append(frame.f_code.co_name if frame else "?")
+        landed.append(f"{function}:{frame.f_lineno}")
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     kill = ctypes.CDLL(None, use_errno=True).kill
-    conn.set_progress_handler(functools.partial(kill, os.getpid(), signal.SIGINT), opcodes)
+    conn.set_progress_handler(functools.partial(kill, os.getpid(), signal.SIGINT), 1)
     try:
         yield landed
     finally:

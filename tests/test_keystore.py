@@ -201,9 +201,9 @@ def test_an_interrupt_inside_a_destruction_rolls_it_back_and_goes_on_up(tmp_path
     with KeyStore(path) as ks:
         for d in days:
             ks.key_for(d, create=True)
-        with sigint_during(ks.conn, 8) as landed, pytest.raises(KeyboardInterrupt):
+        with sigint_during(ks.conn, "<listcomp>") as landed, pytest.raises(KeyboardInterrupt):
             ks.destroy(days[:3])
-        assert landed == ["<listcomp>"]  # inside the transaction, after BEGIN
+        assert len(landed) == 1  # in the key look-up, inside the transaction
         assert not ks.conn.in_transaction
         assert ks.days() == days
         other = sqlite3.connect(path, isolation_level=None, timeout=0)

@@ -305,11 +305,11 @@ def test_an_interrupted_purge_step_rolls_back_goes_on_up_and_completes_next_run(
 
             def progress(step: str) -> None:  # keys gone; the row batches come next
                 if step.startswith("destroyed"):
-                    where.append(stack.enter_context(sigint_during(j.conn, 10)))
+                    where.append(stack.enter_context(sigint_during(j.conn, "delete_batch")))
 
             with open_audit(tmp_path) as audit, pytest.raises(KeyboardInterrupt):
                 purge(j, audit, retention_days=3, aggregate_days=400, now=T0, progress=progress)
-        assert where == [["delete_batch"]]  # inside the batch's transaction
+        assert len(where) == 1 and len(where[0]) == 1  # fired once, in the batch
         assert not j.conn.in_transaction
         assert len(j.events()) == 5  # the batch was not committed
         r = _purge(j, tmp_path, T0)

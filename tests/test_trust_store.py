@@ -222,3 +222,40 @@ def test_a_device_without_a_store_has_no_bundle_and_a_peek_makes_no_file(tmp_pat
     b = build_test_bundle(tmp_path / "site", now=NOW)
     sync_dir(data, b.site, b.root_public, now=NOW)
     assert BundleStore.exists(data) and BundleStore.readable(data)
+
+
+def test_a_bundle_with_the_same_status_set_keeps_its_status_files(tmp_path) -> None:
+    """v2 changes only the revocations: the status set (same digest) is neither fetched
+    nor rewritten — the same base file, no overlay — and lookups still answer."""
+    root = generate_root_key()
+    site, data = tmp_path / "site", tmp_path / "data"
+    recs = [StatusRecord("red", UNTIL, "P", "XXA", "1")]
+    publish(site, Inputs(status=recs, revocations=[]), [root], now=NOW)
+    sync_dir(data, site, root.public_key(), now=NOW)
+    status_dir = data / "trust" / "status"
+    before = {p.name: p.stat().st_mtime_ns for p in status_dir.iterdir()}
+    publish(site, Inputs(status=recs, revocations=["UCI:" + "cd" * 16]), [root], now=NOW)
+    r = sync_dir(data, site, root.public_key(), now=NOW)
+    assert r.version == 2
+    assert {p.name: p.stat().st_mtime_ns for p in status_dir.iterdir()} == before
+    with StoreTrust(data) as t:
+        assert t.store.overlay_path() is None
+        assert t.status().lookup_document("P", "XXA", "1").status == "red"
+        assert t.state().bundle_version == "2"
+
+
+def test_an_interrupt_inside_a_meta_write_rolls_it_back_and_goes_on_up(tmp_path) -> None:
+    """Ctrl-C (a real SIGINT, tests/interrupt.py) while set_meta writes: KeyboardInterrupt
+    reaches the caller, neither value is written, and the store takes the next write."""
+    from sentinel.trust.store import BundleStore
+    from tests.interrupt import sigint_during
+
+    with BundleStore(tmp_path / "data") as store:
+        store.set_meta(last_error="before")
+        with sigint_during(store._db, "_write_meta") as landed, pytest.raises(KeyboardInterrupt):
+            store.set_meta(last_error="after", last_attempt="now")
+        assert len(landed) == 1  # between BEGIN and COMMIT
+        assert not store._db.in_transaction
+        assert (store.meta("last_error"), store.meta("last_attempt")) == ("before", None)
+        store.set_meta(last_error="later")
+        assert store.meta("last_error") == "later"
