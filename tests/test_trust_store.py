@@ -259,3 +259,26 @@ def test_an_interrupt_inside_a_meta_write_rolls_it_back_and_goes_on_up(tmp_path)
         assert (store.meta("last_error"), store.meta("last_attempt")) == ("before", None)
         store.set_meta(last_error="later")
         assert store.meta("last_error") == "later"
+
+
+def test_an_apply_whose_plan_counts_on_a_part_the_store_lacks_is_refused(tmp_path) -> None:
+    """BundleStore.apply's contract: a part neither downloaded nor held is a BundleError,
+    and nothing is committed (here the plan was made against a held() that lied)."""
+    from sentinel.errors import BundleError as Refused
+    from sentinel.trust.store import BundleStore
+
+    b = build_test_bundle(tmp_path / "site", now=NOW, revocations=["UCI:" + "ab" * 16])
+    m = bm.verify_manifest((b.site / "manifest.json").read_bytes(), [b.root_public], NOW)
+    ref = m.parts["revocations"]
+    plan = bm.plan_update(m, None, None, {"revocations": ref.sha256})
+    assert ref not in plan.fetch  # the plan counts on the store holding it
+    staging = tmp_path / "staged"
+    staging.mkdir()
+    staged = {}
+    for r in plan.fetch:
+        staged[r.name] = staging / r.name
+        staged[r.name].write_bytes((b.site / "parts" / r.sha256).read_bytes())
+    with BundleStore(tmp_path / "data") as store:
+        with pytest.raises(Refused, match="revocations was neither downloaded nor held"):
+            store.apply(plan, staged, now=NOW, source="test")
+        assert store.current() is None and store.part("revocations") is None
