@@ -247,9 +247,11 @@ def test_rollback_and_same_version_with_other_content() -> None:
 def test_delta_applies_onto_its_exact_base_only() -> None:
     root = ed25519.Ed25519PrivateKey.generate()
     m = bm.verify_manifest(_manifest([root], delta_base=2), [root.public_key()], NOW)
-    assert bm.plan_update(m, 2, "x", {}).use_delta
+    assert bm.plan_update(m, 2, "x", {"status": "d" * 64}).use_delta
     with pytest.raises(BundleError, match="onto version 2 only"):
-        bm.plan_update(m, 1, "x", {})
+        bm.plan_update(m, 1, "x", {"status": "d" * 64})
+    with pytest.raises(BundleError, match="has 2 but not its status set"):
+        bm.plan_update(m, 2, "x", {})  # the base's status files are gone: a full set
     with pytest.raises(BundleError, match="no bundle"):
         bm.plan_update(m, None, None, {})
 

@@ -282,3 +282,31 @@ def test_an_apply_whose_plan_counts_on_a_part_the_store_lacks_is_refused(tmp_pat
         with pytest.raises(Refused, match="revocations was neither downloaded nor held"):
             store.apply(plan, staged, now=NOW, source="test")
         assert store.current() is None and store.part("revocations") is None
+
+
+@pytest.mark.parametrize("lost", ["base", "overlay"])
+def test_a_device_that_lost_its_status_files_takes_the_full_set_at_the_next_sync(
+    tmp_path, lost
+) -> None:
+    """Defect found by the mutation run: with the base status file gone (an SD card's
+    fsck, a hand-made clean-up), every later bundle carrying a delta was refused with
+    "delta needs the base status set" — for ever, though the manifest also offers the
+    full set.  The store now holds a status set only while its files are on disk, so the
+    next sync fetches the full part and the device answers again."""
+    root = generate_root_key()
+    site, dev = tmp_path / "site", tmp_path / "dev"
+    v1 = {f"A{i}": "green" for i in range(50)}
+    publish(site, _recs(v1), [root], now=NOW)
+    sync_dir(dev, site, root.public_key(), now=NOW)
+    publish(site, _recs({**v1, "A1": "yellow"}), [root], now=NOW)
+    assert sync_dir(dev, site, root.public_key(), now=NOW).delta  # v2: base + overlay
+    with StoreTrust(dev) as t:
+        gone = t.store.status_path() if lost == "base" else t.store.overlay_path()
+    assert gone is not None
+    gone.unlink()
+    publish(site, _recs({**v1, "A1": "red"}), [root], now=NOW)  # full part and delta
+    r = sync_dir(dev, site, root.public_key(), now=NOW)
+    assert (r.version, r.delta) == (3, False)
+    with StoreTrust(dev) as t:
+        assert t.status().lookup_document("P", "XXA", "A1").status == "red"
+        assert t.status().lookup_document("P", "XXA", "A2").status == "green"

@@ -423,12 +423,14 @@ def plan_update(
             raise BundleRollbackError(
                 f"bundle version {m.version} is already applied with different content"
             )
-    use_delta = m.delta_base is not None and m.delta_base == current_version
+    # a delta needs its base: the status set of the current version, held on disk
+    onto_current = m.delta_base is not None and m.delta_base == current_version
+    use_delta = onto_current and "status" in held
     if m.status is not None and not use_delta and "status" not in m.parts:
+        has = "no bundle" if current_version is None else str(current_version)
         raise BundleError(
             f"delta bundle applies onto version {m.delta_base} only; this device has "
-            f"{current_version if current_version is not None else 'no bundle'} "
-            "(fetch a full bundle)"
+            f"{has}{' but not its status set' if onto_current else ''} (fetch a full bundle)"
         )
     fetch = []
     for name, ref in m.parts.items():

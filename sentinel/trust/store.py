@@ -210,11 +210,13 @@ class BundleStore:
         )
 
     def held(self) -> dict[str, str]:
-        """Part name → sha256 of what the device holds ("status": the raw set's digest)."""
+        """Part name → sha256 of what the device holds ("status": the raw set's digest,
+        only while its files are on disk: a device that lost them fetches the full set)."""
         with self._lock:
             out = dict(self._db.execute("SELECT name, sha256 FROM parts").fetchall())
         digest = self.meta("status_sha256")
-        if digest:
+        files = [p for p in (self.status_path(), self.overlay_path()) if p is not None]
+        if digest and files and all(p.exists() for p in files):
             out["status"] = digest
         return out
 
