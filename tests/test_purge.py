@@ -315,3 +315,22 @@ def test_an_interrupted_purge_step_rolls_back_goes_on_up_and_completes_next_run(
         r = _purge(j, tmp_path, T0)
         assert (r.event_rows, r.personal_rows, r.audit_entries) == (5, 5, 1)
         assert retention_state(j, 3, T0).ok
+
+
+def test_a_purge_whose_audit_log_cannot_open_stops_with_its_error_and_closes_the_journal(
+    tmp_path: Path,
+) -> None:
+    """A damaged device key (here: not a PEM key) stops `sentinel purge` with the key's
+    own error (the PEM loader's, which does not name the file), not a crash of its own,
+    and the journal it opened is closed again."""
+    import os
+
+    from sentinel.journal.purge import run_purge
+
+    with Journal(tmp_path / "journal.db", retention_days=3) as j:
+        j.record(ev(T0))
+    (tmp_path / "device_key.pem").write_text("not a key\n", encoding="utf-8")
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(ValueError, match="PEM"):
+        run_purge(tmp_path, retention_days=3, aggregate_days=400, now=T0)
+    assert len(os.listdir("/proc/self/fd")) == before  # the journal was closed
