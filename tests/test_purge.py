@@ -334,3 +334,22 @@ def test_a_purge_whose_audit_log_cannot_open_stops_with_its_error_and_closes_the
     with pytest.raises(ValueError, match="PEM"):
         run_purge(tmp_path, retention_days=3, aggregate_days=400, now=T0)
     assert len(os.listdir("/proc/self/fd")) == before  # the journal was closed
+
+
+def test_a_purge_reports_each_step_and_ends_with_an_empty_wal(tmp_path: Path) -> None:
+    clock = Clock(T0 - 5 * DAY)
+    with Journal(tmp_path / "journal.db", clock=clock, retention_days=3) as j:
+        j.record(ev(T0 - 5 * DAY), personal={"display_name": "A*"})
+        clock.t = T0
+        steps: list[str] = []
+        with open_audit(tmp_path) as audit:
+            purge(j, audit, retention_days=3, aggregate_days=400, now=T0, progress=steps.append)
+        assert [s.split()[0] for s in steps] == [
+            "planned",
+            "destroyed",
+            "deleted",
+            "wal",
+            "audited",
+        ], steps
+        assert steps[-1] == f"audited day:{(T0 - 5 * DAY).date().isoformat()}"
+        assert (tmp_path / "journal.db-wal").stat().st_size == 0  # the audited marks too

@@ -124,3 +124,27 @@ def test_the_wire_header_is_the_documented_layout() -> None:
         raw = cols.to_bytes(kid)
         assert struct.unpack("<4sBBxxQ16s", raw[:32]) == (b"SSET", 2, kind, count, kid)
         assert len(raw) == 32 + 17 * count  # 17-byte rows
+
+
+def test_argon2_parameters_are_accepted_exactly_within_their_bounds() -> None:
+    """t in 1..8, p in 1..4, m_kib from 8 * p to MAX_KDF_M_KIB: each bound accepted, one
+    past it refused."""
+    top = ss.MAX_KDF_M_KIB
+    good = [(1, 1, 8), (8, 1, 8), (1, 4, 32), (1, 4, top), (1, 1, top)]
+    bad = [(0, 1, 8), (9, 1, 8), (1, 0, 8), (1, 5, 40), (1, 4, 31), (1, 1, 7), (1, 1, top + 1)]
+    for t, p, m in good:
+        assert ss.check_kdf({"alg": "argon2id", "m_kib": m, "t": t, "p": p})["m_kib"] == m
+    for t, p, m in bad:
+        with pytest.raises(BundleFormatError, match="out of range"):
+            ss.check_kdf({"alg": "argon2id", "m_kib": m, "t": t, "p": p})
+
+
+def test_a_stream_cut_before_its_checksum_is_truncated(tmp_path: Path) -> None:
+    """Every inflated byte is there, only zlib's adler-32 trailer is missing: the stream
+    did not end, so the part is refused as truncated, digest or not."""
+    raw = bytes(range(256)) * 64
+    (tmp_path / "part").write_bytes(zlib.compress(raw)[:-4])
+    with pytest.raises(BundleFormatError, match="truncated"):
+        ss.decompress_to(
+            tmp_path / "part", tmp_path / "raw", len(raw), hashlib.sha256(raw).hexdigest()
+        )
