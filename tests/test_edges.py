@@ -329,3 +329,15 @@ def test_certlogic_names_an_unknown_operator() -> None:
     """Refused at once, by name (not by whatever the dispatcher meets later)."""
     with pytest.raises(cl.CertLogicError, match="unrecognised operator: 'nosuchop'"):
         cl.evaluate({"nosuchop": [1, 2]}, {})
+
+
+def test_certlogic_strict_equality_never_equates_a_list_with_a_string() -> None:
+    """["a"] and "a" have the same length and items, but not the same type."""
+    assert cl.evaluate({"===": [{"var": "x"}, "a"]}, {"x": ["a"]}) is False
+    assert cl.evaluate({"===": ["a", {"var": "x"}]}, {"x": ["a"]}) is False
+    assert cl.evaluate({"===": [{"var": "x"}, {"var": "x"}]}, {"x": ["a"]}) is True
+
+
+def test_certlogic_names_a_date_time_that_is_not_a_string() -> None:
+    with pytest.raises(cl.CertLogicError, match="not a date-time string: 5"):
+        cl.evaluate({"plusTime": [5, 1, "day"]}, {})
