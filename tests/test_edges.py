@@ -341,3 +341,26 @@ def test_certlogic_strict_equality_never_equates_a_list_with_a_string() -> None:
 def test_certlogic_names_a_date_time_that_is_not_a_string() -> None:
     with pytest.raises(cl.CertLogicError, match="not a date-time string: 5"):
         cl.evaluate({"plusTime": [5, 1, "day"]}, {})
+
+
+def test_certlogic_extract_from_uvci_counts_fragments_from_zero() -> None:
+    uvci = "URN:UVCI:01:NL:187/37512422923"
+    assert cl.evaluate({"extractFromUVCI": [uvci, 0]}, {}) == "01"
+    assert cl.evaluate({"extractFromUVCI": [uvci, 1]}, {}) == "NL"
+
+
+def test_certlogic_plus_takes_exactly_two_operands() -> None:
+    assert cl.evaluate({"+": [1, 2]}, {}) == 3
+    with pytest.raises(cl.CertLogicError, match="operands"):
+        cl.evaluate({"+": [1, 2, 3]}, {})
+
+
+def test_certlogic_validate_counts_arity_and_depth_exactly() -> None:
+    assert cl.validate({"===": [1, 2]}) == [] and cl.validate({"===": [1, 2, 3]}) != []
+    assert cl.validate({"extractFromUVCI": ["x", 1]}) == []
+    assert cl.validate({"extractFromUVCI": ["x", 1, 2]}) != []
+    nested: object = True
+    for _ in range(cl.MAX_DEPTH):  # arrays nested to the cap: still valid
+        nested = [nested]
+    assert cl.validate(nested) == []
+    assert cl.validate([nested]) == ["expression nested too deeply"]
