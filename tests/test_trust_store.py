@@ -304,6 +304,11 @@ def test_a_device_that_lost_its_status_files_takes_the_full_set_at_the_next_sync
         gone = t.store.status_path() if lost == "base" else t.store.overlay_path()
     assert gone is not None
     gone.unlink()
+    # the device's service opens the store before any sync: it serves what is left (the
+    # trust list, the rest of the bundle) and has no status set, instead of crashing
+    with StoreTrust(dev) as t:
+        assert t.status() is None
+        assert t.snapshot().state.bundle_version == "2"
     publish(site, _recs({**v1, "A1": "red"}), [root], now=NOW)  # full part and delta
     r = sync_dir(dev, site, root.public_key(), now=NOW)
     assert (r.version, r.delta) == (3, False)

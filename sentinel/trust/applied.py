@@ -147,7 +147,7 @@ class StoreTrust:
             for attempt in range(3):
                 try:
                     with self.store.read_view():
-                        snap = self._read()
+                        snap = self._read(with_status=attempt < 2)
                     break
                 except FileNotFoundError:  # status file replaced by a newer commit: reread
                     if attempt == 2:
@@ -156,7 +156,7 @@ class StoreTrust:
             if snap is not None:
                 self._snap = snap
 
-    def _read(self) -> _Snapshot | None:
+    def _read(self, *, with_status: bool = True) -> _Snapshot | None:
         applied = self.store.current()
         if applied is None:
             return None
@@ -164,10 +164,11 @@ class StoreTrust:
         # that no sync of this version has touched yet falls back to the last good sync.
         lgs = self.store.meta("fresh_at") or self.store.meta("last_good_sync")
         last = datetime.fromisoformat(lgs) if lgs else applied.applied_at
-        snap = self._snap if applied.digest == self._snap.digest else self._load(applied)
+        same = applied.digest == self._snap.digest
+        snap = self._snap if same else self._load(applied, with_status=with_status)
         return replace(snap, updated_at=last)
 
-    def _load(self, applied: Applied) -> _Snapshot:
+    def _load(self, applied: Applied, *, with_status: bool = True) -> _Snapshot:
         m = applied.manifest
         parts = {}
         for name in m.parts:
@@ -182,11 +183,24 @@ class StoreTrust:
         path = self.store.status_path()
         status_key = self._status_key(m, parts.get("status_keys"))
         if m.status is not None and path is not None and status_key is not None:
-            base = sf.PagedFile(path)
-            ov = self.store.overlay_path()
-            overlay = sf.PagedFile(ov, prefix_filter=True) if ov else None
-            files = (base, overlay) if overlay is not None else (base,)
-            status = _Lookup(base, overlay, status_key, m.status.kdf, m.status.count)
+            try:
+                base = sf.PagedFile(path)
+                ov = self.store.overlay_path()
+                overlay = sf.PagedFile(ov, prefix_filter=True) if ov else None
+            except FileNotFoundError:
+                if with_status:
+                    raise  # replaced by a newer commit meanwhile: refresh() reads again
+                # gone for good (an fsck, a hand-made clean-up): serve the rest of the
+                # bundle, refuse what needs a status (NO_TRUST_DATA); the next sync takes
+                # the full set (BundleStore.held)
+                log.error(
+                    "bundle %s: its status set files are missing; status lookups are "
+                    "unavailable until the next sync",
+                    m.version,
+                )
+            else:
+                files = (base, overlay) if overlay is not None else (base,)
+                status = _Lookup(base, overlay, status_key, m.status.kdf, m.status.count)
         # The old status files are not closed here: a presentation may still be looking
         # them up; their descriptors go with the last reference.
         return _Snapshot(
