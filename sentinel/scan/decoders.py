@@ -323,6 +323,8 @@ class Scanner:
         # but saw print (cardback.py)
         self.hint: str | None = None
         self._unread_frames = 0  # decoded frames in a row with a code seen but not read
+        self._boxes_of: np.ndarray | None = None  # the frame _boxes were found in
+        self._boxes: list[tuple[int, int, int, int]] = []
         self.back_detector = _back_detector() if id_reader is not None else None
         # a failed read of a card sliding into view is followed by the next attempt: the
         # detector (tens of ms) runs on every BACK_EVERY-th such frame, not each
@@ -354,6 +356,7 @@ class Scanner:
     def decode(self, frame: np.ndarray) -> list[Symbol]:
         """All symbols in ``frame`` (any back-end, any retry that finds them)."""
         g = gray(frame)
+        self._boxes_of = None  # a source may refill the same buffer: boxes are per call
         found = self.primary.decode(g)
         # whether a QR code is in view (read or not): then no ID document is looked for
         self.saw_code = bool(found) or getattr(self.primary, "saw_candidate", False)
@@ -438,18 +441,25 @@ class Scanner:
         # each crop as is, then strongly sharpened: a defocused or shaken code whose
         # finder patterns zxing-cpp no longer sees (+5 points on the hard corpus's blur
         # frames, docs/scanner.md; a mild unsharp mask alone adds 1)
-        for box in texture_candidates(g):
+        for box in self._texture_boxes(g):
             crop, x0, y0, f = crop_around(g, box)
             found = self.primary.decode(crop) or self.primary.decode(_unsharp(crop, 1.5 * f, 2.5))
             if found:
                 return _offset(_scaled(found, f), x0, y0)
         return []
 
+    def _texture_boxes(self, g: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """The texture pass's candidates for frame ``g``, computed once per frame: the
+        deblur retry looks at the same boxes right after the texture step."""
+        if self._boxes_of is not g:
+            self._boxes_of, self._boxes = g, texture_candidates(g)
+        return self._boxes
+
     def _deblur_step(self, g: np.ndarray, _c: list) -> list[Symbol]:
         # the most textured candidate only, deconvolved at its own resolution for a
         # defocus of 1.0 and 1.4 px, then enlarged as the texture pass does: codes of
         # 1.6-2.4 px per module under a blur no sharpening recovers (docs/scanner.md)
-        boxes = texture_candidates(g, max_candidates=1)
+        boxes = self._texture_boxes(g)[:1]  # the most textured (the list is sorted)
         if not boxes or not _half_dark(g, boxes[0]):
             return []
         raw, x0, y0, _f = crop_around(g, boxes[0], max_factor=1.0)
