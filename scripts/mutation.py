@@ -317,7 +317,7 @@ class _Apply(ast.NodeTransformer):
             assert isinstance(node, ast.BoolOp)
             node.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
             return node
-        if op == "NOT":
+        if op in ("NOT", "NEG"):  # `not x` -> `x`, `-x` -> `x`
             assert isinstance(node, ast.UnaryOp)
             return node.operand
         if op == "TRUE":
@@ -334,8 +334,8 @@ class _Apply(ast.NodeTransformer):
             if self.variant == "head":  # x[:n] -> x[-n:]
                 return ast.Slice(lower=ast.UnaryOp(ast.USub(), node.upper), upper=None)
             return ast.Slice(lower=None, upper=node.lower)  # x[n:] -> x[:n]
-        if op == "ARITH":
-            assert isinstance(node, ast.BinOp)
+        if op in ("ARITH", "AUG"):  # a + b <-> a - b, x += y <-> x -= y
+            assert isinstance(node, ast.BinOp | ast.AugAssign)
             node.op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
             return node
         if op == "RETURN":
@@ -346,13 +346,6 @@ class _Apply(ast.NodeTransformer):
             swap = {"min": "max", "max": "min", "any": "all", "all": "any"}
             node.func = ast.Name(id=swap[node.func.id], ctx=ast.Load())
             return node
-        if op == "AUG":
-            assert isinstance(node, ast.AugAssign)
-            node.op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
-            return node
-        if op == "NEG":
-            assert isinstance(node, ast.UnaryOp)
-            return node.operand
         raise ValueError(op)
 
 
