@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -36,8 +37,36 @@ def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     _fsync_dir(path.parent)
 
 
+_MAX_KEY_BYTES = 16 * 1024  # a PKCS#8 Ed25519 PEM is 119 bytes
+
+
+def _read_key_file(path: Path) -> bytes:
+    """The key file's bytes: a regular file of bounded size (never blocks on a FIFO)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise JournalError(f"{path}: is a directory, not the device key")
+        if not stat.S_ISREG(st.st_mode):
+            raise JournalError(f"{path}: not a regular file, refusing to read the device key")
+        if st.st_size > _MAX_KEY_BYTES:
+            raise JournalError(f"{path}: {st.st_size} bytes, too large for a device key")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(_MAX_KEY_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
 def _load_device_key(path: Path) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    data = _read_key_file(path)
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as e:
+        # Never replaced automatically: the audit chain and the enrolment name this key.
+        raise JournalError(
+            f"{path}: the device key is damaged ({type(e).__name__}); restore it from a "
+            "backup, or move it aside and enrol the device again"
+        ) from None
     if not isinstance(key, Ed25519PrivateKey):
         raise JournalError(f"{path}: not an Ed25519 private key")
     return key
