@@ -77,3 +77,59 @@ def test_a_cold_lookup_reads_one_page_with_an_overlay(tmp_path: Path, monkeypatc
         reads.clear()
         assert status.lookup_document("P", "XXA", "N999999") is None
         assert len(reads) <= 1 and overlay._fd not in reads
+
+
+def _raw(keys: np.ndarray) -> list[bytes]:
+    """Each 12-byte tag as bytes (``bytes(np.bytes_)`` would drop trailing NULs)."""
+    return [r.tobytes() for r in np.ascontiguousarray(keys).view(np.uint8).reshape(-1, 12)]
+
+
+def test_lookups_after_a_delta_answer_as_the_merged_set(tmp_path: Path) -> None:
+    """Base + overlay (several pages each) answer every tag as the set with the delta
+    merged in: revoked by the delta, un-revoked by it, deleted, inserted, untouched (base
+    only), absent, and absent but sharing an overlay tag's first 4 bytes."""
+    from sentinel.trust.applied import _Lookup
+
+    old = _cols(6000, 3)
+    red, green = np.uint8(ss.STATUS_CODES["red"]), np.uint8(ss.STATUS_CODES["green"])
+    status = old.status.copy()
+    revoked = np.flatnonzero(status != red)[:400]  # green/yellow -> red
+    unrevoked = np.flatnonzero(status == red)[:400]  # red -> green
+    status[revoked], status[unrevoked] = red, green
+    until = old.until.copy()
+    until[revoked[:50]] += 1  # a new valid-until as well
+    gone = np.zeros(len(old), dtype=bool)
+    gone[np.flatnonzero(status == old.status)[:300]] = True  # deleted, not changed
+    new_only = _cols(500, 4)
+    new = ss.Columns.from_arrays(
+        np.concatenate([old.keys[~gone], new_only.keys]),
+        np.concatenate([status[~gone], new_only.status]),
+        np.concatenate([until[~gone], new_only.until]),
+        ss.KIND_FULL,
+    )
+    overlay = ss.compose(ss.Columns.empty(ss.KIND_DELTA), ss.diff(old, new))
+    assert len(overlay) == 400 + 400 + 300 + 500 and len(overlay) > 4 * sf.PER_PAGE
+    sf.write_columns(tmp_path / "base.sset", old, b"k" * 16)
+    sf.write_columns(tmp_path / "ov.sset", overlay, b"k" * 16)
+    merged = {
+        k: (int(s), int(u)) for k, s, u in zip(_raw(new.keys), new.status, new.until, strict=True)
+    }
+    rng = np.random.default_rng(5)
+    probes = _raw(old.keys) + _raw(new_only.keys)
+    probes += [bytes(rng.integers(0, 256, 12, dtype=np.uint8)) for _ in range(300)]
+    probes += [k[:4] + b"\xff" * 8 for k in _raw(overlay.keys[::5])]  # overlay prefix only
+    with (
+        sf.PagedFile(tmp_path / "base.sset") as base,
+        sf.PagedFile(tmp_path / "ov.sset", prefix_filter=True) as ov,
+    ):
+        assert ov.prefixes is not None
+        look = _Lookup(base, ov, b"s" * 32, ss.CHEAP_KDF, len(new))
+        for p in probes:
+            e = look.get_tag(p)
+            want = merged.get(p)
+            got = None if e is None else (ss.STATUS_CODES[e.status], int(e.valid_until.timestamp()))
+            assert got == want, p.hex()
+    # the cases are all there
+    assert {merged[k][0] for k in _raw(old.keys[revoked])} == {int(red)}
+    assert {merged[k][0] for k in _raw(old.keys[unrevoked])} == {int(green)}
+    assert all(k not in merged for k in _raw(old.keys[gone]))

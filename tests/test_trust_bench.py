@@ -22,6 +22,9 @@ def test_bench_trust_runs_small(tmp_path) -> None:
     line = out.stdout.splitlines()[0]
     assert line.startswith("trust 3000: build ") and " s (baseline " in line
     assert " MB, delta1% apply " in line and " µs cold " in line and line.endswith(" µs")
+    bar = next(x for x in out.stdout.splitlines() if x.startswith("  bar lookup p99 < 1 ms: "))
+    assert "base: warm " in bar and "; after the delta (2 files): warm " in bar
+    assert bar.count(" PASS") + bar.count(" FAIL") == 2
     out = subprocess.run(
         [sys.executable, str(SCRIPT), *args, "--json", "--workdir", str(tmp_path)],
         check=True,
