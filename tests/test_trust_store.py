@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -315,3 +317,61 @@ def test_a_device_that_lost_its_status_files_takes_the_full_set_at_the_next_sync
     with StoreTrust(dev) as t:
         assert t.status().lookup_document("P", "XXA", "A1").status == "red"
         assert t.status().lookup_document("P", "XXA", "A2").status == "green"
+
+
+def test_the_status_directory_is_fsynced_after_each_status_file_rename(
+    tmp_path, monkeypatch
+) -> None:
+    """A rename is durable only once its directory is fsynced (POSIX; ext4 happens to
+    commit it with the next fsync): after the full set's and the overlay's rename into
+    ``status/``, the directory itself is fsynced before the apply returns."""
+    root = generate_root_key()
+    site, data = tmp_path / "site", tmp_path / "data"
+    status_dir = (data / "trust" / "status").resolve()
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:  # type: ignore[no-untyped-def]
+        events.append(("replace", str(Path(dst).resolve().parent)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    recs = {"1": "green"}
+    publish(site, _recs(recs), [root], now=NOW)
+    for step in range(2):  # the full set, then a delta kept as an overlay
+        events.clear()
+        sync_dir(data, site, root.public_key(), now=NOW)
+        renames = [i for i, e in enumerate(events) if e == ("replace", str(status_dir))]
+        assert renames, events
+        assert ("fsync", str(status_dir)) in events[renames[-1] + 1 :], (step, events)
+        recs[str(step + 2)] = "red"
+        publish(site, _recs(recs), [root], now=NOW)
+
+
+def test_a_signed_full_status_part_whose_count_disagrees_with_its_manifest_is_refused(
+    tmp_path, monkeypatch
+) -> None:
+    """The authority's own mistake: v2's manifest, signed, says one entry more than its
+    full status part holds. The store refuses it as a format error and keeps v1."""
+    root = generate_root_key()
+    site, data = tmp_path / "site", tmp_path / "data"
+    publish(site, _recs({"1": "green"}), [root], now=NOW)
+    sync_dir(data, site, root.public_key(), now=NOW)
+    real = bm.StatusInfo
+
+    def off_by_one(key_id, kdf, count, *rest):  # type: ignore[no-untyped-def]
+        return real(key_id, kdf, count + 1, *rest)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(bm, "StatusInfo", off_by_one)
+        publish(site, _recs({"1": "red", "2": "red"}), [root], now=NOW, delta=False)
+    with pytest.raises(BundleFormatError, match="count, kind or key"):
+        sync_dir(data, site, root.public_key(), now=NOW)
+    with StoreTrust(data) as t:
+        assert t.state().bundle_version == "1"
+        assert t.status().lookup_document("P", "XXA", "1").status == "green"
