@@ -321,17 +321,18 @@ def test_a_purge_whose_audit_log_cannot_open_stops_with_its_error_and_closes_the
     tmp_path: Path,
 ) -> None:
     """A damaged device key (here: not a PEM key) stops `sentinel purge` with the key's
-    own error (the PEM loader's, which does not name the file), not a crash of its own,
-    and the journal it opened is closed again."""
+    own error, naming the file, not a crash of its own, and the journal it opened is
+    closed again."""
     import os
 
+    from sentinel.errors import JournalError
     from sentinel.journal.purge import run_purge
 
     with Journal(tmp_path / "journal.db", retention_days=3) as j:
         j.record(ev(T0))
     (tmp_path / "device_key.pem").write_text("not a key\n", encoding="utf-8")
     before = len(os.listdir("/proc/self/fd"))
-    with pytest.raises(ValueError, match="PEM"):
+    with pytest.raises(JournalError, match="device_key.pem: the device key is damaged"):
         run_purge(tmp_path, retention_days=3, aggregate_days=400, now=T0)
     assert len(os.listdir("/proc/self/fd")) == before  # the journal was closed
 
