@@ -375,3 +375,81 @@ def test_a_signed_full_status_part_whose_count_disagrees_with_its_manifest_is_re
     with StoreTrust(data) as t:
         assert t.state().bundle_version == "1"
         assert t.status().lookup_document("P", "XXA", "1").status == "green"
+
+
+def test_a_full_set_that_replaces_another_leaves_only_its_own_files(tmp_path) -> None:
+    """v1 (full), v2 (a delta: an overlay), v3 (full again): each commit removes the
+    status files the metadata no longer names, so a device's card never fills with
+    old sets (80 M entries are 1.4 GB a set)."""
+    root = generate_root_key()
+    site, data = tmp_path / "site", tmp_path / "data"
+    status_dir = data / "trust" / "status"
+    publish(site, _recs({"1": "green", "2": "green"}), [root], now=NOW)
+    sync_dir(data, site, root.public_key(), now=NOW)
+    first = {p.name for p in status_dir.iterdir()}
+    publish(site, _recs({"1": "red", "2": "green"}), [root], now=NOW)
+    assert sync_dir(data, site, root.public_key(), now=NOW).delta
+    with StoreTrust(data) as t:
+        named = {t.store.status_path().name, t.store.overlay_path().name}
+    assert {p.name for p in status_dir.iterdir()} == named
+    assert first < named  # the overlay came beside the base
+    publish(site, _recs({"1": "red", "2": "yellow", "3": "green"}), [root], now=NOW, delta=False)
+    assert not sync_dir(data, site, root.public_key(), now=NOW).delta
+    with StoreTrust(data) as t:
+        assert t.store.overlay_path() is None
+        only = t.store.status_path().name
+        assert t.status().lookup_document("P", "XXA", "2").status == "yellow"
+    assert [p.name for p in status_dir.iterdir()] == [only]
+    assert only not in named
+
+
+def test_a_delta_onto_a_base_of_another_status_key_is_refused(tmp_path) -> None:
+    """The held base's header names another status key than the manifest and its delta
+    (a base from another lineage: restored from a backup, a rotation the device missed):
+    the delta is refused as a format error, v1 stays and still answers."""
+    root = generate_root_key()
+    site, data = tmp_path / "site", tmp_path / "data"
+    publish(site, _recs({"1": "green", "2": "green"}), [root], now=NOW)
+    sync_dir(data, site, root.public_key(), now=NOW)
+    with StoreTrust(data) as t:
+        base = t.store.status_path()
+    raw = bytearray(base.read_bytes())
+    raw[16:32] = bytes(16)  # header: magic, format, kind, pad, count (u64), key id (16)
+    base.write_bytes(bytes(raw))
+    publish(site, _recs({"1": "red", "2": "green"}), [root], now=NOW)
+    with pytest.raises(BundleFormatError, match="another status key than its base"):
+        sync_dir(data, site, root.public_key(), now=NOW)
+    with StoreTrust(data) as t:
+        assert t.state().bundle_version == "1"
+        assert t.store.overlay_path() is None
+
+
+def test_a_compaction_onto_a_damaged_base_is_refused_and_leaves_no_file(
+    tmp_path, monkeypatch
+) -> None:
+    """One status byte of the held base flipped on the card: the compacted set (base +
+    delta, streamed into a new file) cannot hash to the manifest's status.sha256, so the
+    apply is refused as a hash error, its half-written file removed, v1 kept."""
+    from sentinel.errors import BundleHashError
+    from sentinel.trust import store as store_mod
+
+    monkeypatch.setattr(store_mod, "COMPACT_MIN", 0)
+    monkeypatch.setattr(store_mod, "COMPACT_RATIO", 0.0)
+    root = generate_root_key()
+    site, data = tmp_path / "site", tmp_path / "data"
+    status_dir = data / "trust" / "status"
+    v1 = {str(i): "green" for i in range(20)}
+    publish(site, _recs(v1), [root], now=NOW)
+    sync_dir(data, site, root.public_key(), now=NOW)
+    with StoreTrust(data) as t:
+        base = t.store.status_path()
+    before = {p.name for p in status_dir.iterdir()}
+    raw = bytearray(base.read_bytes())
+    raw[4096 + 12] ^= 0x01  # page 1, row 0: the byte after its 12-byte tag (status)
+    base.write_bytes(bytes(raw))
+    publish(site, _recs({**v1, "5": "red"}), [root], now=NOW)
+    with pytest.raises(BundleHashError, match="after the delta does not match"):
+        sync_dir(data, site, root.public_key(), now=NOW)
+    assert {p.name for p in status_dir.iterdir()} == before
+    with StoreTrust(data) as t:
+        assert t.state().bundle_version == "1"
