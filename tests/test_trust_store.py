@@ -453,3 +453,36 @@ def test_a_compaction_onto_a_damaged_base_is_refused_and_leaves_no_file(
     assert {p.name for p in status_dir.iterdir()} == before
     with StoreTrust(data) as t:
         assert t.state().bundle_version == "1"
+
+
+def test_a_base_that_vanishes_between_plan_and_apply_refuses_the_delta_then_heals(
+    tmp_path, monkeypatch
+) -> None:
+    """The plan saw the base status file (so it fetched only the delta), then the file
+    went (an fsck, a clean-up by hand) before the apply: the delta is refused with its own
+    error, not a stray FileNotFoundError; the next sync sees no base and takes v2 in full."""
+    from sentinel.errors import BundleError
+    from sentinel.trust.store import BundleStore
+
+    root = generate_root_key()
+    site, data = tmp_path / "site", tmp_path / "data"
+    publish(site, _recs({"1": "green", "2": "green"}), [root], now=NOW)
+    sync_dir(data, site, root.public_key(), now=NOW)
+    publish(site, _recs({"1": "red", "2": "green"}), [root], now=NOW)
+    real_held = BundleStore.held
+
+    def held_then_lost(self):  # type: ignore[no-untyped-def]
+        out = real_held(self)
+        path = self.status_path()
+        if path is not None and path.exists():
+            path.unlink()
+        return out
+
+    with monkeypatch.context() as mp:
+        mp.setattr(BundleStore, "held", held_then_lost)
+        with pytest.raises(BundleError, match="needs the base status set"):
+            sync_dir(data, site, root.public_key(), now=NOW)
+    r = sync_dir(data, site, root.public_key(), now=NOW)
+    assert (r.version, r.delta) == (2, False)
+    with StoreTrust(data) as t:
+        assert t.status().lookup_document("P", "XXA", "1").status == "red"
