@@ -83,6 +83,33 @@ def test_motion_gate_rechecks_and_measures() -> None:
     assert gate.changed(cv2.add(f, 50)) and gate.last_diff > 40
 
 
+@pytest.mark.parametrize(("w", "h"), [(640, 480), (1280, 720), (1000, 701), (90, 50)])
+def test_motion_gate_averages_square_blocks_of_whole_pixels(w: int, h: int) -> None:
+    """The tiny copy is the mean of each ``w // 80``-pixel square block (numpy's own
+    reshape-and-mean is the oracle), the partial blocks at the right and bottom edges
+    left out; OpenCV's integer-ratio path rounds each mean to the nearest grey level."""
+    from sentinel.scan.motion import tiny
+
+    g = np.random.default_rng(w).integers(0, 256, (h, w), dtype=np.uint8)
+    b = max(1, w // 80)
+    rows, cols = h // b, w // b
+    want = g[: rows * b, : cols * b].reshape(rows, b, cols, b).mean(axis=(1, 3))
+    got = tiny(g)
+    assert got.shape == (rows, cols)
+    assert np.abs(got.astype(np.float64) - want).max() <= 0.5 + 1e-9
+
+
+def test_motion_gate_takes_a_change_of_frame_size_as_motion() -> None:
+    """A camera that changes resolution mid-stream (a reconnect at another mode): the new
+    size counts as a change and becomes the reference, never a comparison of two sizes."""
+    gate = MotionGate(2.0, recheck_frames=100)
+    small = synth.blank_frame(640, 480, seed=0)[..., 0]
+    large = synth.blank_frame(1280, 720, seed=0)[..., 0]
+    assert gate.changed(small) and not gate.changed(small)
+    assert gate.changed(large) and not gate.changed(large)
+    assert gate.changed(small)
+
+
 def test_scanner_roi_crops_before_decoding() -> None:
     frame = synth.place(synth.render_qr(TEXT, 4), 1280, 720, synth.Degrade(fill=0.6), seed=2)
     assert Scanner("zxing", None, roi=(0, 0, 200, 200)).scan(frame) == []

@@ -70,7 +70,9 @@ def text_lines(gray: np.ndarray, *, min_len_ratio: float = 7.0) -> list[TextLine
     if max(w, h) < 480:  # a small scan: locate at a size where characters are a few px
         scale = 480 / max(w, h)
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    small = cv2.resize(gray, (int(w * scale), int(h * scale)), interpolation=interp)
+    size = (int(w * scale), int(h * scale))
+    # at the size it has (a 640-pixel frame): no copy
+    small = gray if size == (w, h) else cv2.resize(gray, size, interpolation=interp)
     out: list[TextLine] = []
     for bw in _ink(small):
         for horizontal in (True, False):
