@@ -486,3 +486,105 @@ def test_a_base_that_vanishes_between_plan_and_apply_refuses_the_delta_then_heal
     assert (r.version, r.delta) == (2, False)
     with StoreTrust(data) as t:
         assert t.status().lookup_document("P", "XXA", "1").status == "red"
+
+
+def test_a_signed_delta_part_that_holds_a_full_set_is_refused(tmp_path, monkeypatch) -> None:
+    """The authority's mistake, signed: v2's status_delta part is written with the full
+    kind (its entries, its key, all correct). A device composes only deltas into its
+    overlay: refused as a format error, v1 kept."""
+    from sentinel.authority import publish as pub
+
+    root = generate_root_key()
+    site, data = tmp_path / "site", tmp_path / "data"
+    publish(site, _recs({"1": "green", "2": "green"}), [root], now=NOW)
+    sync_dir(data, site, root.public_key(), now=NOW)
+    real_diff = pub.ss.diff
+
+    def full_kind(old, new):  # type: ignore[no-untyped-def]
+        d = real_diff(old, new)
+        return pub.ss.Columns(d.keys, d.status, d.until, pub.ss.KIND_FULL)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(pub.ss, "diff", full_kind)
+        publish(site, _recs({"1": "red", "2": "green"}), [root], now=NOW)
+    with pytest.raises(BundleFormatError, match="not a delta of this status key"):
+        sync_dir(data, site, root.public_key(), now=NOW)
+    with StoreTrust(data) as t:
+        assert t.state().bundle_version == "1"
+        assert t.status().lookup_document("P", "XXA", "1").status == "green"
+
+
+def test_a_commit_that_fails_is_rolled_back_and_raised(tmp_path, monkeypatch) -> None:
+    """The metadata write fails inside the apply's transaction (a full disk, an I/O
+    error): the transaction is rolled back and the error reaches the sync, never a
+    reported success with v1 still in force."""
+    from sentinel.trust.store import BundleStore
+
+    root = generate_root_key()
+    site, data = tmp_path / "site", tmp_path / "data"
+    publish(site, _recs({"1": "green"}), [root], now=NOW)
+    sync_dir(data, site, root.public_key(), now=NOW)
+    publish(site, _recs({"1": "red"}), [root], now=NOW)
+    real_write = BundleStore._write_meta
+
+    def disk_full(self, values):  # type: ignore[no-untyped-def]
+        real_write(self, values)
+        if "manifest" in values:  # the apply's commit only, not the later meta writes
+            raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(BundleStore, "_write_meta", disk_full)
+        with pytest.raises(OSError, match="No space left"):
+            sync_dir(data, site, root.public_key(), now=NOW)
+    with StoreTrust(data) as t:
+        assert t.state().bundle_version == "1"  # the half-written meta rolled back
+        assert t.status().lookup_document("P", "XXA", "1").status == "green"
+
+
+def test_the_apply_lock_is_held_across_open_files(tmp_path) -> None:
+    """``exclusive()`` takes an flock on ``apply.lock``: while it is held, another open
+    of the file (another sync process) cannot take it, and can once it is released."""
+    import fcntl
+
+    from sentinel.trust.store import BundleStore
+
+    with BundleStore(tmp_path / "data") as store:
+        lock = store.root / "apply.lock"
+        with store.exclusive():
+            with lock.open("a") as other:
+                with pytest.raises(BlockingIOError):
+                    fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with lock.open("a") as other:
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again
+
+
+def test_an_old_status_file_that_cannot_be_removed_is_logged(tmp_path, caplog) -> None:
+    """A leftover in ``status/`` that will not go (here a directory, as an fsck might
+    leave): the clean-up after the commit warns and carries on, the new version in force."""
+    import logging
+
+    root = generate_root_key()
+    site, data = tmp_path / "site", tmp_path / "data"
+    publish(site, _recs({"1": "green"}), [root], now=NOW)
+    sync_dir(data, site, root.public_key(), now=NOW)
+    stuck = data / "trust" / "status" / "lost+found"
+    stuck.mkdir()
+    publish(site, _recs({"1": "red"}), [root], now=NOW, delta=False)
+    with caplog.at_level(logging.WARNING, logger="sentinel.trust.store"):
+        assert sync_dir(data, site, root.public_key(), now=NOW).version == 2
+    assert stuck.is_dir()
+    assert any("cannot remove old status file" in r.getMessage() for r in caplog.records)
+    with StoreTrust(data) as t:
+        assert t.status().lookup_document("P", "XXA", "1").status == "red"
+
+
+def test_the_store_module_names_only_what_it_has() -> None:
+    """``StoreTrust`` is re-exported lazily (PEP 562); any other missing name is an
+    AttributeError, as for any module (hasattr, getattr with a default rely on it)."""
+    from sentinel.trust import store as store_mod
+    from sentinel.trust.applied import StoreTrust as Real
+
+    assert store_mod.StoreTrust is Real
+    assert not hasattr(store_mod, "NoSuchThing")
+    with pytest.raises(AttributeError, match="NoSuchThing"):
+        _ = store_mod.NoSuchThing
