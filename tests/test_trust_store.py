@@ -550,10 +550,8 @@ def test_the_apply_lock_is_held_across_open_files(tmp_path) -> None:
 
     with BundleStore(tmp_path / "data") as store:
         lock = store.root / "apply.lock"
-        with store.exclusive():
-            with lock.open("a") as other:
-                with pytest.raises(BlockingIOError):
-                    fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with store.exclusive(), lock.open("a") as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         with lock.open("a") as other:
             fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again
 
