@@ -34,6 +34,14 @@ to check that a score holds on mutants nobody wrote tests for:
   AUG   ``x += y`` <-> ``x -= y`` (a counter or offset running the wrong way)
   NEG   ``-x`` -> ``x``
 
+Third set (``--operators third``), written on 2026-12-03 and first run then, after every
+test of the first two: handled errors and control flow.
+  EXCEPT an ``except`` handler's body -> ``raise`` (a handled error escapes instead)
+  LOOP  ``break`` <-> ``continue``
+  IFEXP ``a if c else b`` -> ``b if c else a``
+  WITH  ``with <manager>: <body>`` -> ``<body>`` for a manager that binds no name (a lock,
+        a transaction, a suppress() dropped)
+
 Each mutant is written over the module in place (the original is restored afterwards, also on
 Ctrl-C), the module's byte-code cache is bypassed, and the mapped tests run with ``-x`` and a
 timeout (3 x the unmutated run + 20 s).  A mutant is *killed* when the tests fail or time out.
@@ -288,6 +296,15 @@ def _sites(tree: ast.Module) -> Iterator[tuple[str, ast.AST, str]]:
             and not isinstance(node.operand, ast.Constant)
         ):
             yield "NEG", node, ""
+        # the third set
+        if isinstance(node, ast.ExceptHandler):
+            yield "EXCEPT", node, ""
+        elif isinstance(node, ast.Break | ast.Continue):
+            yield "LOOP", node, ""
+        elif isinstance(node, ast.IfExp):
+            yield "IFEXP", node, ""
+        elif isinstance(node, ast.With) and all(it.optional_vars is None for it in node.items):
+            yield "WITH", node, ""
 
 
 class _Apply(ast.NodeTransformer):
@@ -346,11 +363,25 @@ class _Apply(ast.NodeTransformer):
             swap = {"min": "max", "max": "min", "any": "all", "all": "any"}
             node.func = ast.Name(id=swap[node.func.id], ctx=ast.Load())
             return node
+        if op == "EXCEPT":
+            assert isinstance(node, ast.ExceptHandler)
+            node.body = [ast.Raise(exc=None, cause=None)]
+            return node
+        if op == "LOOP":
+            return ast.Continue() if isinstance(node, ast.Break) else ast.Break()
+        if op == "IFEXP":
+            assert isinstance(node, ast.IfExp)
+            node.body, node.orelse = node.orelse, node.body
+            return node
+        if op == "WITH":
+            assert isinstance(node, ast.With)
+            return ast.If(test=ast.Constant(True), body=node.body, orelse=[])
         raise ValueError(op)
 
 
 FIRST_SET = ("CMP", "BOOL", "NOT", "NUM", "TRUE", "RAISE", "GUARD", "CALL", "SLICE", "ARITH")
 SECOND_SET = ("RETURN", "MINMAX", "ANYALL", "AUG", "NEG")
+THIRD_SET = ("EXCEPT", "LOOP", "IFEXP", "WITH")
 
 
 def mutants(path: Path, operators: tuple[str, ...] = FIRST_SET) -> list[tuple[Mutant, str]]:
@@ -554,11 +585,12 @@ def main() -> int:
     ap.add_argument(
         "--operators",
         default=",".join(FIRST_SET),
-        help="comma-separated operators, 'second' for the second set (default: the first set)",
+        help="comma-separated operators, 'second' or 'third' for a later set (default: the first)",
     )
     args = ap.parse_args()
-    ops = SECOND_SET if args.operators == "second" else tuple(args.operators.split(","))
-    unknown = set(ops) - set(FIRST_SET) - set(SECOND_SET)
+    named = {"second": SECOND_SET, "third": THIRD_SET}
+    ops = named.get(args.operators) or tuple(args.operators.split(","))
+    unknown = set(ops) - set(FIRST_SET) - set(SECOND_SET) - set(THIRD_SET)
     if unknown:
         raise SystemExit(f"mutation: unknown operators {', '.join(sorted(unknown))}")
     modules = list(TESTS) if args.module == "all" else [args.module]
