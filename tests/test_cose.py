@@ -50,3 +50,50 @@ def test_a_signature_that_is_not_bytes_or_a_header_that_is_not_a_map_is_refused(
 def test_a_well_formed_sign1_decodes_with_its_kid_and_alg() -> None:
     got = cose.decode_cose(_sign1(PROT, {}, b"payload", b"\x01" * 64))
     assert (got.kid, got.alg, got.payload) == (b"12345678", cose.ALG_ES256, b"payload")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "GGW",  # RFC 9285 §4.2: a triple above 65535 (16 + 16·45 + 32·45² = 65536)
+        "A",  # a lone trailing character: no byte encodes to one character
+        "bb8",  # lower case: outside the 45-character alphabet
+        "ÄÄÄ",
+    ],
+)
+def test_base45_outside_rfc_9285_is_malformed(text: str) -> None:
+    """RFC 9285's own rules decide what is Base45: "BB8" is its example for "AB"; anything
+    else is refused as malformed by ``b45decode`` itself, not left to a later catch-all."""
+    assert cose.b45decode("BB8") == b"AB"
+    with pytest.raises(MalformedCredential, match="base45") as err:
+        cose.b45decode(text)
+    assert err.value.reason is ReasonCode.MALFORMED
+
+
+def test_a_zlib_stream_with_a_broken_body_is_malformed() -> None:
+    """A valid RFC 1950 header (0x78 0x9C) over a deflate body with an invalid block type:
+    zlib's own error becomes a MALFORMED refusal by ``inflate``."""
+    with pytest.raises(MalformedCredential, match="zlib: ") as err:
+        cose.inflate(b"\x78\x9c" + b"\xff" * 16)
+    assert err.value.reason is ReasonCode.MALFORMED
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff",  # a CBOR "break" with nothing to end (RFC 8949 §3.2.1)
+        b"\x5a\xff\xff\xff\xff",  # a byte string announcing 4 GiB, then nothing
+        b"\x81" * 200_000,  # arrays nested 200 000 deep
+    ],
+)
+def test_cbor_that_does_not_parse_is_malformed(data: bytes) -> None:
+    with pytest.raises(MalformedCredential, match="COSE: ") as err:
+        cose.decode_cose(data)
+    assert err.value.reason is ReasonCode.MALFORMED
+
+
+def test_an_ecdsa_signature_neither_raw_nor_der_gives_its_first_half() -> None:
+    """70 bytes that are not a DER ``Ecdsa-Sig-Value``: ``_ecdsa_r`` does not raise, it
+    takes the first half, as for a raw r||s."""
+    sig = bytes(range(70))
+    assert cose._ecdsa_r(sig) == sig[:35]

@@ -250,3 +250,15 @@ def test_countrycodeuci_takes_the_cwt_issuer_else_the_entry_country(
     cred = dcc.verify(text, trust, NOW)
     want = "COUNTRYCODEUCI:" + hashlib.sha256((country + UCI).encode()).hexdigest()[:32]
     assert want in cred.revocation_keys
+
+
+@needs_openssl
+def test_the_cwt_times_are_the_issuers_own(openssl_signer: OpensslSigner) -> None:
+    """iat (claim 6) and exp (claim 4), put into the CWT by this test with cbor2 and signed
+    by openssl, come back as the credential's issued_at and expires_at, to the second."""
+    text, _ = hc1(openssl_signer, DGC)
+    trust = TrustList.from_certificates([openssl_signer.der], country="AT")
+    cred = dcc.verify(text, trust, NOW)
+    want_iat = datetime.fromtimestamp(int((NOW - timedelta(days=1)).timestamp()), UTC)
+    want_exp = datetime.fromtimestamp(int((NOW + timedelta(days=300)).timestamp()), UTC)
+    assert (cred.issued_at, cred.expires_at) == (want_iat, want_exp)
