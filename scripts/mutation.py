@@ -298,7 +298,9 @@ def _sites(tree: ast.Module) -> Iterator[tuple[str, ast.AST, str]]:
             yield "NEG", node, ""
         # the third set
         if isinstance(node, ast.ExceptHandler):
-            yield "EXCEPT", node, ""
+            bare = [type(b) for b in node.body] == [ast.Raise] and node.body[0].exc is None
+            if not bare:  # a handler that only re-raises is its own mutant
+                yield "EXCEPT", node, ""
         elif isinstance(node, ast.Break | ast.Continue):
             yield "LOOP", node, ""
         elif isinstance(node, ast.IfExp):

@@ -170,3 +170,65 @@ def test_a_rule_evaluating_to_null_fails(now: datetime) -> None:
     cred = dcc.verify(text, TrustList.from_certificates([key.der]), now)
     failed = rules.rule_failure(cred, rs, "3G", now)
     assert failed is not None and failed.identifier == "VR-XX-0001"
+
+
+@pytest.mark.parametrize("tz_hours", [2, -5])
+def test_the_validation_clock_is_the_same_instant_in_any_time_zone(
+    now: datetime, tz_hours: int
+) -> None:
+    """A device clock given with an offset (+02:00, -05:00): the rules see the same instant,
+    not the local wall time relabelled as UTC. The rule admits only before a boundary one
+    hour after ``now`` (CertLogic's own ``before`` on ISO times)."""
+    from datetime import timezone
+
+    from sentinel.authority import dcc_issue as di
+    from sentinel.credentials import dcc, rules
+    from sentinel.credentials.trustlist import TrustList
+
+    utc_now = now.astimezone(UTC)
+    boundary = (utc_now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    doc = {
+        "rules": [
+            {
+                "Identifier": "VR-XX-0002",
+                "CertificateType": "Vaccination",
+                "Logic": {
+                    "before": [
+                        {"plusTime": [{"var": "external.validationClock"}, 0, "hour"]},
+                        {"plusTime": [boundary, 0, "hour"]},
+                    ]
+                },
+            }
+        ]
+    }
+    rs = rules.parse_rule_set(json.dumps(doc).encode())
+    key = di.make_signer(not_before=now - timedelta(days=9), not_after=now + timedelta(days=9))
+    text = di.issue(di.vaccination(), key, issued_at=now, expires_at=now + timedelta(days=1))
+    cred = dcc.verify(text, TrustList.from_certificates([key.der]), now)
+    local = utc_now.astimezone(timezone(timedelta(hours=tz_hours)))
+    assert rules.rule_failure(cred, rs, "3G", local) is None  # an hour before the boundary
+    later = local + timedelta(hours=2)
+    failed = rules.rule_failure(cred, rs, "3G", later)
+    assert failed is not None and failed.identifier == "VR-XX-0002"
+
+
+def test_a_python_stack_shallower_than_the_depth_cap_still_gives_a_certlogic_error() -> None:
+    """The depth cap (MAX_DEPTH) is CertLogic's own check; the RecursionError handler is the
+    backstop for an interpreter whose stack ends first (a smaller recursion limit): the
+    rule still errs as CertLogic, never with Python's RecursionError."""
+    import inspect
+    import sys
+
+    from sentinel.credentials import certlogic as cl
+
+    expr: object = {"var": "x"}
+    for _ in range(cl.MAX_DEPTH - 2):
+        expr = {"if": [True, expr, None]}
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 40)  # far fewer frames than the cap
+    try:
+        with pytest.raises(cl.CertLogicError, match="nested too deeply"):
+            cl.evaluate(expr, {"x": 1})
+    finally:
+        sys.setrecursionlimit(old)
+    assert cl.evaluate(expr, {"x": 1}) == 1  # with the usual stack: within the cap

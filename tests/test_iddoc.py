@@ -251,3 +251,41 @@ def test_no_birth_date_gives_no_pseudonym() -> None:
     doc = iddoc.parse_mrz(TD3, today=TODAY)
     assert iddoc.doc_pseudonym(doc, b"k" * 32)  # a birth date: a pseudonym
     assert iddoc.doc_pseudonym(replace(doc, birth_date=None), b"k" * 32) == ""
+
+
+def _icao_cd(data: str) -> str:
+    """ICAO 9303-3 §4.9 written out here (weights 7, 3, 1; digits, A=10..Z=35, '<'=0)."""
+    val = {**{str(i): i for i in range(10)}, "<": 0}
+    val |= {chr(ord("A") + i): 10 + i for i in range(26)}
+    return str(sum(val[c] * (7, 3, 1)[i % 3] for i, c in enumerate(data)) % 10)
+
+
+def test_a_birth_date_that_does_not_exist_is_unreadable_not_a_crash() -> None:
+    """31 February with every check digit right (recomputed by ``_icao_cd``): refused as an
+    unreadable zone naming the field, a CredentialError like any other bad read."""
+    l1, l2 = TD3.split("\n")
+    dob = "740231"
+    l2 = l2[:13] + dob + _icao_cd(dob) + l2[20:43]
+    l2 += _icao_cd(l2[0:10] + l2[13:20] + l2[21:43])
+    assert _icao_cd(l2[0:9]) == l2[9] and len(l2) == 44
+    with pytest.raises(CredentialError, match="birth date is not a real date"):
+        iddoc.parse_mrz(l1 + "\n" + l2, today=TODAY)
+
+
+def test_a_td2_number_that_fills_the_optional_data_to_its_last_position() -> None:
+    """ICAO 9303-6: a document number past nine characters goes on in the optional data
+    (positions 29-35 of line 2) and ends with its check digit; position 36 is the
+    composite. A 15-character number fills all seven: the composite digit must not be
+    taken for part of it. Check digits recomputed by ``_icao_cd``."""
+    l1, base = TD2.split("\n")
+    number = "D23145890ABCDEF"
+    cd = _icao_cd(number)
+    for expiry in ("301231", "310115", "290630"):  # the dates move the composite, not cd
+        middle = base[10:21] + expiry + _icao_cd(expiry)
+        l2 = number[:9] + "<" + middle + number[9:] + cd
+        l2 += _icao_cd(l2[0:10] + l2[13:20] + l2[21:35])
+        if l2[35] != _icao_cd(number + cd):  # the composite is not also a valid digit here
+            break
+    assert len(l2) == 36 and l2[35] != _icao_cd(number + cd)
+    doc = iddoc.parse_mrz(l1 + "\n" + l2, today=TODAY)
+    assert doc.number == number
