@@ -95,3 +95,38 @@ def test_manifest_size_cap_is_inclusive() -> None:
     assert bm.verify_manifest(at_cap, [ROOT.public_key()], NOW).version == 3
     with pytest.raises(BundleFormatError):
         bm.verify_manifest(at_cap[:-1] + b"  " + at_cap[-1:], [ROOT.public_key()], NOW)
+
+
+def test_signatures_the_device_cannot_use_are_skipped_not_fatal() -> None:
+    """An envelope's signature list may carry entries this device cannot use before the one
+    it can: junk, a key it does not pin (another root during a rotation), a signature that
+    is not Base64. Each is skipped, and the pinned key's signature after them verifies."""
+    import json
+
+    env = json.loads(bm.sign_manifest(_payload(), [ROOT]))
+    other = generate_root_key()
+    foreign = json.loads(bm.sign_manifest(_payload(), [other]))["signatures"][0]
+    env["signatures"] = [
+        "not an object",
+        foreign,
+        {"keyid": bm.key_id(ROOT), "sig": "***not base64***"},
+        *env["signatures"],
+    ]
+    raw = json.dumps(env).encode()
+    m = bm.verify_manifest(raw, [ROOT.public_key()], NOW)
+    assert m.version == 3 and m.signed_by == bm.key_id(ROOT)
+
+
+def test_a_stored_manifest_names_its_format() -> None:
+    """``stored_format`` reads the payload's ``format`` back (how an older release's bundle
+    is told from a corrupt one), and None when there is none to read."""
+    import json
+
+    raw = bm.sign_manifest(_payload(), [ROOT])
+    assert bm.stored_format(raw) == bm.FORMAT
+    assert not bm.is_older_format(bm.stored_format(raw))
+    older = bm.sign_manifest(_payload(format="sentinel-bundle/1"), [ROOT])
+    assert bm.stored_format(older) == "sentinel-bundle/1"
+    not_a_map = json.dumps({"signed": json.dumps([1, 2]), "signatures": []}).encode()
+    assert bm.stored_format(not_a_map) is None
+    assert bm.stored_format(b"garbage") is None
