@@ -485,3 +485,44 @@ def test_a_keys_file_broken_after_the_start_is_logged_and_refuses(
         r = reason_of(v.verify, code(issuer), NOW, presentation_id=1)
     assert r is ReasonCode.NO_TRUST_DATA
     assert any("keys.json" in rec.getMessage() for rec in caplog.records)
+
+
+def test_two_presentations_of_one_code_at_the_same_moment_are_one_admission() -> None:
+    """Two threads (two camera pipelines, one guard) check the same code for two different
+    presentations at once: exactly one is refused as a replay. The guard's lock makes the
+    look-up and the insert one step; the barrier inside the look-up proves it: with the
+    lock, the second thread cannot reach it while the first waits there (the barrier
+    times out after 1 s and the first goes on alone); without it, both would read the
+    code as unused before either records it, and both be admitted."""
+    import contextlib
+    import threading
+
+    from sentinel.credentials.healthcode import ReplayGuard
+    from sentinel.errors import ValidityError
+
+    guard = ReplayGuard()
+    barrier = threading.Barrier(2, timeout=1.0)
+
+    class Meeting(dict):
+        def get(self, key, default=None):  # type: ignore[no-untyped-def, override]
+            value = super().get(key, default)  # read, then wait for the other thread
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()
+            return value
+
+    guard._codes = Meeting()
+    results: list[str] = []
+
+    def present(pid: int) -> None:
+        try:
+            guard.check(b"code", "HC:same", pid, forget_at=100.0, now=1.0)
+            results.append("admitted")
+        except ValidityError as exc:
+            results.append(exc.reason.value)
+
+    threads = [threading.Thread(target=present, args=(p,)) for p in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert sorted(results) == ["CODE_REPLAY", "admitted"]
