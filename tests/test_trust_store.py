@@ -586,3 +586,56 @@ def test_the_store_module_names_only_what_it_has() -> None:
     assert not hasattr(store_mod, "NoSuchThing")
     with pytest.raises(AttributeError, match="NoSuchThing"):
         _ = store_mod.NoSuchThing
+
+
+def _meeting(monkeypatch, cls, name: str):  # type: ignore[no-untyped-def]
+    """Patch ``cls.name`` to run, then wait (1 s at most) for a second thread to get there
+    too: two threads inside one store call at once meet; a lock that serialises them
+    makes the first wait out the timeout and go on alone."""
+    import contextlib
+    import threading
+
+    barrier = threading.Barrier(2, timeout=1.0)
+    real = getattr(cls, name)
+
+    def meet(self, *a, **kw):  # type: ignore[no-untyped-def]
+        out = real(self, *a, **kw)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait()
+        return out
+
+    monkeypatch.setattr(cls, name, meet)
+
+
+def _both(*calls):  # type: ignore[no-untyped-def]
+    """Run each call in its own thread; each one's result or exception."""
+    import threading
+
+    out: list[object] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            out[i] = calls[i]()
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            out[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    return out
+
+
+def test_two_threads_writing_meta_at_once_are_two_transactions(tmp_path, monkeypatch) -> None:
+    """The store's one SQLite connection is shared by the sync thread and the web thread;
+    ``set_meta`` holds the store lock across BEGIN ... COMMIT, so a second writer waits
+    instead of beginning a transaction inside the first (OperationalError) or committing
+    the first's half."""
+    from sentinel.trust.store import BundleStore
+
+    with BundleStore(tmp_path / "data") as store:
+        _meeting(monkeypatch, BundleStore, "_write_meta")
+        got = _both(lambda: store.set_meta(a="1"), lambda: store.set_meta(b="2"))
+        assert got == [None, None], got
+        assert (store.meta("a"), store.meta("b")) == ("1", "2")
