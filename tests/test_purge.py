@@ -354,3 +354,23 @@ def test_a_purge_reports_each_step_and_ends_with_an_empty_wal(tmp_path: Path) ->
         ], steps
         assert steps[-1] == f"audited day:{(T0 - 5 * DAY).date().isoformat()}"
         assert (tmp_path / "journal.db-wal").stat().st_size == 0  # the audited marks too
+
+
+def test_the_retention_state_an_auditor_exports_names_its_days(tmp_path: Path) -> None:
+    """``as_dict`` (what ``sentinel audit export`` signs into the chain): each oldest day as
+    an ISO date, the empty ones as null; an empty journal has no oldest day at all."""
+    clock = Clock(T0 - 2 * DAY)
+    with Journal(tmp_path / "journal.db", clock=clock, retention_days=3) as j:
+        empty = retention_state(j, 3, T0).as_dict()
+        assert empty["oldest_event_day"] is None and empty["oldest_personal_day"] is None
+        j.record(ev(clock.t), personal={"display_name": "Q*"})
+        clock.t = T0
+        got = retention_state(j, 3, T0).as_dict()
+    day = (T0 - 2 * DAY).date().isoformat()
+    assert (got["oldest_event_day"], got["oldest_personal_day"], got["oldest_key_day"]) == (
+        day,
+        day,
+        day,
+    )
+    assert got["first_kept_day"] == day  # three days kept: today and the two before
+    assert got["retention_days"] == 3 and got["ok"] is True
