@@ -427,7 +427,7 @@ def test_a_delta_onto_a_base_of_another_status_key_is_refused(tmp_path) -> None:
 def test_a_compaction_onto_a_damaged_base_is_refused_and_leaves_no_file(
     tmp_path, monkeypatch
 ) -> None:
-    """One status byte of the held base flipped on the card: the compacted set (base +
+    """Status bytes of the held base flipped on the card: the compacted set (base +
     delta, streamed into a new file) cannot hash to the manifest's status.sha256, so the
     apply is refused as a hash error, its half-written file removed, v1 kept."""
     from sentinel.errors import BundleHashError
@@ -445,7 +445,10 @@ def test_a_compaction_onto_a_damaged_base_is_refused_and_leaves_no_file(
         base = t.store.status_path()
     before = {p.name for p in status_dir.iterdir()}
     raw = bytearray(base.read_bytes())
-    raw[4096 + 12] ^= 0x01  # page 1, row 0: the byte after its 12-byte tag (status)
+    # page 1, rows 0 and 1: the byte after each 12-byte tag (status); the delta changes one
+    # entry, which may be either row (the tags are keyed), so the other stays damaged
+    for row in (0, 1):
+        raw[4096 + 17 * row + 12] ^= 0x01
     base.write_bytes(bytes(raw))
     publish(site, _recs({**v1, "5": "red"}), [root], now=NOW)
     with pytest.raises(BundleHashError, match="after the delta does not match"):
