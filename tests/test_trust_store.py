@@ -642,3 +642,34 @@ def test_two_threads_writing_meta_at_once_are_two_transactions(tmp_path, monkeyp
         got = _both(lambda: store.set_meta(a="1"), lambda: store.set_meta(b="2"))
         assert got == [None, None], got
         assert (store.meta("a"), store.meta("b")) == ("1", "2")
+
+
+def test_after_a_failed_commit_the_same_store_still_writes(tmp_path, monkeypatch) -> None:
+    """A long-running device keeps one store open: after an apply whose commit failed, the
+    store's connection has no transaction left open (it was rolled back), so the next
+    write on it works and v1 is what it reads."""
+    from sentinel.authority.testing import enroll_test_device
+    from sentinel.trust.store import BundleStore
+    from sentinel.trust.sync import DirSource, Syncer
+
+    root = generate_root_key()
+    site, data = tmp_path / "site", tmp_path / "data"
+    publish(site, _recs({"1": "green"}), [root], now=NOW)
+    sync_dir(data, site, root.public_key(), now=NOW)
+    publish(site, _recs({"1": "red"}), [root], now=NOW)
+    enroll_test_device(data, site)
+    real_write = BundleStore._write_meta
+
+    def disk_full(self, values):  # type: ignore[no-untyped-def]
+        real_write(self, values)
+        if "manifest" in values:
+            raise OSError(28, "No space left on device")
+
+    with BundleStore(data) as store:
+        with monkeypatch.context() as mp:
+            mp.setattr(BundleStore, "_write_meta", disk_full)
+            with pytest.raises(OSError, match="No space left"):
+                Syncer(store, DirSource(site), root_key=root.public_key(), clock=lambda: NOW).sync()
+        assert not store._db.in_transaction
+        store.set_meta(note="after the failure")
+        assert (store.meta("note"), store.meta("version")) == ("after the failure", "1")
