@@ -214,3 +214,43 @@ def test_an_interrupt_inside_a_destruction_rolls_it_back_and_goes_on_up(tmp_path
             other.close()
         assert ks.destroy(days[:3]) == days[:3]
         assert ks.days() == days[3:]
+
+
+def test_a_vacuum_that_fails_still_leaves_the_wal_truncated(tmp_path: Path) -> None:
+    """``shrink`` on a disk too full to VACUUM: the free pages stay (zeroed by
+    secure_delete), the error is not raised, and the WAL is truncated all the same. The
+    VACUUM's failure is SQLite's own error, raised by a connection wrapper."""
+    import sqlite3
+
+    seen: list[str] = []
+
+    class VacuumFails:
+        def __init__(self, real: sqlite3.Connection) -> None:
+            self._real = real
+
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+            if sql.strip().upper() == "VACUUM":
+                seen.append(sql)
+                raise sqlite3.OperationalError("database or disk is full")
+            if "freelist_count" in sql:  # free pages to reclaim, as after a purge
+                return self._real.execute("SELECT 1")
+            return self._real.execute(sql, *args)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._real, name)
+
+    days = [D0 + timedelta(days=k) for k in range(200)]
+    with KeyStore(tmp_path / "keys.db") as ks:
+        for d in days:
+            ks.key_for(d, create=True)
+        ks.destroy(days[:150])
+        real = ks._conn
+        ks._conn = VacuumFails(real)  # type: ignore[assignment]
+        try:
+            assert ks.shrink() is True
+        finally:
+            ks._conn = real
+        assert seen == ["VACUUM"]  # the VACUUM was tried, and failed
+        assert ks.days() == days[150:]
+    wal = tmp_path / "keys.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
