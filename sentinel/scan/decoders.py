@@ -25,7 +25,7 @@ from sentinel.scan.backends import (  # re-exported: callers import them from he
 from sentinel.scan.deblur import wiener
 from sentinel.scan.motion import MotionGate
 from sentinel.scan.qr_finder import crop_around, texture_candidates
-from sentinel.scan.symbol import Symbol
+from sentinel.scan.symbol import Symbol, unscaled
 
 if TYPE_CHECKING:
     from sentinel.config import CameraConfig, ScanConfig
@@ -126,20 +126,6 @@ def _distinct(polys: list) -> list:
             centres.append(c)
             out.append(poly)
     return out
-
-
-def _scaled(symbols: list[Symbol], factor: float) -> list[Symbol]:
-    if factor == 1.0:
-        return symbols
-    return [
-        Symbol(
-            s.kind,
-            s.text,
-            s.raw_bytes,
-            tuple((int(x / factor), int(y / factor)) for x, y in s.polygon),
-        )
-        for s in symbols
-    ]
 
 
 BACK_EVERY = 3  # read attempts with print in view but nothing read, per card-back look
@@ -293,7 +279,7 @@ class Scanner:
             crop, x0, y0, f = cut
             found = self.primary.decode(crop)
             if found:
-                return _offset(_scaled(found, f), x0, y0)
+                return _offset(unscaled(found, f), x0, y0)
         return []
 
     def _unread_beside(self, g: np.ndarray, found: list[Symbol]) -> list[Symbol]:
@@ -313,7 +299,7 @@ class Scanner:
                 continue
             crop, x0, y0, f = cut
             got = self.primary.decode(crop) or self.primary.decode(_unsharp(crop, f))
-            for sym in _offset(_scaled(got, f), x0, y0):
+            for sym in _offset(unscaled(got, f), x0, y0):
                 if sym.text not in texts:
                     texts.add(sym.text)
                     extra.append(sym)
@@ -326,7 +312,7 @@ class Scanner:
         if g.shape[0] > 900:
             return []
         up = cv2.resize(g, None, fx=1.5, fy=1.5, interpolation=cv2.INTER_CUBIC)
-        return _scaled(self.primary.decode(_unsharp(up, 1.5)), 1.5)
+        return unscaled(self.primary.decode(_unsharp(up, 1.5)), 1.5)
 
     def _clahe_step(self, g: np.ndarray, _c: list) -> list[Symbol]:
         return self.primary.decode(cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8)).apply(g))
@@ -339,7 +325,7 @@ class Scanner:
             crop, x0, y0, f = crop_around(g, box)
             found = self.primary.decode(crop) or self.primary.decode(_unsharp(crop, 1.5 * f, 2.5))
             if found:
-                return _offset(_scaled(found, f), x0, y0)
+                return _offset(unscaled(found, f), x0, y0)
         return []
 
     def _texture_boxes(self, g: np.ndarray) -> list[tuple[int, int, int, int]]:
@@ -364,7 +350,7 @@ class Scanner:
                 sharp = cv2.resize(sharp, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
             found = self.primary.decode(sharp)
             if found:
-                return _offset(_scaled(found, f), x0, y0)
+                return _offset(unscaled(found, f), x0, y0)
         return []
 
     _RETRY = {

@@ -36,7 +36,7 @@ from sentinel.scan.mrz_strips import (  # noqa: F401 - public here too
     line_spans,
     split_lines,
 )
-from sentinel.scan.symbol import Symbol
+from sentinel.scan.symbol import Symbol, unscaled
 
 # a candidate reading of a block: text (lines joined by newlines), mean match score,
 # ambiguous (a check-digit-blind rival came close), and the close runners-up of the cells
@@ -168,7 +168,7 @@ class IdReader:
         if max(gray.shape[:2]) < SMALL_SIDE:
             f = SMALL_UPSCALE
             big = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
-            return [_scaled(s, 1 / f) for s in self._read(big)]
+            return unscaled(self._read(big), f)
         return self._read(gray)
 
     def _read(self, gray: np.ndarray) -> list[Symbol]:
@@ -303,12 +303,6 @@ def _joined(reads: list[tuple[str, float, bool, Alts]], layout: tuple[str, ...])
         any(r[2] for r in reads),
         [a if m else "" for a, m in zip(alts, keep, strict=True)],
     )
-
-
-def _scaled(s: Symbol, f: float) -> Symbol:
-    """``s`` with its polygon in the pixels of a frame ``f`` times the size."""
-    poly = tuple((round(x * f), round(y * f)) for x, y in s.polygon)
-    return Symbol(s.kind, s.text, s.raw_bytes, poly)
 
 
 def _poly(b: object) -> tuple[tuple[int, int], ...]:

@@ -19,3 +19,19 @@ class Symbol:
     text: str
     raw_bytes: bytes
     polygon: tuple[tuple[int, int], ...] = ()
+
+
+def unscaled(symbols: list[Symbol], factor: float) -> list[Symbol]:
+    """``symbols`` read on a copy ``factor`` times the frame's size, with their polygons
+    back in the frame's own pixels."""
+    if factor == 1.0:
+        return symbols
+    return [
+        Symbol(
+            s.kind,
+            s.text,
+            s.raw_bytes,
+            tuple((int(x / factor), int(y / factor)) for x, y in s.polygon),
+        )
+        for s in symbols
+    ]
