@@ -517,26 +517,33 @@ def test_a_signed_delta_part_that_holds_a_full_set_is_refused(tmp_path, monkeypa
         assert t.status().lookup_document("P", "XXA", "1").status == "green"
 
 
+def _disk_full_at_commit(mp: pytest.MonkeyPatch) -> None:
+    """The apply's metadata write (the one naming the manifest, inside its transaction)
+    fails as a full disk would, after its rows are written; later meta writes work."""
+    from sentinel.trust.store import BundleStore
+
+    real_write = BundleStore._write_meta
+
+    def disk_full(self, values):  # type: ignore[no-untyped-def]
+        real_write(self, values)
+        if "manifest" in values:
+            raise OSError(28, "No space left on device")
+
+    mp.setattr(BundleStore, "_write_meta", disk_full)
+
+
 def test_a_commit_that_fails_is_rolled_back_and_raised(tmp_path, monkeypatch) -> None:
     """The metadata write fails inside the apply's transaction (a full disk, an I/O
     error): the transaction is rolled back and the error reaches the sync, never a
     reported success with v1 still in force."""
-    from sentinel.trust.store import BundleStore
 
     root = generate_root_key()
     site, data = tmp_path / "site", tmp_path / "data"
     publish(site, _recs({"1": "green"}), [root], now=NOW)
     sync_dir(data, site, root.public_key(), now=NOW)
     publish(site, _recs({"1": "red"}), [root], now=NOW)
-    real_write = BundleStore._write_meta
-
-    def disk_full(self, values):  # type: ignore[no-untyped-def]
-        real_write(self, values)
-        if "manifest" in values:  # the apply's commit only, not the later meta writes
-            raise OSError(28, "No space left on device")
-
     with monkeypatch.context() as mp:
-        mp.setattr(BundleStore, "_write_meta", disk_full)
+        _disk_full_at_commit(mp)
         with pytest.raises(OSError, match="No space left"):
             sync_dir(data, site, root.public_key(), now=NOW)
     with StoreTrust(data) as t:
@@ -658,16 +665,9 @@ def test_after_a_failed_commit_the_same_store_still_writes(tmp_path, monkeypatch
     sync_dir(data, site, root.public_key(), now=NOW)
     publish(site, _recs({"1": "red"}), [root], now=NOW)
     enroll_test_device(data, site)
-    real_write = BundleStore._write_meta
-
-    def disk_full(self, values):  # type: ignore[no-untyped-def]
-        real_write(self, values)
-        if "manifest" in values:
-            raise OSError(28, "No space left on device")
-
     with BundleStore(data) as store:
         with monkeypatch.context() as mp:
-            mp.setattr(BundleStore, "_write_meta", disk_full)
+            _disk_full_at_commit(mp)
             with pytest.raises(OSError, match="No space left"):
                 Syncer(store, DirSource(site), root_key=root.public_key(), clock=lambda: NOW).sync()
         assert not store._db.in_transaction
