@@ -151,3 +151,14 @@ def test_the_table_build_is_the_csv_build(tmp_path: Path) -> None:
         arrowin.read_arrow_table(tmp_path / "s.parquet"), sk, tmp_path / "state"
     ).columns
     assert a.to_bytes(b"k" * 16) == b.to_bytes(b"k" * 16)
+
+
+def test_a_long_cell_before_short_ones_is_read_as_the_csv_reads_it(tmp_path: Path) -> None:
+    """A 300-byte number first, short cells after it: each cell is gathered with room
+    for the widest (an IndexError at the batch's end before the fix)."""
+    rows = _rows(50)
+    rows[0][2] = "N" * 300
+    want = _flat(_csv_chunks(tmp_path, rows))
+    pq.write_table(_table(rows), tmp_path / "long.parquet")
+    got = _flat(list(arrowin.read_arrow_table(tmp_path / "long.parquet")))
+    assert got == want and len(got[0][0]) > 300

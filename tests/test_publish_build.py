@@ -227,3 +227,27 @@ def test_an_error_names_the_first_bad_line(tmp_path: Path, bad: dict, line: int)
     p = _csv(tmp_path / "s.csv", rows)
     with pytest.raises(ConfigError, match=rf"s\.csv:{line}: "):
         list(inputs.read_status_table(p))
+
+
+def test_distinct_cells_are_exact_when_their_hashes_collide() -> None:
+    """Two different 16-byte cells built to have the same 64-bit hash (the last word
+    chosen to cancel the difference) stay two values; the rows keep their own."""
+    fnv = (1 << 64) - 1
+
+    def step(x: int, w: int) -> int:
+        return ((x * 0x100000001B3) & fnv) ^ w
+
+    a0, a1 = int.from_bytes(b"green,20", "little"), int.from_bytes(b"30-01-01", "little")
+    b0 = int.from_bytes(b"red,2030", "little")
+    b1 = step(step(16, a0), a1) ^ ((step(16, b0) * 0x100000001B3) & fnv)
+    cells = [a0.to_bytes(8, "little") + a1.to_bytes(8, "little"),
+             b0.to_bytes(8, "little") + b1.to_bytes(8, "little")]  # fmt: skip
+    rows = np.frombuffer(b"".join(cells * 50), np.uint8).reshape(100, 16).copy()
+    lens = np.full(100, 16)
+    words = rows.view("<u8")
+    hashes = [step(step(16, int(r[0])), int(r[1])) for r in words[:2]]
+    assert hashes[0] == hashes[1] and cells[0] != cells[1]  # the collision is real
+    reps, inv = csvfast._distinct(rows, lens)
+    assert len(reps) == 2
+    got = [bytes(rows[reps[i]]) for i in inv]
+    assert got == [bytes(r) for r in rows]

@@ -2,7 +2,7 @@
 
 A chunk of rows without quotes, carriage returns or non-ASCII bytes (what registries
 export) is split at its newlines and commas, each field gathered into a zero-padded
-matrix (one row gather from a sliding window over the bytes), cleaned like
+matrix (one whole-word copy a row from a byte-strided view, its tail masked), cleaned like
 ``statusset._clean`` (upper case, letters and digits only) and placed straight into the
 fixed-length CBC-MAC messages the tags are computed from.  Status and valid-until cells
 are mapped once per distinct value.  Anything else returns None: the ``csv`` module's
@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from sentinel.authority.chunks import Chunk, message_width, parse_status, parse_until
 from sentinel.errors import ConfigError
@@ -24,6 +23,7 @@ from sentinel.trust import statusset as ss
 
 MAX_FIELD = 64  # longer fields take the row-by-row path (and its errors)
 _SAMPLE = 4096  # rows sampled for the distinct values of a status / valid-until column
+_PLAIN = bytes(range(48, 58)) + bytes(range(65, 91)) + b",\0"  # a normalized identity
 
 
 class Layout:
@@ -47,15 +47,38 @@ class Layout:
 def _field(ap: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's cell as a zero-padded (n, width) matrix, and the cells' lengths.
 
-    ``ap``: the chunk's bytes followed by at least as many zeros as the widest cell."""
+    ``ap``: the chunk's bytes, best followed by zeros (a copy is padded otherwise)."""
     lens = end - start
     w = int(lens.max()) if len(lens) else 0
     if w == 0:
         return np.zeros((len(lens), 1), np.uint8), lens
-    m = sliding_window_view(ap, w)[start]  # a copy: one w-byte row per cell
-    if int(lens.min()) < w:
-        m *= np.arange(w) < lens[:, None]
-    return m, lens
+    return _gather(ap, start, lens, w), lens
+
+
+def _gather(ap: np.ndarray, start: np.ndarray, lens: np.ndarray, w: int) -> np.ndarray:
+    """``ap[start[r]:start[r]+lens[r]]`` of every row, zero-padded to ``w`` bytes (a view
+    of a fresh matrix).  Each row is one copy of a whole-word cell (a void item of a
+    byte-strided view of ``ap``), its tail cleared by a word mask of its length."""
+    w8 = -(-w // 8) * 8
+    if len(start) and int(start.max()) + w8 > len(ap):  # a long cell: pad a copy
+        ap = np.concatenate([ap, np.zeros(int(start.max()) + w8 - len(ap), np.uint8)])
+    cells = np.ndarray((len(ap) - w8 + 1,), np.dtype((np.void, w8)), buffer=ap, strides=(1,))
+    m = cells[start].view(np.uint8).reshape(-1, w8)
+    if int(lens.min()) < w8:
+        m.view("<u8")[:] &= _word_masks(w8)[lens]
+    return m[:, :w]
+
+
+_MASKS: dict[int, np.ndarray] = {}
+
+
+def _word_masks(w8: int) -> np.ndarray:
+    """Row L: ``w8`` bytes, the first L of them 0xFF, as little-endian words."""
+    got = _MASKS.get(w8)
+    if got is None:
+        b = (np.arange(w8) < np.arange(w8 + 1)[:, None]).astype(np.uint8) * np.uint8(255)
+        got = _MASKS[w8] = b.view("<u8")
+    return got
 
 
 def _clean(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +138,9 @@ def _distinct(m: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = (x * np.uint64(0x100000001B3)) ^ col
     reps, inv = _distinct_u64(x)
     r = reps[inv]
-    if bool(np.all(words == words[r])) and bool(np.all(lens == lens[r])):
+    if bool(np.array_equal(lens, lens[r])) and all(
+        bool(np.array_equal(col, col[r])) for col in words.T
+    ):
         return reps, inv
     rows = np.concatenate([m, lens[:, None].astype(np.uint8)], axis=1)
     view = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.shape[1]))).ravel()
@@ -166,7 +191,7 @@ def _place(out: np.ndarray, piece: np.ndarray, off: np.ndarray) -> None:
 
 
 def _plain_identity(
-    ap: np.ndarray, fs: np.ndarray, fe: np.ndarray, c: Layout
+    ap: np.ndarray, fs: Callable[[int], np.ndarray], fe: np.ndarray, c: Layout
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """``CAT|COUNTRY|NUMBER`` of every row, as a zero-padded matrix, when these are three
     adjacent columns in that order and already normalized (one-letter document code,
@@ -174,22 +199,18 @@ def _plain_identity(
     of the three cells with their commas; None otherwise (the per-column path)."""
     if c.dt is None or c.co != c.dt + 1 or c.no != c.dt + 2:
         return None
-    s, e = fs[:, c.dt], fe[:, c.no]
-    if bool(np.any(fe[:, c.dt] - s != 1)) or bool(np.any(fe[:, c.no] == fs[:, c.no])):
+    s, e = fs(c.dt), fe[:, c.no]
+    if bool(np.any(fe[:, c.dt] - s != 1)) or bool(np.any(fe[:, c.no] == fs(c.no))):
         return None
     lens = e - s
     w = int(lens.max())
     if w > MAX_FIELD:
         return None
-    m = sliding_window_view(ap, w)[s]
-    m *= np.arange(w) < lens[:, None]
-    # [0-9A-Z] and the two commas (the padding zeros pass): uint8 arithmetic wraps
-    comma = m == 44
-    ok = ((m - 48) < 10) | ((m - 65) < 26) | comma | (m == 0)
-    if not bool(ok.all()):
+    cells = _gather(ap, s, lens, w).tobytes()
+    # [0-9A-Z] and the two commas (the padding zeros pass), the commas then made bars
+    if cells.translate(None, _PLAIN):
         return None
-    m += comma * np.uint8(ord("|") - 44)
-    return m, lens
+    return np.frombuffer(cells.replace(b",", b"|"), np.uint8).reshape(-1, w), lens
 
 
 def document_messages(
@@ -235,22 +256,25 @@ def rows_fast(p: Path, buf: bytes, c: Layout, line0: int, cache: dict[str, int])
         return None if len(sep) else Chunk.of([], [], [])
     n = len(sep) // width
     fe = sep.reshape(n, width)  # each cell ends at its comma or newline
-    kinds = a[fe]
-    if not (bool(np.all(kinds[:, -1] == 10)) and bool(np.all(kinds[:, :-1] == 44))):
-        return None  # a line with another number of cells
-    fs = np.empty_like(fe)
-    fs[0, 0] = 0
-    fs[1:, 0] = fe[:-1, -1] + 1
-    fs[:, 1:] = fe[:, :-1] + 1
-    if bool(np.any(fe - fs > MAX_FIELD)):
+    if buf.count(b"\n") != n or not bool(np.all(a[fe[:, -1]] == 10)):
+        return None  # a line with another number of cells (n newlines, each row's last)
+
+    def fs(j: int) -> np.ndarray:  # where each row's cell j starts
+        if j:
+            return fe[:, j - 1] + 1
+        out = np.empty(n, fe.dtype)
+        out[0], out[1:] = 0, fe[:-1, -1] + 1
+        return out
+
+    if int(sep[0]) > MAX_FIELD or bool(np.any(np.diff(sep) > MAX_FIELD + 1)):
         return None
-    ap = np.zeros(len(a) + 3 * MAX_FIELD, np.uint8)  # room for a window of two cells
+    ap = np.zeros(len(a) + 3 * MAX_FIELD + 8, np.uint8)  # room for a word-padded window
     ap[: len(a)] = a
 
     def col(j: int | None) -> tuple[np.ndarray, np.ndarray]:
         if j is None:
             return np.zeros((n, 1), np.uint8), np.zeros(n, np.int64)
-        return _field(ap, fs[:, j], fe[:, j])
+        return _field(ap, fs(j), fe[:, j])
 
     def status_of(text: str, row: int) -> int:
         return parse_status(text, f"{p}:{line0 + row}")
@@ -266,7 +290,7 @@ def rows_fast(p: Path, buf: bytes, c: Layout, line0: int, cache: dict[str, int])
     if abs(c.st - c.vu) == 1:  # adjacent: one cell "status,valid_until" (or reversed)
         j = min(c.st, c.vu)
         fns = [status_of, until_of] if c.st < c.vu else [until_of, status_of]
-        got = _values(*_field(ap, fs[:, j], fe[:, j + 1]), fns)
+        got = _values(*_field(ap, fs(j), fe[:, j + 1]), fns)
         st, vu = got if c.st < c.vu else got[::-1]
     else:
         (st,) = _values(*col(c.st), [status_of])
