@@ -73,8 +73,12 @@ def test_bucketed_sort_refuses_a_tag_twice() -> None:
         setbuild.sorted_set(keys, status, until)
 
 
-@pytest.mark.parametrize("n", [0, 1, 40_000])
-def test_part_inflates_to_the_columnar_file(tmp_path: Path, n: int) -> None:
+@pytest.mark.parametrize(("n", "piece"), [(0, setbuild.PIECE), (1, setbuild.PIECE),
+                                          (40_000, setbuild.PIECE), (40_000, 4099)])  # fmt: skip
+def test_part_inflates_to_the_columnar_file(tmp_path: Path, monkeypatch, n: int, piece: int):
+    """One zlib stream whatever the pieces it was deflated in (4099 bytes: 166 pieces,
+    cut inside the tags, at the status column and inside it)."""
+    monkeypatch.setattr(setbuild, "PIECE", piece)
     cols = ss.Columns.from_arrays(*(lambda c: (c.keys, c.status, c.until))(_random_set(n, 9)), 0)
     kid = os.urandom(16)
     part = setbuild.write_part(cols, kid, tmp_path)
@@ -82,6 +86,8 @@ def test_part_inflates_to_the_columnar_file(tmp_path: Path, n: int) -> None:
     assert hashlib.sha256(z).hexdigest() == part.sha256 and len(z) == part.size
     raw = zlib.decompress(z)  # one zlib stream for the stdlib inflater the device uses
     assert raw == cols.to_bytes(kid)
+    d = zlib.decompressobj()
+    assert d.decompress(z) == raw and d.eof and not d.unused_data  # one stream, nothing after
     assert (hashlib.sha256(raw).hexdigest(), len(raw)) == (part.raw_sha256, part.raw_size)
     assert part.set_digest == cols.digest()
     out = tmp_path / "inflated"
