@@ -162,18 +162,21 @@ TESTS: dict[str, list[str]] = {
         "tests/test_retention_kill.py",
         "tests/test_retention_service.py",
         "tests/test_diskfull.py",
+        "tests/test_journal_errors.py",
     ],
     "sentinel/journal/audit.py": [
         "tests/test_audit.py",
         "tests/test_oracles.py",
         "tests/test_audit_gaps.py",
         "tests/test_purge.py",
+        "tests/test_journal_errors.py",
     ],
     "sentinel/journal/keystore.py": [
         "tests/test_keystore.py",
         "tests/test_journal.py",
         "tests/test_purge.py",
         "tests/test_audit_gaps.py",
+        "tests/test_journal_errors.py",
     ],
     "sentinel/web/auth.py": [
         "tests/test_web_sessions.py",
