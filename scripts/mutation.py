@@ -163,6 +163,7 @@ TESTS: dict[str, list[str]] = {
         "tests/test_retention_service.py",
         "tests/test_diskfull.py",
         "tests/test_journal_errors.py",
+        "tests/test_journal_locks.py",
     ],
     "sentinel/journal/audit.py": [
         "tests/test_audit.py",
@@ -170,6 +171,7 @@ TESTS: dict[str, list[str]] = {
         "tests/test_audit_gaps.py",
         "tests/test_purge.py",
         "tests/test_journal_errors.py",
+        "tests/test_journal_locks.py",
     ],
     "sentinel/journal/keystore.py": [
         "tests/test_keystore.py",
@@ -177,6 +179,7 @@ TESTS: dict[str, list[str]] = {
         "tests/test_purge.py",
         "tests/test_audit_gaps.py",
         "tests/test_journal_errors.py",
+        "tests/test_journal_locks.py",
     ],
     "sentinel/web/auth.py": [
         "tests/test_web_sessions.py",
