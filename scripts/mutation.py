@@ -133,6 +133,7 @@ TESTS: dict[str, list[str]] = {
     ],
     "sentinel/trust/store.py": [
         "tests/test_trust_store.py",
+        "tests/test_trust_locks.py",
         "tests/test_bundle.py",
         "tests/test_sync_http.py",
         "tests/test_sync_expired.py",
@@ -147,6 +148,7 @@ TESTS: dict[str, list[str]] = {
     ],
     "sentinel/trust/sync.py": [
         "tests/test_sync_http.py",
+        "tests/test_trust_locks.py",
         "tests/test_sync_expired.py",
         "tests/test_security_sync.py",
         "tests/test_audit_gaps.py",
