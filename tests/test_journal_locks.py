@@ -285,6 +285,25 @@ def test_the_pseudonym_key_is_not_lost_with_a_destroy_rolled_back(tmp_path: Path
         assert ks.days() == [d1]  # the failed destroy kept the key
 
 
+def test_a_destroy_that_cannot_begin_is_a_journal_error(tmp_path: Path) -> None:
+    """Another process (a second purge, ``sentinel purge`` beside the service) holding the
+    key store's write lock past the busy timeout: ``destroy`` fails with the key store's
+    own error, not SQLite's, keeps every key, and works once the other lets go."""
+    d1 = date(2022, 4, 1)
+    with _store_with_keys(tmp_path, d1) as ks:
+        ks.conn.execute("PRAGMA busy_timeout=50")
+        other = sqlite3.connect(ks.path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(JournalError, match="day keys not destroyed"):
+                ks.destroy([d1])
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        assert not ks.conn.in_transaction and ks.days() == [d1]
+        assert ks.destroy([d1]) == [d1] and ks.days() == []
+
+
 # -- purge.py ------------------------------------------------------------------------------
 
 

@@ -120,8 +120,8 @@ class KeyStore:
         wanted = sorted({d.isoformat() for d in days})
         with self._lock:
             conn = self.conn
-            conn.execute("BEGIN IMMEDIATE")
             try:
+                conn.execute("BEGIN IMMEDIATE")  # another process may hold the lock too long
                 had = [
                     d
                     for d in wanted
