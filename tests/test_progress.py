@@ -53,3 +53,44 @@ def test_publish_build_shows_its_progress(tmp_path, monkeypatch, capsys) -> None
     )
     assert pub.manifest.status is not None and pub.manifest.status.count == 2000
     assert "read status records" in capsys.readouterr().err
+
+
+def test_a_large_purge_shows_its_progress(tmp_path, monkeypatch, capsys) -> None:
+    """``purge`` on a terminal: a bar over the personal and event rows of the expired days,
+    drawn to the end (every row counted), on stderr."""
+    from datetime import UTC, datetime, timedelta
+
+    from sentinel.journal import Event, Journal
+    from sentinel.journal.audit import open_audit
+    from sentinel.journal.purge import purge
+
+    monkeypatch.setenv("SENTINEL_PROGRESS", "1")
+    now = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
+    t = now - timedelta(days=10)
+    with Journal(tmp_path / "j.db", clock=lambda: t, retention_days=3) as j:
+        j.record_many(
+            [(Event(t + timedelta(seconds=7 * i), "v", "g1", "refuse", "EXPIRED", "dcc", "b7"),
+              {"display_name": f"P{i}"}) for i in range(300)]
+        )  # fmt: skip
+        with open_audit(tmp_path) as audit:
+            r = purge(j, audit, retention_days=3, aggregate_days=400, now=now, batch_rows=40)
+    assert r.personal_rows == 300 and r.event_rows == 300
+    err = capsys.readouterr().err
+    assert "purge personal rows" in err and "purge events rows" in err
+    assert "300/300" in err
+
+
+def test_a_large_part_shows_its_download(tmp_path, monkeypatch, capsys) -> None:
+    """``sync`` on a terminal: a part at least ``BAR_BYTES`` long is fetched under a bar
+    named after it; smaller ones are not (a bar for a 200-byte manifest is noise)."""
+    from sentinel.authority.testing import build_test_bundle, sync_dir
+    from sentinel.trust import sync as sync_mod
+
+    monkeypatch.setenv("SENTINEL_PROGRESS", "1")
+    big = bytes(range(256)) * 64  # 16 KiB
+    b = build_test_bundle(tmp_path / "site", parts={"big": big})
+    monkeypatch.setattr(sync_mod, "BAR_BYTES", len(big))
+    sync_dir(tmp_path / "data", b.site, b.root_public)
+    err = capsys.readouterr().err
+    assert "fetch big" in err and "100%" in err
+    assert "fetch revocations" not in err

@@ -38,6 +38,7 @@ from sentinel.journal.audit import AuditLog, open_audit
 from sentinel.journal.journal import Journal, day_start_iso, first_kept_day
 from sentinel.journal.keystore import checkpoint_truncate
 from sentinel.journal.space import DiskFull, free_bytes, is_disk_full, rollback_quietly
+from sentinel.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -250,15 +251,19 @@ def purge(
             ("personal", "day", "personal_rows", "day < ?", cut),
             ("events", "substr(time, 1, 10)", "event_rows", "time < ?", day_start_iso(first_kept)),
         ):
-            while n := _tx(
-                journal,
-                lambda t=table, e=day_expr, c=col, w=where, a=arg: delete_batch(t, e, c, w, a),
-            ):
-                if table == "personal":
-                    n_personal += n
-                else:
-                    n_events += n
-                checkpoint_truncate(conn)
+            # a bar over the rows to go (on a terminal: a large day takes minutes)
+            total = conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", (arg,)).fetchone()
+            with progress_bar(int(total[0]), f"purge {table} rows", "rows") as bar:
+                while n := _tx(
+                    journal,
+                    lambda t=table, e=day_expr, c=col, w=where, a=arg: delete_batch(t, e, c, w, a),
+                ):
+                    if table == "personal":
+                        n_personal += n
+                    else:
+                        n_events += n
+                    checkpoint_truncate(conn)
+                    bar.update(n)
 
         def delete_counts() -> int:
             n = conn.execute(

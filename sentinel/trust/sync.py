@@ -9,6 +9,7 @@ in the store (``last_error``) for ``sentinel status``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -31,6 +32,7 @@ from sentinel.errors import (
     BundleHashError,
     BundleRollbackError,
 )
+from sentinel.progress import progress_bar
 from sentinel.safefs import UnsafeFileError, open_regular, read_bounded
 from sentinel.trust import bundle as bm
 from sentinel.trust import timestamp as ts_mod
@@ -69,6 +71,7 @@ class DeviceWriteError(BundleError):
 # and the apply lock, busy for ever): trust.sync_timeout_s plus the time the part's
 # declared size takes at MIN_RATE; httpx's own timeout only bounds each single read.
 MIN_RATE = 16 * 1024  # bytes per second
+BAR_BYTES = 8 << 20  # parts this large show a progress bar while they download
 
 
 def _deadline(timeout_s: float, size: int = 0) -> float:
@@ -91,8 +94,13 @@ def _check_stream(ref: bm.PartRef, chunks: Any, dest: Path) -> int:
         f = dest.open("wb", buffering=0)
     except OSError as exc:
         raise DeviceWriteError(f"part {ref.name}: cannot write {dest}: {exc.strerror}") from None
-    with f:
+    # a bar for a large part (on a terminal: the 1 GB status set of 80 M entries)
+    big = ref.size >= BAR_BYTES
+    shown = progress_bar(ref.size, f"fetch {ref.name}", "B") if big else contextlib.nullcontext()
+    with f, shown as bar:
         for chunk in chunks:
+            if bar is not None:
+                bar.update(len(chunk))
             total += len(chunk)
             if total > ref.size:
                 raise BundleHashError(f"part {ref.name} is larger than its declared {ref.size} B")
