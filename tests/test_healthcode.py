@@ -526,3 +526,21 @@ def test_two_presentations_of_one_code_at_the_same_moment_are_one_admission() ->
     for t in threads:
         t.join(timeout=10)
     assert sorted(results) == ["CODE_REPLAY", "admitted"]
+
+
+def test_a_decoder_bug_is_a_malformed_refusal_not_a_crash(
+    issuer: hci.Issuer, keys: HealthCodeKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``verify_code`` promises a CredentialError for anything it cannot verify: a bug in
+    a step below it (here the CWT claims decoder raising KeyError) is a MALFORMED refusal
+    naming the exception, not the bare exception for the caller to meet."""
+    text = code(issuer)
+    assert hc.verify_code(text, keys, NOW).status == "green"
+
+    def broken(_payload: bytes) -> dict:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(hc.dcc, "decode_claims", broken)
+    with pytest.raises(CredentialError) as exc:
+        hc.verify_code(text, keys, NOW)
+    assert exc.value.reason is ReasonCode.MALFORMED and "KeyError" in str(exc.value)
