@@ -32,6 +32,7 @@ from sentinel.journal.audit import AuditLog, open_audit
 from sentinel.journal.keystore import KeyStore
 from sentinel.journal.purge import audited_purges, purge, retention_state, run_purge
 from sentinel.journal.space import DiskFull
+from tests.threads import run_together
 
 NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -59,25 +60,6 @@ class _Conn:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
-
-
-def _threads(*calls: Callable[[], Any]) -> list[Any]:
-    """Run each call in its own thread; each one's result or exception."""
-    out: list[Any] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        try:
-            out[i] = calls[i]()
-        except Exception as exc:  # noqa: BLE001 - the test looks at it
-            out[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=10)
-    assert not any(t.is_alive() for t in threads)
-    return out
 
 
 class _Held:
@@ -137,7 +119,7 @@ def test_two_first_opens_of_the_audit_log_take_turns(tmp_path: Path, monkeypatch
     for p in tmp_path.glob("audit.*"):
         p.unlink()
     monkeypatch.setattr(audit_mod, "sqlite3", _Sqlite)
-    logs = _threads(lambda: AuditLog(db, key), lambda: AuditLog(db, key))
+    logs = run_together(lambda: AuditLog(db, key), lambda: AuditLog(db, key))
     try:
         assert all(isinstance(a, AuditLog) for a in logs), logs
         assert met == [False, False]  # never both inside an open at once
@@ -187,7 +169,7 @@ def test_has_purge_does_not_see_an_entry_that_is_then_rolled_back(tmp_path: Path
             return run()
 
         log.conn = _Conn(log.conn, around)  # type: ignore[assignment]
-        got = _threads(
+        got = run_together(
             lambda: log.append("purge", {"purge_id": "day:2022-04-20"}),
             held.then(lambda: log.has_purge("day:2022-04-20")),
         )
@@ -208,7 +190,7 @@ def test_close_waits_for_an_append_in_progress(tmp_path: Path) -> None:
         return run()
 
     log.conn = _Conn(log.conn, around)  # type: ignore[assignment]
-    got = _threads(lambda: log.append("login", {"user": "a"}), held.then(log.close))
+    got = run_together(lambda: log.append("login", {"user": "a"}), held.then(log.close))
     assert got == [1, None], got
     with pytest.raises(JournalError, match="closed"):
         log.append("login", {"user": "b"})
@@ -240,7 +222,7 @@ def test_two_destroys_at_once_are_two_transactions(tmp_path: Path) -> None:
             return run()
 
         ks._conn = _Conn(ks._conn, around)  # type: ignore[assignment]
-        got = _threads(lambda: ks.destroy([d1]), lambda: ks.destroy([d2]))
+        got = run_together(lambda: ks.destroy([d1]), lambda: ks.destroy([d2]))
         assert got == [[d1], [d2]], got
         assert ks.days() == [date(2022, 5, 1)]
 
@@ -258,7 +240,7 @@ def test_shrink_waits_for_a_destroy_in_progress(tmp_path: Path) -> None:
             return run()
 
         ks._conn = _Conn(ks._conn, around)  # type: ignore[assignment]
-        got = _threads(lambda: ks.destroy([d1]), held.then(ks.shrink))
+        got = run_together(lambda: ks.destroy([d1]), held.then(ks.shrink))
         assert got == [[d1], True], got
         assert ks.days() == [date(2022, 5, 1)]
 
@@ -278,7 +260,7 @@ def test_the_pseudonym_key_is_not_lost_with_a_destroy_rolled_back(tmp_path: Path
             return run()
 
         ks._conn = _Conn(ks._conn, around)  # type: ignore[assignment]
-        got = _threads(lambda: ks.destroy([d1]), held.then(ks.pseudonym_key))
+        got = run_together(lambda: ks.destroy([d1]), held.then(ks.pseudonym_key))
         assert isinstance(got[0], JournalError) and "not destroyed" in str(got[0])
         assert isinstance(got[1], bytes) and len(got[1]) == 32
         assert ks.pseudonym_key() == got[1]
@@ -387,7 +369,7 @@ def test_a_purge_waits_for_an_event_being_recorded(tmp_path: Path, monkeypatch) 
             held.hold()
 
         monkeypatch.setattr(Journal, "_insert", insert)
-        got = _threads(lambda: j.record(_ev(NOW)), held.then(lambda: _purge(j, audit)))
+        got = run_together(lambda: j.record(_ev(NOW)), held.then(lambda: _purge(j, audit)))
         assert isinstance(got[0], str), got
         assert isinstance(got[1], purge_mod.PurgeResult), got
         assert got[1].personal_rows == 20 and got[1].audit_entries == 1
@@ -410,7 +392,7 @@ def test_audited_purges_does_not_see_a_mark_that_is_then_rolled_back(tmp_path: P
             return out
 
         j.conn = _Conn(j.conn, around)  # type: ignore[assignment]
-        got = _threads(lambda: _purge(j, audit), held.then(lambda: audited_purges(j)))
+        got = run_together(lambda: _purge(j, audit), held.then(lambda: audited_purges(j)))
         assert isinstance(got[0], JournalError), got
         assert got[1] == [], got
         assert audited_purges(j) == []

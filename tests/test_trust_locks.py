@@ -24,6 +24,7 @@ from sentinel.authority.publish import publish as _publish
 from sentinel.authority.testing import TEST_KDF, StatusRecord, sync_dir, test_devices
 from sentinel.trust.store import BundleStore, parse_revocations
 from sentinel.trust.sync import DirSource, Syncer, SyncError
+from tests.threads import run_together
 
 NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
 UNTIL = NOW + timedelta(days=30)
@@ -83,25 +84,6 @@ def _hold_inside(monkeypatch, key: str, done: threading.Event, *, then_fail: boo
     return inside
 
 
-def _both(*calls):  # type: ignore[no-untyped-def]
-    """Run each call in its own thread; each one's result or exception."""
-    out: list[object] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        try:
-            out[i] = calls[i]()
-        except Exception as exc:  # noqa: BLE001 - the test looks at it
-            out[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=10)
-    assert not any(t.is_alive() for t in threads)
-    return out
-
-
 def _after(inside: threading.Event, done: threading.Event, step):  # type: ignore[no-untyped-def]
     """``step`` run once the other thread is inside its transaction; ``done`` set after."""
 
@@ -128,7 +110,7 @@ def test_a_part_read_during_an_apply_that_rolls_back_gives_the_old_part(
         assert old is not None and parse_revocations(old) == {OLD_REVOKED}
         done = threading.Event()
         inside = _hold_inside(monkeypatch, "manifest", done, then_fail=True)
-        got = _both(
+        got = run_together(
             _syncer(store, site, root).sync,
             _after(inside, done, lambda: store.part("revocations")),
         )
@@ -145,7 +127,7 @@ def test_a_meta_write_during_an_apply_waits_for_its_commit(tmp_path, monkeypatch
     with BundleStore(data) as store:
         done = threading.Event()
         inside = _hold_inside(monkeypatch, "manifest", done)
-        got = _both(
+        got = run_together(
             _syncer(store, site, root).sync,
             _after(inside, done, lambda: store.set_meta(note="written during the apply")),
         )
@@ -164,7 +146,7 @@ def test_closing_the_store_waits_for_a_write_in_progress(tmp_path, monkeypatch) 
     store = BundleStore(data)
     done = threading.Event()
     inside = _hold_inside(monkeypatch, "note", done)
-    got = _both(lambda: store.set_meta(note="kept"), _after(inside, done, store.close))
+    got = run_together(lambda: store.set_meta(note="kept"), _after(inside, done, store.close))
     assert got == [None, None], got
     with BundleStore(data) as again:
         assert again.meta("note") == "kept"

@@ -24,6 +24,7 @@ from sentinel.config import TrustConfig
 from sentinel.errors import BundleError, BundleFormatError, BundleSignatureError
 from sentinel.trust import bundle as bm
 from sentinel.trust.store import StoreTrust
+from tests.threads import run_together
 
 NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
 UNTIL = NOW + timedelta(days=30)
@@ -617,26 +618,6 @@ def _meeting(monkeypatch, cls, name: str):  # type: ignore[no-untyped-def]
     monkeypatch.setattr(cls, name, meet)
 
 
-def _both(*calls):  # type: ignore[no-untyped-def]
-    """Run each call in its own thread; each one's result or exception."""
-    import threading
-
-    out: list[object] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        try:
-            out[i] = calls[i]()
-        except Exception as exc:  # noqa: BLE001 - the test looks at it
-            out[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=10)
-    return out
-
-
 def test_two_threads_writing_meta_at_once_are_two_transactions(tmp_path, monkeypatch) -> None:
     """The store's one SQLite connection is shared by the sync thread and the web thread;
     ``set_meta`` holds the store lock across BEGIN ... COMMIT, so a second writer waits
@@ -646,7 +627,7 @@ def test_two_threads_writing_meta_at_once_are_two_transactions(tmp_path, monkeyp
 
     with BundleStore(tmp_path / "data") as store:
         _meeting(monkeypatch, BundleStore, "_write_meta")
-        got = _both(lambda: store.set_meta(a="1"), lambda: store.set_meta(b="2"))
+        got = run_together(lambda: store.set_meta(a="1"), lambda: store.set_meta(b="2"))
         assert got == [None, None], got
         assert (store.meta("a"), store.meta("b")) == ("1", "2")
 
