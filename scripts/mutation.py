@@ -42,6 +42,15 @@ test of the first two: handled errors and control flow.
   WITH  ``with <manager>: <body>`` -> ``<body>`` for a manager that binds no name (a lock,
         a transaction, a suppress() dropped)
 
+Fourth set (``--operators fourth``), written on 2026-12-03 after the third set's tests and
+run once before any test for it: what a call is told and what input is cleaned.
+  KWARG  one keyword argument of a call dropped (its default takes over: ``strict=True``,
+         ``timeout=``, ``check_same_thread=False``, ``follow_redirects=True`` ...)
+  ISINST ``isinstance(...)`` -> ``True`` (a type check of untrusted data passes anything)
+  NORM   ``x.strip()`` / ``.lower()`` / ``.upper()`` / ``.casefold()`` ... -> ``x`` (input
+         left uncleaned)
+  ELSE   an ``if``'s ``else`` (or ``elif``) branch dropped
+
 Each mutant is written over the module in place (the original is restored afterwards, also on
 Ctrl-C), the module's byte-code cache is bypassed, and the mapped tests run with ``-x`` and a
 timeout (3 x the unmutated run + 20 s).  A mutant is *killed* when the tests fail or time out.
@@ -316,6 +325,17 @@ def _sites(tree: ast.Module) -> Iterator[tuple[str, ast.AST, str]]:
             yield "IFEXP", node, ""
         elif isinstance(node, ast.With) and all(it.optional_vars is None for it in node.items):
             yield "WITH", node, ""
+        # the fourth set
+        if isinstance(node, ast.Call):
+            for i, kw in enumerate(node.keywords):
+                if kw.arg is not None:  # not **kwargs
+                    yield "KWARG", node, str(i)
+            if isinstance(node.func, ast.Name) and node.func.id == "isinstance":
+                yield "ISINST", node, ""
+            elif isinstance(node.func, ast.Attribute) and node.func.attr in _NORM:
+                yield "NORM", node, ""
+        elif isinstance(node, ast.If) and node.orelse:
+            yield "ELSE", node, ""
 
 
 class _Apply(ast.NodeTransformer):
@@ -387,12 +407,27 @@ class _Apply(ast.NodeTransformer):
         if op == "WITH":
             assert isinstance(node, ast.With)
             return ast.If(test=ast.Constant(True), body=node.body, orelse=[])
+        if op == "KWARG":
+            assert isinstance(node, ast.Call)
+            del node.keywords[int(self.variant)]
+            return node
+        if op == "ISINST":
+            return ast.Constant(True)
+        if op == "NORM":
+            assert isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            return node.func.value
+        if op == "ELSE":
+            assert isinstance(node, ast.If)
+            node.orelse = []
+            return node
         raise ValueError(op)
 
 
 FIRST_SET = ("CMP", "BOOL", "NOT", "NUM", "TRUE", "RAISE", "GUARD", "CALL", "SLICE", "ARITH")
 SECOND_SET = ("RETURN", "MINMAX", "ANYALL", "AUG", "NEG")
 THIRD_SET = ("EXCEPT", "LOOP", "IFEXP", "WITH")
+FOURTH_SET = ("KWARG", "ISINST", "NORM", "ELSE")
+_NORM = {"strip", "lstrip", "rstrip", "lower", "upper", "casefold"}
 
 
 def mutants(path: Path, operators: tuple[str, ...] = FIRST_SET) -> list[tuple[Mutant, str]]:
@@ -596,12 +631,12 @@ def main() -> int:
     ap.add_argument(
         "--operators",
         default=",".join(FIRST_SET),
-        help="comma-separated operators, 'second' or 'third' for a later set (default: the first)",
+        help="comma-separated operators, or 'second', 'third', 'fourth' (default: the first)",
     )
     args = ap.parse_args()
-    named = {"second": SECOND_SET, "third": THIRD_SET}
+    named = {"second": SECOND_SET, "third": THIRD_SET, "fourth": FOURTH_SET}
     ops = named.get(args.operators) or tuple(args.operators.split(","))
-    unknown = set(ops) - set(FIRST_SET) - set(SECOND_SET) - set(THIRD_SET)
+    unknown = set(ops) - set(FIRST_SET) - set(SECOND_SET) - set(THIRD_SET) - set(FOURTH_SET)
     if unknown:
         raise SystemExit(f"mutation: unknown operators {', '.join(sorted(unknown))}")
     modules = list(TESTS) if args.module == "all" else [args.module]
