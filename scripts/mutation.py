@@ -6,6 +6,7 @@
     scripts/mutation.sh all                           # every module below, in turn
     scripts/mutation.sh sentinel/credentials/dcc.py --sample 40   # a seeded sample
     scripts/mutation.sh MODULE --again run.json       # only the survivors of an earlier run
+    scripts/mutation.sh all --json run.json           # run.policy.json, run.dcc.json, ...
 
 Why not mutmut or cosmic-ray: both mutate every operator and constant (thousands of mutants
 for these modules) and, for mutmut 3, need the whole suite to run under its trampoline; on
@@ -640,17 +641,22 @@ def main() -> int:
     if unknown:
         raise SystemExit(f"mutation: unknown operators {', '.join(sorted(unknown))}")
     modules = list(TESTS) if args.module == "all" else [args.module]
+    many = len(modules) > 1
     total_k = total_s = 0
     for mod in modules:
         if mod not in TESTS:
             raise SystemExit(f"mutation: unknown module {mod}; one of: {', '.join(TESTS)}")
+        again = _per_module(args.again, mod, many)
+        if again is not None and not again.exists():
+            print(f"mutation {mod}: no earlier run ({again}), skipped")
+            continue
         k, s = run_module(
             mod,
             only_list=args.list,
-            json_out=args.json,
+            json_out=_per_module(args.json, mod, many),
             sample=args.sample,
             seed=args.seed,
-            again=args.again,
+            again=again,
             operators=ops,
         )
         total_k, total_s = total_k + k, total_s + s
@@ -659,6 +665,14 @@ def main() -> int:
             f"mutation all: {total_k}/{total_s} killed ({100.0 * total_k / max(1, total_s):.1f} %)"
         )
     return 0
+
+
+def _per_module(path: Path | None, module: str, many: bool) -> Path | None:
+    """With ``all``, each module's --json / --again file: ``run.json`` → ``run.store.json``
+    (one file would hold only the last module's mutants)."""
+    if path is None or not many:
+        return path
+    return path.with_name(f"{path.stem}.{Path(module).stem}{path.suffix}")
 
 
 if __name__ == "__main__":

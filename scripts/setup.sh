@@ -13,7 +13,7 @@ APT_RUNTIME=(libzbar0 fonts-ocr-b python3-venv)
 APT_SOUND=(espeak-ng)
 # Test-only system packages (the browser, broker, database and OCR the tests really run).
 APT_TEST=(chromium cage tesseract-ocr fonts-wqy-microhei shellcheck systemd mosquitto postgresql iso-codes fuse3 e2fsprogs openssl
-  mmdebstrap systemd-container)  # the last two: the real install on CI (tests/test_provision_real.py)
+  openssh-client mmdebstrap systemd-container)  # the last two: the real install on CI (tests/test_provision_real.py)
 
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1

@@ -281,6 +281,8 @@ def test_an_unreadable_head_record_is_an_audit_error(data: Path, head: bytes) ->
         (b'{"format": "other/1", "entries": []}', "not a sentinel-audit-export/1 file"),
         (b"[]", "not a sentinel-audit-export/1 file"),
         (b'{"format": "sentinel-audit-export/1", "entries": [1]}', "list of objects"),
+        (b'{"format": "sentinel-audit-export/1", "entries": {}}', "list of objects"),
+        (b'{"format": "sentinel-audit-export/1", "entries": ""}', "list of objects"),
     ],
 )
 def test_a_bad_export_file_is_named(tmp_path: Path, content: bytes | None, message: str) -> None:
@@ -377,3 +379,42 @@ def test_an_appender_in_another_process_waits_for_the_append_lock(tmp_path: Path
     with open_audit(tmp_path) as audit:
         report = audit.verify()
         assert report.entries == 2 and audit.head()["seq"] == 2  # type: ignore[index]
+
+
+def test_the_head_is_signed_over_its_documented_bytes(tmp_path: Path) -> None:
+    """docs/retention.md: ``audit.head``'s signature is Ed25519 over the JSON array
+    ``["sentinel-audit-head/1",seq,"hash"]`` without spaces, so an auditor's own tool can
+    check it with nothing but the device public key (built here by hand, not by the
+    module)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    with open_audit(tmp_path) as audit:
+        audit.append("login", {"user": "admin"}, now=T0)
+        audit.append("export", {"n": 1}, now=T0)
+        pem = public_pem(audit.public_key)
+    head = json.loads((tmp_path / "audit.head").read_text())
+    message = f'["sentinel-audit-head/1",{head["seq"]},"{head["hash"]}"]'.encode()
+    load_pem_public_key(pem.encode()).verify(bytes.fromhex(head["signature"]), message)  # type: ignore[union-attr]
+    assert head["seq"] == 2
+
+
+def test_the_key_fingerprint_is_the_one_ssh_keygen_prints(tmp_path: Path) -> None:
+    """The report's key fingerprint is OpenSSH's (``SHA256:`` and unpadded base64), checked
+    against ``ssh-keygen -l`` on the same key: an auditor compares the two by eye."""
+    import shutil
+    import subprocess
+
+    from cryptography.hazmat.primitives import serialization
+
+    from sentinel.journal.audit import fingerprint
+
+    tool = shutil.which("ssh-keygen")
+    assert tool, "ssh-keygen (openssh-client) is a test tool: scripts/setup.sh --test"
+    key = Ed25519PrivateKey.generate().public_key()
+    f = tmp_path / "k.pub"
+    f.write_bytes(
+        key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    )
+    out = subprocess.run([tool, "-l", "-E", "sha256", "-f", str(f)], capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    assert fingerprint(key) == out.split()[1]

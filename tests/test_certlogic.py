@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -172,13 +175,37 @@ def test_a_rule_evaluating_to_null_fails(now: datetime) -> None:
     assert failed is not None and failed.identifier == "VR-XX-0001"
 
 
-@pytest.mark.parametrize("tz_hours", [2, -5])
+@contextlib.contextmanager
+def _system_zone(name: str) -> Iterator[None]:
+    """The process's time zone (``TZ``, what a naive datetime's ``astimezone`` reads)."""
+    import time
+
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = name
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+@pytest.mark.parametrize("tz_hours", [2, -5, None])
 def test_the_validation_clock_is_the_same_instant_in_any_time_zone(
-    now: datetime, tz_hours: int
+    now: datetime, tz_hours: int | None
 ) -> None:
     """A device clock given with an offset (+02:00, -05:00): the rules see the same instant,
-    not the local wall time relabelled as UTC. The rule admits only before a boundary one
-    hour after ``now`` (CertLogic's own ``before`` on ISO times)."""
+    not the local wall time relabelled as UTC; a naive clock (None) is UTC even on a device
+    whose system zone is not (here UTC+8). The rule admits only before a boundary one hour
+    after ``now`` (CertLogic's own ``before`` on ISO times)."""
+    with _system_zone("Etc/GMT-8") if tz_hours is None else contextlib.nullcontext():
+        _clock_case(now, tz_hours)
+
+
+def _clock_case(now: datetime, tz_hours: int | None) -> None:
     from datetime import timezone
 
     from sentinel.authority import dcc_issue as di
@@ -205,7 +232,10 @@ def test_the_validation_clock_is_the_same_instant_in_any_time_zone(
     key = di.make_signer(not_before=now - timedelta(days=9), not_after=now + timedelta(days=9))
     text = di.issue(di.vaccination(), key, issued_at=now, expires_at=now + timedelta(days=1))
     cred = dcc.verify(text, TrustList.from_certificates([key.der]), now)
-    local = utc_now.astimezone(timezone(timedelta(hours=tz_hours)))
+    if tz_hours is None:
+        local = utc_now.replace(tzinfo=None)
+    else:
+        local = utc_now.astimezone(timezone(timedelta(hours=tz_hours)))
     assert rules.rule_failure(cred, rs, "3G", local) is None  # an hour before the boundary
     later = local + timedelta(hours=2)
     failed = rules.rule_failure(cred, rs, "3G", later)

@@ -97,3 +97,14 @@ def test_an_ecdsa_signature_neither_raw_nor_der_gives_its_first_half() -> None:
     takes the first half, as for a raw r||s."""
     sig = bytes(range(70))
     assert cose._ecdsa_r(sig) == sig[:35]
+
+
+@pytest.mark.parametrize(
+    "body", [{b"p": 1, 2: 3, b"x": 4, b"s": 5}, "abcd", b"abcd"], ids=["map", "text", "bytes"]
+)
+def test_a_sign1_that_is_not_an_array_is_refused_as_such(body: object) -> None:
+    """RFC 9052 §4.2: COSE_Sign1 is an array of four. A map, a text or a byte string of
+    four items is not one, and is refused saying so (not by a later check by chance)."""
+    with pytest.raises(MalformedCredential, match="not a 4-element array") as err:
+        cose.decode_cose(cbor2.dumps(cbor2.CBORTag(18, body)))
+    assert err.value.reason is ReasonCode.MALFORMED

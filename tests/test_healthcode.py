@@ -544,3 +544,18 @@ def test_a_decoder_bug_is_a_malformed_refusal_not_a_crash(
     with pytest.raises(CredentialError) as exc:
         hc.verify_code(text, keys, NOW)
     assert exc.value.reason is ReasonCode.MALFORMED and "KeyError" in str(exc.value)
+
+
+def test_the_verifier_uses_the_configured_skew_and_lifetime(
+    issuer: hci.Issuer, keys: HealthCodeKeys
+) -> None:
+    """``[healthcode] clock_skew_s`` and ``max_code_lifetime_s`` reach the check: a code
+    from a phone 60 s ahead passes under a 90 s skew and not under the 30 s default; a
+    code valid 300 s is refused where codes may live 200 s at most."""
+    ahead = code(issuer, at=NOW + timedelta(seconds=60))
+    assert verifier(keys, clock_skew_s=90.0).verify(ahead, NOW).kind is CredentialKind.HEALTH_CODE
+    assert reason_of(verifier(keys).verify, ahead, NOW) is ReasonCode.CODE_NOT_YET_VALID
+    long = code(issuer, lifetime_s=300.0)
+    assert verifier(keys).verify(long, NOW).kind is CredentialKind.HEALTH_CODE
+    short = verifier(keys, max_code_lifetime_s=200.0)
+    assert reason_of(short.verify, long, NOW) is ReasonCode.SCHEMA_INVALID  # lifetime

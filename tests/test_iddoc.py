@@ -289,3 +289,18 @@ def test_a_td2_number_that_fills_the_optional_data_to_its_last_position() -> Non
     assert len(l2) == 36 and l2[35] != _icao_cd(number + cd)
     doc = iddoc.parse_mrz(l1 + "\n" + l2, today=TODAY)
     assert doc.number == number
+
+
+def test_a_resident_number_is_read_in_any_case_and_says_where_it_came_from() -> None:
+    """GB 11643's check character ``X`` read or typed as ``x`` is the same number; the
+    document says it came from a resident identity number (``scan --json``'s format)."""
+    doc = iddoc.parse_cn_id(CN.lower(), today=TODAY)
+    assert doc.number == CN and doc.source == "CN_ID"
+
+
+def test_a_name_field_led_by_a_filler_has_no_space_before_the_surname() -> None:
+    """A misread filler at the start of TD3's name field (no check digit covers names):
+    the names are the letters, without the space a ``<`` would leave (ICAO 9303-3 §4.6)."""
+    mrz = TD3.replace("P<NLDERIKSSON<<ANNA<MARIA<", "P<NLD<ERIKSSON<<ANNA<MARIA")
+    doc = iddoc.parse_mrz(mrz, today=TODAY)
+    assert (doc.surname, doc.given_names) == ("ERIKSSON", "ANNA MARIA")

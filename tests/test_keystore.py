@@ -72,6 +72,21 @@ def test_connections_run_at_the_synchronous_level_asked_for(tmp_path: Path) -> N
         conn.close()
 
 
+def test_connections_wait_30_seconds_for_another_writer(tmp_path: Path) -> None:
+    """The journal and the key store share files with another process (``sentinel purge``
+    run by hand beside the service): a writer there makes them wait up to 30 s for the
+    lock (SQLite's busy timeout), not sqlite3's default 5 s."""
+    from sentinel.journal.keystore import connect
+
+    with KeyStore(tmp_path / "keys.db") as ks:
+        assert ks.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
+    conn = connect(tmp_path / "journal.db", synchronous="NORMAL")
+    try:
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
+    finally:
+        conn.close()
+
+
 def test_keys_are_made_and_read_from_other_threads(tmp_path: Path) -> None:
     """The web UI and the scan loop share one key store from their own threads."""
     got: dict[int, bytes | None] = {}

@@ -130,3 +130,36 @@ def test_a_stored_manifest_names_its_format() -> None:
     not_a_map = json.dumps({"signed": json.dumps([1, 2]), "signatures": []}).encode()
     assert bm.stored_format(not_a_map) is None
     assert bm.stored_format(b"garbage") is None
+
+
+@pytest.mark.parametrize("digest", [list("0" * 64), 0, None, "0" * 63, "A" * 64])
+def test_a_part_digest_must_be_64_lowercase_hex_characters(digest: object) -> None:
+    """A part's sha256 of another type (a list of 64 hex characters has the right length
+    and characters) is refused as the manifest's error, not a TypeError."""
+    parts = {"trust_list": {"sha256": digest, "size": 10}}
+    with pytest.raises(BundleFormatError, match="SHA-256 hex digest"):
+        _verify(_payload(parts=parts))
+
+
+@pytest.mark.parametrize("delta", [[], "status_delta", 3, {"part": "other"}])
+def test_a_delta_must_be_an_object_naming_its_part(delta: object) -> None:
+    with pytest.raises(BundleFormatError, match="delta must name the part status_delta"):
+        _verify(_payload(delta=delta))
+
+
+def test_a_root_key_that_is_neither_ed25519_nor_p256_is_refused() -> None:
+    """The bundle's root key is Ed25519 or ECDSA P-256 (docs/bundles.md): an RSA or a
+    P-384 key in the config is a clear error, not a key the verify then trips on."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    for key in (rsa.generate_private_key(65537, 2048), ec.generate_private_key(ec.SECP384R1())):
+        pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        with pytest.raises(BundleFormatError, match="must be Ed25519 or ECDSA P-256"):
+            bm.load_public_key(pem)
+    ok = ROOT.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert isinstance(bm.load_public_key(ok), type(ROOT.public_key()))

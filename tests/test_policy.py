@@ -146,3 +146,12 @@ def test_refuse_is_a_refusal_with_its_reason_and_message(reason: ReasonCode) -> 
     assert isinstance(d, Decision)
     assert (d.admit, d.reason, d.credential_kind) == (False, reason, CredentialKind.DCC_TEST)
     assert d.message_en == MESSAGES[reason][0] and d.message_zh == MESSAGES[reason][1]
+
+
+def test_the_decision_carries_the_holders_masked_name_for_staff() -> None:
+    """The kiosk shows staff the masked name to compare with the visitor's ID: the policy
+    puts it on the decision, admitted or refused."""
+    cred = replace(vac(), display_name="B**** A*****, 1974")
+    assert decide(cred, RULES, FRESH, NOW).display_name == "B**** A*****, 1974"
+    refused = decide(replace(cred, vaccination=vac(dn=1).vaccination), RULES, FRESH, NOW)
+    assert not refused.admit and refused.display_name == "B**** A*****, 1974"

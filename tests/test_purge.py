@@ -123,6 +123,9 @@ def test_purge_is_idempotent_and_audited_once(tmp_path: Path) -> None:
     assert len({d["purge_id"] for d in details}) == 8
     assert all(d["key_destroyed"] and d["event_rows"] == 3 for d in details)
     assert all(d["personal_rows"] == 3 and d["retention_days"] == 3 for d in details)
+    # each entry is dated by the purge's own clock (T0, then T0 + 1 day), not the wall clock
+    times = [datetime.fromisoformat(e["time"]) for e in entries]
+    assert times == [T0] * 7 + [T0 + DAY]
 
 
 def test_retention_state_names_what_is_overdue(tmp_path: Path) -> None:

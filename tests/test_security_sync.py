@@ -243,3 +243,51 @@ def test_d6_part_symlinked_out_of_the_folder_is_refused(world, tmp_path) -> None
     t, out = _sync_dir_in_thread(tmp_path, b1.site, b1.root_key.public_key())
     assert not t.is_alive() and isinstance(out[0], SyncError)
     assert "outside" in str(out[0]) or "symbolic link" in str(out[0])
+
+
+def test_a_publisher_url_ending_in_a_slash_asks_for_single_slash_paths(tmp_path: Path) -> None:
+    """``trust.publisher_url = "https://cdn/site/"``: the device asks for ``/manifest.json``,
+    not ``//manifest.json`` (an object store or CDN takes that for another key: a 404)."""
+    from sentinel.authority.testing import BundleServer, enroll_test_device
+
+    b = build_test_bundle(tmp_path / "site")
+    enroll_test_device(tmp_path / "data", b.site)
+    # served from a folder below the root: http.server itself folds a leading "//"
+    with BundleServer(tmp_path) as server, BundleStore(tmp_path / "data") as store:
+        src = HttpSource(server.url + "/site/")
+        assert Syncer(store, src, root_key=b.root_public).sync().version == 1
+        src.close()
+    assert server.raw_paths and not any("//" in p for p in server.raw_paths), server.raw_paths
+
+
+def test_a_part_reached_through_a_folder_link_out_of_the_stick_is_refused(tmp_path: Path) -> None:
+    """A USB folder whose ``parts`` folder is a symbolic link to somewhere else on the
+    device: the part is not read from outside the folder the sync was pointed at."""
+    import shutil
+
+    from sentinel.authority.testing import sync_dir
+
+    b = build_test_bundle(tmp_path / "site")
+    outside = tmp_path / "elsewhere"
+    shutil.move(str(b.site / "parts"), outside)
+    (b.site / "parts").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(SyncError, match="lies outside"):
+        sync_dir(tmp_path / "data", b.site, b.root_public)
+
+
+def test_the_root_trusted_when_a_rotation_was_announced_outlives_a_changed_config_key(
+    tmp_path: Path,
+) -> None:
+    """The device pins the root it trusted when a manifest announced the next one; a
+    config whose root key is later swapped (a stolen device, a rogue installer) does not
+    make a bundle signed by that third key acceptable."""
+    from sentinel.authority.testing import sync_dir
+    from sentinel.errors import BundleSignatureError
+
+    old, nxt, rogue = generate_root_key(), generate_root_key(), generate_root_key()
+    site = tmp_path / "site"
+    build_test_bundle(site, root_key=old, next_root_key=nxt.public_key())
+    assert sync_dir(tmp_path / "data", site, old.public_key()).version == 1
+    build_test_bundle(site, root_key=rogue)
+    with pytest.raises(BundleSignatureError):
+        sync_dir(tmp_path / "data", site, rogue.public_key())

@@ -148,3 +148,23 @@ def test_a_stream_cut_before_its_checksum_is_truncated(tmp_path: Path) -> None:
         ss.decompress_to(
             tmp_path / "part", tmp_path / "raw", len(raw), hashlib.sha256(raw).hexdigest()
         )
+
+
+def test_a_subject_is_the_same_identity_with_the_whitespace_a_registry_pads_it_with() -> None:
+    """A health-code subject from a registry export padded with spaces or a line end, or
+    typed in full-width characters, is the subject the code carries (NFKC, trimmed)."""
+    want = ss.normalize_subject("K7Q2M9X4T1B8")
+    for padded in (" K7Q2M9X4T1B8", "K7Q2M9X4T1B8 \n", "\tＫ7Q2M9X4T1B8"):
+        assert ss.normalize_subject(padded) == want
+
+
+def test_the_columnar_bytes_hold_one_byte_a_status_whatever_the_columns_integer_type() -> None:
+    """Columns built straight from int64 arrays (numpy's default) still write the file
+    format's one status byte an entry, and read back to the same set."""
+    keys = np.array(sorted(_key(i) for i in range(5)), dtype=ss.KEY_DTYPE)
+    status = np.array([1, 2, 3, 1, 2], dtype=np.int64)
+    until = np.array([10, 20, 30, 40, 50], dtype=np.int64)
+    raw = ss.Columns(keys, status, until).to_bytes(KID)
+    assert len(raw) == ss.HEADER_SIZE + 5 * ss.ENTRY_BYTES
+    back = ss.columns_from_bytes(raw, len(raw))
+    assert back.status.tolist() == [1, 2, 3, 1, 2] and back.until.tolist() == [10, 20, 30, 40, 50]

@@ -95,11 +95,14 @@ def test_session_cookie_flags(server: str) -> None:
 
 
 def test_pre_login_csrf_cookie_is_fresh_long_and_httponly(server: str) -> None:
+    """... and SameSite=Strict, as the session cookie: a page of another site that posts
+    the login form (login CSRF) does not send it."""
     with httpx.Client(base_url=server, follow_redirects=False, timeout=10) as client:
         r = client.get("/login")
         header = _set_cookie(r, CSRF_COOKIE)
         token = client.cookies.get(CSRF_COOKIE)
         assert token and len(token) >= 32 and "httponly" in header.lower()
+        assert "samesite=strict" in header.lower()
         assert _csrf(r.text) == token
 
 

@@ -129,6 +129,7 @@ def build_test_bundle(
     version: int | None = None,
     expires_in: timedelta = timedelta(days=7),
     kdf: Mapping[str, Any] | None = TEST_KDF,
+    next_root_key: bm.PublicKey | None = None,
 ) -> TestBundle:
     """Publish one signed bundle version into ``site`` (a fresh Ed25519 root unless given).
 
@@ -145,6 +146,7 @@ def build_test_bundle(
         expires_in=expires_in,
         devices=test_devices(site),
         kdf=kdf,
+        next_root_key=next_root_key,
     )
     return TestBundle(Path(site), key, pub.manifest)
 
@@ -187,6 +189,7 @@ class BundleServer:
         self.override: dict[str, bytes] = {}
         self.cut: set[str] = set()
         self.requests: list[tuple[str, str]] = []  # (path, status)
+        self.raw_paths: list[str] = []  # each request's path as the client sent it
         self._conns: set[Any] = set()
         server = self
 
@@ -203,6 +206,7 @@ class BundleServer:
             def do_GET(self) -> None:  # noqa: N802
                 import hashlib
 
+                server.raw_paths.append(self.path)
                 path = self.path.split("?", 1)[0].lstrip("/")
                 body = server.override.get(path)
                 if body is None:

@@ -64,9 +64,12 @@ def public_pem(key: Ed25519PublicKey) -> str:
 
 
 def fingerprint(key: Ed25519PublicKey) -> str:
-    """``SHA256:<base64>`` of the raw public key (as OpenSSH prints key fingerprints)."""
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return "SHA256:" + base64.b64encode(hashlib.sha256(raw).digest()).decode().rstrip("=")
+    """The key's fingerprint as ``ssh-keygen -l`` prints it: ``SHA256:`` and the unpadded
+    base64 of the SHA-256 of the key's SSH wire blob (RFC 4253 §6.6, RFC 8709), so an
+    auditor can compare it with OpenSSH's own tools."""
+    line = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    blob = base64.b64decode(line.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
 def load_public_key(pem: str | bytes) -> Ed25519PublicKey:
