@@ -52,6 +52,14 @@ run once before any test for it: what a call is told and what input is cleaned.
          left uncleaned)
   ELSE   an ``if``'s ``else`` (or ``elif``) branch dropped
 
+Fifth set (``--operators fifth``), written on 2026-12-03 after the fourth set's tests and
+run once before any test for it: state, argument order, string values, ordering.
+  SETATTR  ``obj.attr = value`` -> dropped (state not updated)
+  SWAP     a call's first two positional arguments swapped
+  STREQ    a string literal compared with ``==`` / ``!=`` / ``in`` -> ``"\x00"`` (a value
+           that never matches)
+  ORDER    ``sorted(x)`` -> ``list(x)``, ``reversed(x)`` -> ``x``
+
 Each mutant is written over the module in place (the original is restored afterwards, also on
 Ctrl-C), the module's byte-code cache is bypassed, and the mapped tests run with ``-x`` and a
 timeout (3 x the unmutated run + 20 s).  A mutant is *killed* when the tests fail or time out.
@@ -337,6 +345,21 @@ def _sites(tree: ast.Module) -> Iterator[tuple[str, ast.AST, str]]:
                 yield "NORM", node, ""
         elif isinstance(node, ast.If) and node.orelse:
             yield "ELSE", node, ""
+        # the fifth set
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute) for t in node.targets):
+            yield "SETATTR", node, ""
+        elif isinstance(node, ast.Call):
+            if len(node.args) >= 2 and not any(isinstance(a, ast.Starred) for a in node.args[:2]):
+                yield "SWAP", node, ""
+            named = isinstance(node.func, ast.Name) and node.func.id in ("sorted", "reversed")
+            if named and len(node.args) == 1:
+                yield "ORDER", node, ""
+        elif isinstance(node, ast.Compare):
+            eq = (ast.Eq, ast.NotEq, ast.In, ast.NotIn)
+            if any(isinstance(op, eq) for op in node.ops):
+                for i, c in enumerate([node.left, *node.comparators]):
+                    if isinstance(c, ast.Constant) and isinstance(c.value, str):
+                        yield "STREQ", node, str(i)
 
 
 class _Apply(ast.NodeTransformer):
@@ -421,6 +444,27 @@ class _Apply(ast.NodeTransformer):
             assert isinstance(node, ast.If)
             node.orelse = []
             return node
+        if op == "SETATTR":
+            return ast.Pass()
+        if op == "SWAP":
+            assert isinstance(node, ast.Call)
+            node.args[0], node.args[1] = node.args[1], node.args[0]
+            return node
+        if op == "ORDER":
+            assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            if node.func.id == "sorted":
+                node.func = ast.Name(id="list", ctx=ast.Load())
+                node.keywords = []
+                return node
+            return node.args[0]
+        if op == "STREQ":
+            assert isinstance(node, ast.Compare)
+            i = int(self.variant)
+            if i == 0:
+                node.left = ast.Constant("\x00")
+            else:
+                node.comparators[i - 1] = ast.Constant("\x00")
+            return node
         raise ValueError(op)
 
 
@@ -428,6 +472,7 @@ FIRST_SET = ("CMP", "BOOL", "NOT", "NUM", "TRUE", "RAISE", "GUARD", "CALL", "SLI
 SECOND_SET = ("RETURN", "MINMAX", "ANYALL", "AUG", "NEG")
 THIRD_SET = ("EXCEPT", "LOOP", "IFEXP", "WITH")
 FOURTH_SET = ("KWARG", "ISINST", "NORM", "ELSE")
+FIFTH_SET = ("SETATTR", "SWAP", "STREQ", "ORDER")
 _NORM = {"strip", "lstrip", "rstrip", "lower", "upper", "casefold"}
 
 
@@ -632,12 +677,18 @@ def main() -> int:
     ap.add_argument(
         "--operators",
         default=",".join(FIRST_SET),
-        help="comma-separated operators, or 'second', 'third', 'fourth' (default: the first)",
+        help="comma-separated operators, or 'second' ... 'fifth' (default: the first)",
     )
     args = ap.parse_args()
-    named = {"second": SECOND_SET, "third": THIRD_SET, "fourth": FOURTH_SET}
+    named = {
+        "second": SECOND_SET,
+        "third": THIRD_SET,
+        "fourth": FOURTH_SET,
+        "fifth": FIFTH_SET,
+    }
     ops = named.get(args.operators) or tuple(args.operators.split(","))
-    unknown = set(ops) - set(FIRST_SET) - set(SECOND_SET) - set(THIRD_SET) - set(FOURTH_SET)
+    every_set = FIRST_SET + SECOND_SET + THIRD_SET + FOURTH_SET + FIFTH_SET
+    unknown = set(ops) - set(every_set)
     if unknown:
         raise SystemExit(f"mutation: unknown operators {', '.join(sorted(unknown))}")
     modules = list(TESTS) if args.module == "all" else [args.module]
