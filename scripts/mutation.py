@@ -167,6 +167,7 @@ TESTS: dict[str, list[str]] = {
     ],
     "sentinel/trust/sync.py": [
         "tests/test_sync_http.py",
+        "tests/test_progress.py",  # the download's bar
         "tests/test_trust_locks.py",
         "tests/test_sync_expired.py",
         "tests/test_security_sync.py",
@@ -180,6 +181,7 @@ TESTS: dict[str, list[str]] = {
     ],
     "sentinel/journal/purge.py": [
         "tests/test_purge.py",
+        "tests/test_progress.py",  # the deletes' bar
         "tests/test_retention_kill.py",
         "tests/test_retention_service.py",
         "tests/test_diskfull.py",

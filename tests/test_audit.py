@@ -418,3 +418,17 @@ def test_the_key_fingerprint_is_the_one_ssh_keygen_prints(tmp_path: Path) -> Non
     out = subprocess.run([tool, "-l", "-E", "sha256", "-f", str(f)], capture_output=True, text=True,
                          check=True).stdout  # fmt: skip
     assert fingerprint(key) == out.split()[1]
+
+
+def test_an_append_unless_an_entry_has_that_detail_writes_it_once(tmp_path: Path) -> None:
+    """``append(..., unless=(field, value))`` (the repair of an entry a crash left owed):
+    a second append of the same detail writes nothing and returns 0; another value, or the
+    same value under another kind, is appended."""
+    with open_audit(tmp_path) as audit:
+        first = audit.append("override", {"event_id": "e1"}, T0, unless=("event_id", "e1"))
+        again = audit.append("override", {"event_id": "e1"}, T0, unless=("event_id", "e1"))
+        other = audit.append("override", {"event_id": "e2"}, T0, unless=("event_id", "e2"))
+        kind = audit.append("login", {"event_id": "e1"}, T0, unless=("event_id", "e1"))
+        assert (first, again, other, kind) == (1, 0, 2, 3)
+        assert len(audit.entries()) == 3
+        audit.verify()

@@ -304,3 +304,12 @@ def test_a_name_field_led_by_a_filler_has_no_space_before_the_surname() -> None:
     mrz = TD3.replace("P<NLDERIKSSON<<ANNA<MARIA<", "P<NLD<ERIKSSON<<ANNA<MARIA")
     doc = iddoc.parse_mrz(mrz, today=TODAY)
     assert (doc.surname, doc.given_names) == ("ERIKSSON", "ANNA MARIA")
+
+
+def test_aamva_given_names_from_dac_or_the_older_dct() -> None:
+    """AAMVA DL/ID: the first name is DAC (2009 on); cards of the 2000 and 2003 versions
+    carry the given names in DCT instead. Both reach the document (the masked name)."""
+    head = "@\n\x1e\rANSI 636014040002DL00410278ZC03190008DLDAQD1234567\nDCSPUBLIC\n"
+    tail = "DBB01311974\nDBA08312030\nDCGUSA\n"
+    assert iddoc.parse_symbol_text("PDF417", head + "DACJOHN\n" + tail).given_names == "JOHN"
+    assert iddoc.parse_symbol_text("PDF417", head + "DCTJOHN,Q\n" + tail).given_names == "JOHN,Q"

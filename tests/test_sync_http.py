@@ -284,6 +284,11 @@ def test_server_down_gives_up_after_the_attempts(world) -> None:
         retrying(dev.sync, attempts=3, base_s=1.0, max_s=8.0, wait=lambda s: bool(waits.append(s)))
     assert len(waits) == 2
     assert 0.5 <= waits[0] <= 1.0 and 1.0 <= waits[1] <= 2.0  # base 1 s, then 2 s, jittered
+    waits.clear()  # a base other than 1 s: the doubling is of the base, not of the count
+    with pytest.raises(SyncError):
+        retrying(dev.sync, attempts=4, base_s=0.25, max_s=8.0, wait=lambda s: bool(waits.append(s)))
+    lows = (0.125, 0.25, 0.5)  # 0.25 s, 0.5 s, 1 s, each jittered to [50 %, 100 %]
+    assert all(lo <= w <= 2 * lo for w, lo in zip(waits, lows, strict=True)), waits
 
 
 def test_backoff_doubles_up_to_its_cap_with_jitter_below_the_delay() -> None:

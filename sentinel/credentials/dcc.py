@@ -139,14 +139,6 @@ def check_key_usage(signer: Signer, cert_type: str) -> None:
         raise SignatureError(ReasonCode.SIGNER_NOT_ALLOWED, f"signer not allowed for '{cert_type}'")
 
 
-def check_signer(signer: Signer, cert_type: str, now: datetime) -> None:
-    """Signer certificate valid at ``now`` and allowed to sign ``cert_type``."""
-    check_signer_validity(signer, now)
-    cert = signer.certificate
-    if cert_type not in certificate_types(cert):
-        raise SignatureError(ReasonCode.SIGNER_NOT_ALLOWED, f"signer not allowed for '{cert_type}'")
-
-
 # --- payload --------------------------------------------------------------------------------
 
 
