@@ -39,6 +39,8 @@ def test_es256_round_trip(signer: di.IssuerKey, trust: TrustList, now: datetime)
     cred = dcc.verify(vac(signer, now), trust, now)
     assert cred.kind is CredentialKind.DCC_VACCINATION
     assert cred.vaccination is not None and cred.vaccination.dose_number == 2
+    # the product and the disease reach the rules (CertLogic's payload.v[0].mp and .tg)
+    assert (cred.vaccination.product, cred.vaccination.disease) == ("EU/1/20/1528", "840539006")
     assert cred.issuer_kid == signer.kid.hex()
     assert cred.display_name == "M********* E****, 1974"
     assert "Mustermann" not in repr(cred) and "1974-08-12" not in repr(cred)
@@ -53,7 +55,7 @@ def test_ps256_round_trip(rsa_signer: di.IssuerKey, trust: TrustList, now: datet
     )
     cred = dcc.verify(text, trust, now)
     assert cred.kind is CredentialKind.DCC_TEST and cred.test is not None
-    assert cred.test.not_detected
+    assert cred.test.not_detected and cred.test.disease == "840539006"
 
 
 def test_untagged_cose_and_kid_in_unprotected_header(
