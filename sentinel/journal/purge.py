@@ -38,7 +38,7 @@ from sentinel.journal.audit import AuditLog, open_audit
 from sentinel.journal.journal import Journal, day_start_iso, first_kept_day
 from sentinel.journal.keystore import checkpoint_truncate
 from sentinel.journal.space import DiskFull, free_bytes, is_disk_full, rollback_quietly
-from sentinel.progress import progress_bar
+from sentinel.progress import progress_bar, wanted
 
 log = logging.getLogger(__name__)
 
@@ -251,9 +251,13 @@ def purge(
             ("personal", "day", "personal_rows", "day < ?", cut),
             ("events", "substr(time, 1, 10)", "event_rows", "time < ?", day_start_iso(first_kept)),
         ):
-            # a bar over the rows to go (on a terminal: a large day takes minutes)
-            total = conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", (arg,)).fetchone()
-            with progress_bar(int(total[0]), f"purge {table} rows", "rows") as bar:
+            # a bar over the rows to go (on a terminal: a large day takes minutes); the
+            # count is made only for a bar that shows (not under systemd, not in logs)
+            total: int | None = None
+            if wanted():
+                row = conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", (arg,)).fetchone()
+                total = int(row[0])
+            with progress_bar(total, f"purge {table} rows", "rows") as bar:
                 while n := _tx(
                     journal,
                     lambda t=table, e=day_expr, c=col, w=where, a=arg: delete_batch(t, e, c, w, a),
