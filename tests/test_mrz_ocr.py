@@ -68,3 +68,22 @@ def test_scanner_reads_an_id_card_after_finding_no_barcode() -> None:
     assert [s.kind for s in found] == ["MRZ"]
     assert scanner.scan(frame) == found  # held still: repeated, not read again
     assert scanner.decoded == 1
+
+
+@pytest.mark.parametrize(
+    ("fmt", "worn", "seed"), [("TD1", "J", 11), ("TD3", "R", 12), ("TD2", "G", 13)]
+)
+def test_a_worn_first_letter_is_read_among_the_codes_icao_allows(
+    fmt: str, worn: str, seed: int
+) -> None:
+    """The document code's first letter is closed per format (ICAO 9303-4/5/6 §4.2.2:
+    P on a passport, A, C or I on a card, V on a visa): an `I` worn into a `J`, a `P`
+    into an `R`, used to fail the code check and lose the whole read."""
+    rng = np.random.default_rng(seed)
+    text = synth.make_mrz(fmt, rng)
+    first = {"TD1": "I", "TD3": "P", "TD2": "C"}[fmt]
+    text = first + "<" + text[2:]
+    frame = _frame(worn + text[1:], seed, synth.Degrade(angle_deg=2.0, fill=0.8))
+    found = IdReader("template", fuse=False).read(frame)
+    assert [s.text for s in found] == [text]
+    assert iddoc.parse_mrz(found[0].text).doc_type == first

@@ -11,6 +11,7 @@ import subprocess
 import cv2
 import numpy as np
 
+from sentinel.credentials.icao_codes import FIRST_CHARS
 from sentinel.errors import HardwareError
 
 _WHITELIST = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<"
@@ -194,8 +195,14 @@ class TesseractOCR:
 # identity number).  Reading a cell only among the characters its field allows removes
 # the O/0, I/1, B/8 confusions of OCR-B; check digits still verify every field.
 # L letter, A letter or filler, N letter/digit/filler, D digit, d digit or filler,
-# S sex, X digit or 'X'
+# S sex, X digit or 'X'; and the first character of the document code, which ICAO 9303
+# closes per shape (``icao_codes.FIRST_CHARS``): 1 for TD1 (A, C, I), 4 for 2×44 lines
+# (P, or V for an MRV-A visa), 2 for 2×36 (A, C, I, or V for an MRV-B).  A misread first
+# letter (I as J or L) used to fail the code check and lose the whole read.
 _CLASSES = {
+    "1": "".join(sorted(FIRST_CHARS["TD1"])),
+    "4": "".join(sorted(FIRST_CHARS["TD3"] | FIRST_CHARS["MRV-A"])),
+    "2": "".join(sorted(FIRST_CHARS["TD2"] | FIRST_CHARS["MRV-B"])),
     "L": "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
     "A": "ABCDEFGHIJKLMNOPQRSTUVWXYZ<",
     "N": _WHITELIST,
@@ -262,10 +269,10 @@ def decide_cells_alts(probs: np.ndarray, classes: str) -> tuple[str, float, bool
 
 
 _LAYOUTS = {
-    3: (("LA" + "AAA" + "N" * 9 + "d" + "N" * 15,
+    3: (("1A" + "AAA" + "N" * 9 + "d" + "N" * 15,
          "D" * 7 + "S" + "D" * 7 + "AAA" + "N" * 11 + "D",
          "A" * 30),),
-    2: (("LA" + "A" * 42, "N" * 9 + "d" + "AAA" + "D" * 7 + "S" + "D" * 7 + "N" * 14 + "dD"),
-        ("LA" + "A" * 34, "N" * 9 + "d" + "AAA" + "D" * 7 + "S" + "D" * 7 + "N" * 7 + "D")),
+    2: (("4A" + "A" * 42, "N" * 9 + "d" + "AAA" + "D" * 7 + "S" + "D" * 7 + "N" * 14 + "dD"),
+        ("2A" + "A" * 34, "N" * 9 + "d" + "AAA" + "D" * 7 + "S" + "D" * 7 + "N" * 7 + "D")),
     1: (("D" * 17 + "X",),),
 }  # fmt: skip
