@@ -60,6 +60,19 @@ run once before any test for it: state, argument order, string values, ordering.
            that never matches)
   ORDER    ``sorted(x)`` -> ``list(x)``, ``reversed(x)`` -> ``x``
 
+Sixth set (``--operators sixth``), written on 2026-12-03 (a new session) after the fifth
+set's tests and run once before any test for it: arithmetic beyond + and -, defaults,
+dropped values, declarations.
+  BINOP    ``*`` <-> ``/``, ``//`` -> ``*``, ``%`` -> ``//``, ``**`` -> ``*``, ``&`` <-> ``|``,
+           ``^`` -> ``|``, ``<<`` <-> ``>>`` (sizes, scales, bit masks)
+  DEFAULT  a parameter's default constant changed (n -> n + 1, f -> 2f, True <-> False,
+           a string -> "" or "x"): what a caller that passes nothing gets
+  NONE     ``name = <value>`` -> ``name = None`` (a value lost)
+  STARTS   ``x.startswith(p)`` <-> ``x.endswith(p)`` (a prefix check that looks elsewhere)
+
+``SWAP`` skips calls whose first two arguments commute (``min``, ``max``, ``np.minimum``,
+``hmac.compare_digest`` ...): swapping them is equivalent by construction.
+
 Each mutant is written over the module in place (the original is restored afterwards, also on
 Ctrl-C), the module's byte-code cache is bypassed, and the mapped tests run with ``-x`` and a
 timeout (3 x the unmutated run + 20 s).  A mutant is *killed* when the tests fail or time out.
@@ -271,10 +284,21 @@ def _decorator_nodes(tree: ast.Module) -> set[int]:
     return out
 
 
+def _annotation_nodes(tree: ast.Module) -> set[int]:
+    """Nodes inside annotations (``datetime | None``): not evaluated at run time here."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        for ann in (getattr(node, "annotation", None), getattr(node, "returns", None)):
+            if isinstance(ann, ast.AST):
+                out.update(id(n) for n in ast.walk(ann))
+    return out
+
+
 def _sites(tree: ast.Module) -> Iterator[tuple[str, ast.AST, str]]:
     """Every (operator, node, variant) the operators apply to, in source order."""
     skip = _docstring_lines(tree)
     in_decorator = _decorator_nodes(tree)
+    typing = _annotation_nodes(tree)
     for node in ast.walk(tree):
         if id(node) in in_decorator:
             continue
@@ -351,7 +375,8 @@ def _sites(tree: ast.Module) -> Iterator[tuple[str, ast.AST, str]]:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute) for t in node.targets):
             yield "SETATTR", node, ""
         elif isinstance(node, ast.Call):
-            if len(node.args) >= 2 and not any(isinstance(a, ast.Starred) for a in node.args[:2]):
+            plain = not any(isinstance(a, ast.Starred) for a in node.args[:2])
+            if len(node.args) >= 2 and plain and _call_name(node) not in _SYMMETRIC:
                 yield "SWAP", node, ""
             named = isinstance(node.func, ast.Name) and node.func.id in ("sorted", "reversed")
             if named and len(node.args) == 1:
@@ -362,6 +387,46 @@ def _sites(tree: ast.Module) -> Iterator[tuple[str, ast.AST, str]]:
                 for i, c in enumerate([node.left, *node.comparators]):
                     if isinstance(c, ast.Constant) and isinstance(c.value, str):
                         yield "STREQ", node, str(i)
+        # the sixth set
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOP and id(node) not in typing:
+            yield "BINOP", node, ""
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            a = node.args
+            pos = a.posonlyargs + a.args
+            with_default = list(zip(pos[len(pos) - len(a.defaults) :], a.defaults, strict=True))
+            with_default += zip(a.kwonlyargs, a.kw_defaults, strict=True)
+            for arg, default in with_default:
+                if _default_variant(default) is not None:
+                    yield "DEFAULT", node, arg.arg
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            v = node.value
+            if isinstance(node.targets[0], ast.Name) and not (
+                isinstance(v, ast.Constant) and v.value is None
+            ):
+                yield "NONE", node, ""
+        if isinstance(node, ast.Call) and _call_name(node) in ("startswith", "endswith"):
+            yield "STARTS", node, ""
+
+
+def _call_name(node: ast.Call) -> str:
+    f = node.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+
+
+def _default_variant(node: ast.expr | None) -> ast.Constant | None:
+    """The changed default of a parameter (None: not a constant this set changes)."""
+    if not isinstance(node, ast.Constant) or node.value is None:
+        return None
+    v = node.value
+    if isinstance(v, bool):
+        return ast.Constant(not v)
+    if isinstance(v, int):
+        return ast.Constant(v + 1)
+    if isinstance(v, float):
+        return ast.Constant(v * 2 if v else 1.0)
+    if isinstance(v, str):
+        return ast.Constant("" if v else "x")
+    return None
 
 
 class _Apply(ast.NodeTransformer):
@@ -375,8 +440,11 @@ class _Apply(ast.NodeTransformer):
         node = super().generic_visit(node)
         if getattr(node, "_mutation_target", False):
             self.before = _src(node)
+            self.label: tuple[str, str] | None = None
             new = self._mutate(node)
             self.after = "(deleted)" if isinstance(new, ast.Pass) else _src(new)
+            if self.label is not None:  # a signature's change: the parameter, not the def
+                self.before, self.after = self.label
             return new
         return node
 
@@ -459,6 +527,35 @@ class _Apply(ast.NodeTransformer):
                 node.keywords = []
                 return node
             return node.args[0]
+        if op == "BINOP":
+            assert isinstance(node, ast.BinOp)
+            node.op = _BINOP[type(node.op)]()
+            return node
+        if op == "DEFAULT":
+            assert isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            a = node.args
+            pos = a.posonlyargs + a.args
+            tail = pos[len(pos) - len(a.defaults) :]
+            pairs = [(a.defaults, i, arg) for i, arg in enumerate(tail)]
+            pairs += [(a.kw_defaults, i, arg) for i, arg in enumerate(a.kwonlyargs)]
+            for seq, i, arg in pairs:
+                if arg.arg == self.variant:
+                    old, new = seq[i], _default_variant(seq[i])
+                    assert old is not None and new is not None
+                    self.label = (f"{arg.arg}={_src(old)}", f"{arg.arg}={_src(new)}")
+                    seq[i] = new  # type: ignore[index]
+            return node
+        if op == "NONE":
+            assert isinstance(node, ast.Assign)
+            node.value = ast.Constant(None)
+            return node
+        if op == "STARTS":
+            assert isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name)
+            if isinstance(node.func, ast.Name):
+                node.func.id = "endswith" if node.func.id == "startswith" else "startswith"
+                return node
+            node.func.attr = "endswith" if node.func.attr == "startswith" else "startswith"
+            return node
         if op == "STREQ":
             assert isinstance(node, ast.Compare)
             i = int(self.variant)
@@ -475,6 +572,21 @@ SECOND_SET = ("RETURN", "MINMAX", "ANYALL", "AUG", "NEG")
 THIRD_SET = ("EXCEPT", "LOOP", "IFEXP", "WITH")
 FOURTH_SET = ("KWARG", "ISINST", "NORM", "ELSE")
 FIFTH_SET = ("SETATTR", "SWAP", "STREQ", "ORDER")
+SIXTH_SET = ("BINOP", "DEFAULT", "NONE", "STARTS")
+_BINOP: dict[type, type] = {
+    ast.Mult: ast.Div,
+    ast.Div: ast.Mult,
+    ast.FloorDiv: ast.Mult,
+    ast.Mod: ast.FloorDiv,
+    ast.Pow: ast.Mult,
+    ast.BitAnd: ast.BitOr,
+    ast.BitOr: ast.BitAnd,
+    ast.BitXor: ast.BitOr,
+    ast.LShift: ast.RShift,
+    ast.RShift: ast.LShift,
+}
+# calls whose first two arguments commute: SWAP leaves them alone
+_SYMMETRIC = frozenset({"min", "max", "minimum", "maximum", "compare_digest", "isclose", "gcd"})
 _NORM = {"strip", "lstrip", "rstrip", "lower", "upper", "casefold"}
 
 
@@ -679,7 +791,7 @@ def main() -> int:
     ap.add_argument(
         "--operators",
         default=",".join(FIRST_SET),
-        help="comma-separated operators, or 'second' ... 'fifth' (default: the first)",
+        help="comma-separated operators, or 'second' ... 'sixth' (default: the first)",
     )
     args = ap.parse_args()
     named = {
@@ -687,9 +799,10 @@ def main() -> int:
         "third": THIRD_SET,
         "fourth": FOURTH_SET,
         "fifth": FIFTH_SET,
+        "sixth": SIXTH_SET,
     }
     ops = named.get(args.operators) or tuple(args.operators.split(","))
-    every_set = FIRST_SET + SECOND_SET + THIRD_SET + FOURTH_SET + FIFTH_SET
+    every_set = FIRST_SET + SECOND_SET + THIRD_SET + FOURTH_SET + FIFTH_SET + SIXTH_SET
     unknown = set(ops) - set(every_set)
     if unknown:
         raise SystemExit(f"mutation: unknown operators {', '.join(sorted(unknown))}")
