@@ -134,8 +134,15 @@ def test_stale_warning_is_carried() -> None:
 
 
 def test_refusal_of_unreadable() -> None:
+    """Nothing was read: no holder's name for the kiosk, no bundle version, no warning
+    (the kiosk shows the name field of every decision; the journal keeps the version)."""
     d = Decision.of(ReasonCode.UNREADABLE)
     assert not d.admit and d.credential_kind is CredentialKind.UNKNOWN
+    assert (d.display_name, d.bundle_version, d.warnings) == ("", "", ())
+    assert (
+        refuse(ReasonCode.MALFORMED).display_name,
+        refuse(ReasonCode.MALFORMED).bundle_version,
+    ) == ("", "")
 
 
 @pytest.mark.parametrize(
