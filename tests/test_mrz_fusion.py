@@ -98,6 +98,41 @@ def test_a_close_check_digit_blind_rival_keeps_a_read_from_one_frame() -> None:
     assert decide_cells(np.stack([cell("8", "S", 0.3)]), "D") == ("8", pytest.approx(0.8), False)
 
 
+def _one_frame(runner_up: dict[int, str]) -> list:
+    """What the reader accepts from one frame of the specimen whose line-2 cells have these
+    close runners-up (each a check-digit-blind rival of the cell's winner)."""
+    from sentinel.scan.mrz import _LAYOUTS, TextLine, _joined
+
+    layout = _LAYOUTS[2][0]
+    line1, line2 = TD3.split("\n")
+    alts2 = [runner_up.get(k, "") for k in range(len(line2))]
+    reads = [(line1, 0.8, False, [""] * len(line1)), (line2, 0.8, True, alts2)]
+    block = TextLine((300.0, 300.0), (600.0, 60.0), 0.0)
+    return IdReader(fuse=False)._verified([_joined(reads, layout)], block)
+
+
+def test_a_blind_rival_refuses_a_read_only_when_it_makes_another_document() -> None:
+    """A blind rival is in the cell's runners-up and the rival search tries it: "8" with
+    "S" close makes L S989... which passes every check (refused); "0" with "<" close makes
+    a filler inside the number, which no document has (the read stands)."""
+    line2 = TD3.split("\n")[1]
+    assert (line2[1], line2[5]) == ("8", "0")
+    assert _one_frame({1: "S"}) == []
+    (sym,) = _one_frame({5: "<"})
+    assert sym.text == TD3
+    assert _one_frame({5: "<", 1: "S"}) == []
+
+
+def test_a_close_blind_rival_is_a_runner_up_even_past_the_first_two() -> None:
+    from sentinel.scan.mrz import _WHITELIST, decide_cells_alts
+
+    p = np.full(len(_WHITELIST), 0.001)
+    for ch, v in (("8", 0.8), ("B", 0.5), ("3", 0.4), ("S", 0.3)):
+        p[_WHITELIST.index(ch)] = v
+    assert decide_cells_alts(np.stack([p]), "N")[3] == ["B3S"]  # S: the digits miss it
+    assert decide_cells_alts(np.stack([p]), "D")[3] == ["3"]  # digits only: no S at all
+
+
 def test_votes_split_between_blind_rivals_decide_nothing() -> None:
     s_read = _flip(TD3, 1, 1, "S")  # "L8989..." read as "LS989...": the same check digits
     assert iddoc.parse_mrz(s_read).number != iddoc.parse_mrz(TD3).number  # both pass!

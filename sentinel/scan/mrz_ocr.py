@@ -154,6 +154,12 @@ class TemplateOCR:
         alts: Alts = [
             "".join(_WHITELIST[o] for o in order[k][:c]) if c else "" for k, c in enumerate(counts)
         ]
+        # every blind rival within the margin is a runner-up too, past the first two: the
+        # rival search must try it (the check digits cannot)
+        blinds = guarded[:, None] & close & _PARTNER_MATRIX[winners]
+        for k in np.flatnonzero(blinds.any(axis=1)).tolist():
+            extra = [_WHITELIST[j] for j in np.flatnonzero(blinds[k]).tolist()]
+            alts[k] += "".join(ch for ch in extra if ch not in alts[k])
         text = "".join(_WHITELIST[g] for g in winners.tolist())
         return text, float(np.mean(top)), blind, alts
 
@@ -263,7 +269,9 @@ def decide_cells_alts(probs: np.ndarray, classes: str) -> tuple[str, float, bool
             blind = blind or rival > _CNN_RATIO * float(masked[k])
         close = np.flatnonzero(masked > _CNN_RATIO * float(masked[k]))
         close = close[close != k]
-        top = close[np.argsort(-masked[close])][:_ALTS_PER_CELL]
+        top = close[np.argsort(-masked[close])][:_ALTS_PER_CELL].tolist()
+        if cls in _BLIND_CLASSES:  # every close blind rival, past the first two
+            top += [int(c) for c in close if _PARTNERS[k][c] and int(c) not in top]
         alts.append("".join(_WHITELIST[int(c)] for c in top))
     return "".join(text), float(np.mean(scores)), blind, alts
 
