@@ -296,6 +296,22 @@ def test_batch_cbc_mac_equals_the_library_cbc_mode() -> None:
         ss.mac_message(b"x" * 80)
 
 
+@pytest.mark.parametrize("width", [16, 32, 48, 64])
+def test_batch_cbc_mac_of_rows_cut_short_is_the_full_messages(width: int) -> None:
+    """The publisher's CSV path hands ``mac_many`` messages cut to the widest identity
+    (a multiple of 16 bytes): the blocks left out are the messages' zeros, and the MAC
+    is still pyca's CBC over the whole fixed-length message."""
+    import numpy as np
+
+    from sentinel.authority.inputs import Chunk
+
+    idents = [b"", b"doc|P|XXA|C01X00T4"[: width // 2], b"subj|" + b"x" * (width - 6)]
+    full = Chunk.of(idents, [1] * 3, [0] * 3).messages()
+    assert full.shape == (3, ss.MAC_BYTES) and not full[:, width:].any()
+    cut = np.ascontiguousarray(full[:, :width])
+    assert [bytes(r) for r in ss.mac_many(KEY, cut)] == [ss.mac(KEY, i) for i in idents]
+
+
 def test_inflate_runs_in_bounded_memory(tmp_path) -> None:
     """Value columns compress ~1000:1; one read must not inflate to the whole set."""
     import hashlib

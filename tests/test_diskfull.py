@@ -389,3 +389,30 @@ def test_old_journal_is_vacuumed_with_room_for_two_copies_and_the_reserve(
         r = run_purge(d, retention_days=14, aggregate_days=400, now=now)
         assert r.event_rows == 4000 and r.vacuumed
         assert (d / "journal.db").stat().st_size < size / 2
+
+
+def test_old_journal_is_not_rewritten_for_a_few_free_pages(tmp_path: Path) -> None:
+    """A full VACUUM rewrites the whole file: with room to spare it still waits until a
+    fifth of the pages are free (``vacuum_free_ratio``), not for every purge of a few."""
+    import sqlite3
+
+    now = datetime.now(UTC)
+    d = tmp_path / "data"
+    d.mkdir()
+    legacy = sqlite3.connect(d / "journal.db")
+    legacy.execute("PRAGMA journal_mode=WAL")  # auto_vacuum stays NONE
+    legacy.close()
+    j = Journal(d / "journal.db", clock=lambda: t)
+    t = now - 3 * DAY  # kept: inside the retention window
+    j.record_many([(_ev(t), {"display_name": f"P{i}"}) for i in range(3000)])
+    t = now - 16 * DAY  # purged: a few pages' worth
+    j.record_many([(_ev(t), {"display_name": f"Q{i}"}) for i in range(40)])
+    j.close()
+    r = run_purge(d, retention_days=14, aggregate_days=400, now=now)
+    assert r.event_rows == 40 and not r.vacuumed
+    with Journal(d / "journal.db") as j2:
+        assert j2.conn.execute("PRAGMA freelist_count").fetchone()[0] > 0  # left for later
+    with Journal(d / "journal.db", clock=lambda: t) as j3:
+        j3.record_many([(_ev(t), {"display_name": f"R{i}"}) for i in range(3000)])
+    r = run_purge(d, retention_days=14, aggregate_days=400, now=now)
+    assert r.event_rows == 3000 and r.vacuumed  # half the file free: the rewrite runs
