@@ -28,6 +28,11 @@ NOW = datetime(2022, 5, 1, 12, tzinfo=UTC)
 DAY = timedelta(days=1)
 
 
+# COSE algorithm identifiers from the IANA registry (RFC 9053 §2.1, RFC 8230 §2), not the
+# code's own constants: a wrong constant there must fail here
+ES256, ES384, PS256 = -7, -35, -37
+
+
 def cert_for(key: Any) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "XX")])
     return (
@@ -54,7 +59,7 @@ def sign(key: Any, alg: int, *, kid: bytes, encoding: str = "raw", salt: int = 3
     if isinstance(key, rsa.RSAPrivateKey):
         sig = key.sign(to_sign, padding.PSS(padding.MGF1(hashes.SHA256()), salt), hashes.SHA256())
     else:
-        h = {dcc.ALG_ES256: hashes.SHA256, dcc.ALG_ES384: hashes.SHA384}[alg]()
+        h = {ES256: hashes.SHA256, ES384: hashes.SHA384}[alg]()
         der = key.sign(to_sign, ec.ECDSA(h))
         if encoding == "der":
             sig = der
@@ -81,13 +86,13 @@ RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 @pytest.mark.parametrize(
     ("key", "alg", "encoding", "salt"),
     [
-        (P384, dcc.ALG_ES256, "raw", 32),  # P-384 key under an ES256 header: 96-byte r||s
-        (P384, dcc.ALG_ES384, "raw", 32),  # ES384 with P-384 (hcert-kotlin ECDSA_384)
-        (P256, dcc.ALG_ES256, "der", 32),  # DER Ecdsa-Sig-Value instead of r||s
-        (P384, dcc.ALG_ES256, "der", 32),
-        (RSA, dcc.ALG_PS256, "raw", 0),  # PS256 salt lengths as issued
-        (RSA, dcc.ALG_PS256, "raw", 222),  # PSS.MAX_LENGTH for 2048-bit / SHA-256
-        (RSA, dcc.ALG_PS256, "raw", 32),
+        (P384, ES256, "raw", 32),  # P-384 key under an ES256 header: 96-byte r||s
+        (P384, ES384, "raw", 32),  # ES384 with P-384 (hcert-kotlin ECDSA_384)
+        (P256, ES256, "der", 32),  # DER Ecdsa-Sig-Value instead of r||s
+        (P384, ES256, "der", 32),
+        (RSA, PS256, "raw", 0),  # PS256 salt lengths as issued
+        (RSA, PS256, "raw", 222),  # PSS.MAX_LENGTH for 2048-bit / SHA-256
+        (RSA, PS256, "raw", 32),
     ],
 )
 def test_accepted_as_the_reference_verifiers_do(
@@ -101,7 +106,7 @@ def test_accepted_as_the_reference_verifiers_do(
 
 @pytest.mark.parametrize(
     ("key", "alg", "encoding"),
-    [(P384, dcc.ALG_ES256, "raw"), (P256, dcc.ALG_ES256, "der"), (RSA, dcc.ALG_PS256, "raw")],
+    [(P384, ES256, "raw"), (P256, ES256, "der"), (RSA, PS256, "raw")],
 )
 def test_a_wrong_signer_under_the_same_kid_is_refused(key: Any, alg: int, encoding: str) -> None:
     """Same kid, same curve/size, another key: every leniency still needs the trusted key."""
@@ -120,7 +125,7 @@ def test_a_wrong_signer_under_the_same_kid_is_refused(key: Any, alg: int, encodi
 def test_tampered_payload_refused_in_every_encoding() -> None:
     c = cert_for(P384)
     for encoding in ("raw", "der"):
-        text = sign(P384, dcc.ALG_ES256, kid=kid(c), encoding=encoding)
+        text = sign(P384, ES256, kid=kid(c), encoding=encoding)
         cose = dcc.decode(text)
         body = cbor2.loads(cose.payload)
         body[dcc.CWT_EXP] += 1
@@ -134,8 +139,8 @@ def test_tampered_payload_refused_in_every_encoding() -> None:
 def test_key_of_the_other_family_refused() -> None:
     """An RSA signer under an ES256 header, an EC signer under PS256."""
     ec_cert, rsa_cert = cert_for(P256), cert_for(RSA)
-    es = sign(P256, dcc.ALG_ES256, kid=kid(ec_cert))
-    ps = sign(RSA, dcc.ALG_PS256, kid=kid(rsa_cert))
+    es = sign(P256, ES256, kid=kid(ec_cert))
+    ps = sign(RSA, PS256, kid=kid(rsa_cert))
     with pytest.raises(SignatureError, match="algorithm -7 with an RSA key"):
         dcc.verify(es, trust_of(rsa_cert, kid=kid(ec_cert)), NOW)
     with pytest.raises(SignatureError, match="algorithm -37 with an EC key"):
@@ -145,7 +150,7 @@ def test_key_of_the_other_family_refused() -> None:
 def test_loose_der_and_odd_lengths_refused() -> None:
     """Only strict DER: a trailing byte or a raw signature of the wrong size does not verify."""
     c = cert_for(P256)
-    text = sign(P256, dcc.ALG_ES256, kid=kid(c), encoding="der")
+    text = sign(P256, ES256, kid=kid(c), encoding="der")
     cose = dcc.decode(text)
     for sig in (cose.signature + b"\0", cose.signature[:-1], b"\x30" + cose.signature[1:40]):
         bad = cbor2.dumps(cbor2.CBORTag(18, [cose.protected_bytes, {}, cose.payload, sig]))
@@ -155,8 +160,8 @@ def test_loose_der_and_odd_lengths_refused() -> None:
 
 def test_revocation_signature_hash_takes_r_of_either_encoding() -> None:
     c = cert_for(P256)
-    raw = dcc.decode(sign(P256, dcc.ALG_ES256, kid=kid(c)))
-    der_text = sign(P256, dcc.ALG_ES256, kid=kid(c), encoding="der")
+    raw = dcc.decode(sign(P256, ES256, kid=kid(c)))
+    der_text = sign(P256, ES256, kid=kid(c), encoding="der")
     der = dcc.decode(der_text)
     r, _ = decode_dss_signature(der.signature)
     assert dcc._ecdsa_r(der.signature) == r.to_bytes(32, "big")

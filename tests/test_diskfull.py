@@ -416,3 +416,19 @@ def test_old_journal_is_not_rewritten_for_a_few_free_pages(tmp_path: Path) -> No
         j3.record_many([(_ev(t), {"display_name": f"R{i}"}) for i in range(3000)])
     r = run_purge(d, retention_days=14, aggregate_days=400, now=now)
     assert r.event_rows == 3000 and r.vacuumed  # half the file free: the rewrite runs
+
+
+def test_a_purge_batch_fits_in_half_the_free_space(small: Path) -> None:
+    """Each batch's WAL frames (up to three pages a row, each a page and its 24-byte frame
+    header) fit in half of what the disk has free, so the checkpoint after it can run."""
+    from sentinel.journal.purge import _batch
+
+    d = small / "data"
+    with Journal(d / "journal.db") as j:
+        page = j.conn.execute("PRAGMA page_size").fetchone()[0] + 24
+        fill(small, 600 * 1024)
+        free = free_bytes(small)
+        n = _batch(j, 10**9)
+        assert n >= 8 and n * 3 * page <= free // 2
+        assert n >= (free // 2) // (3 * page) - 1  # and no smaller than that needs
+        assert _batch(j, 10) == 10  # the caller's cap, when it is the smaller

@@ -272,6 +272,38 @@ def test_a_birth_date_that_does_not_exist_is_unreadable_not_a_crash() -> None:
         iddoc.parse_mrz(l1 + "\n" + l2, today=TODAY)
 
 
+def _with_birth(dob: str) -> str:
+    l1, l2 = TD3.split("\n")
+    l2 = l2[:13] + dob + _icao_cd(dob) + l2[20:43]
+    l2 += _icao_cd(l2[0:10] + l2[13:20] + l2[21:43])
+    return l1 + "\n" + l2
+
+
+def test_a_two_digit_birth_year_is_the_latest_century_not_in_the_future() -> None:
+    """YYMMDD has no century: on 1 January 2024, 231231 is 2023, 240101 (today) 2024,
+    400101 1940, and 240315 (later this year, not yet come) 1924."""
+    born = {d: iddoc.parse_mrz(_with_birth(d), today=TODAY).birth_date for d in
+            ("231231", "240101", "400101", "000229")}  # fmt: skip
+    assert born == {
+        "231231": date(2023, 12, 31),
+        "240101": date(2024, 1, 1),
+        "400101": date(1940, 1, 1),
+        "000229": date(2000, 2, 29),
+    }
+    later = iddoc.parse_mrz(_with_birth("240315"), today=TODAY).birth_date
+    assert later == date(1924, 3, 15)  # 15 March 2024 has not come: a 1924 birth
+
+
+def test_the_credential_shows_staff_the_masked_name_and_birth_year() -> None:
+    """What the kiosk shows staff to compare with the visitor: masked names and the birth
+    year; a resident number carries no name, so only the year its digits give."""
+    now = datetime(2011, 1, 1, tzinfo=UTC)
+    cred = iddoc.to_credential("MRZ", TD3, now, None, b"k" * 32)
+    assert cred.display_name == "E******* A*** M****, 1974"
+    cn = iddoc.to_credential("ID_NUMBER", CN, now, None, b"k" * 32)
+    assert cn.display_name == "1949" and CN not in repr(cn)
+
+
 def test_a_td2_number_that_fills_the_optional_data_to_its_last_position() -> None:
     """ICAO 9303-6: a document number past nine characters goes on in the optional data
     (positions 29-35 of line 2) and ends with its check digit; position 36 is the

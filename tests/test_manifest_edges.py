@@ -72,6 +72,10 @@ def test_json_depth_cap_is_inclusive() -> None:
     with pytest.raises(BundleFormatError, match="nested deeper"):
         bm.loads_bounded(b"[" * (inside + 1) + b"]" * (inside + 1), "test")
     assert bm.json_depth(b'{"a": "[[[[[[[[[[[[[[[[[["}') == 1  # brackets in strings do not count
+    # depth, not count: a trust list of many shallow entries is 4 deep however long
+    wide = b'{"certs": [' + b",".join([b'{"kid": [1, 2]}'] * 5000) + b"]}"
+    assert bm.json_depth(wide) == 4
+    assert len(bm.loads_bounded(wide, "test")["certs"]) == 5000
 
 
 @pytest.mark.parametrize("kid", ["AB" * 16, "a" * 31, "g" * 32, 12, None])

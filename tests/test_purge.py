@@ -115,6 +115,11 @@ def test_purge_is_idempotent_and_audited_once(tmp_path: Path) -> None:
         # the next day one more day falls out
         third = _purge(j, tmp_path, T0 + DAY)
         assert third.days == ((T0 - 2 * DAY).date(),)
+        # the purge log says when the purge that took each day ran (the purge's clock)
+        started = j.conn.execute(
+            "SELECT started, count(*) FROM purge_log WHERE scope = 'day' GROUP BY started"
+        ).fetchall()
+        assert started == [(T0.isoformat(), 7), ((T0 + DAY).isoformat(), 1)]
     with open_audit(tmp_path) as audit:
         entries = audit.entries()
         audit.verify()

@@ -90,6 +90,21 @@ def test_a_device_that_cannot_write_the_part_says_so(tmp_path: Path) -> None:
             _check_stream(_ref(data), [data], Path("/dev/full"))
 
 
+def test_a_disk_that_takes_part_of_a_chunk_is_a_write_error_not_a_short_part(
+    tmp_path: Path,
+) -> None:
+    """A nearly full disk takes the first bytes of a write and refuses the rest: the part
+    must not end short on disk while its hash (of the bytes received) still matches."""
+    from sentinel.trust.sync import DeviceWriteError, _check_stream
+    from tests.smallfs import fill, tmpfs
+
+    data = bytes(range(256)) * 4096  # 1 MiB, one chunk
+    with tmpfs(tmp_path / "m", "2m") as m:
+        fill(m, 256 * 1024)
+        with pytest.raises(DeviceWriteError, match="on the device"):
+            _check_stream(_ref(data), [data], m / "part")
+
+
 def test_download_deadline_grows_with_the_declared_size() -> None:
     """D6: timeout plus the size at 16 KiB/s, so a 1.6 MB part may take 100 s more."""
     import time
@@ -161,4 +176,9 @@ def test_a_signed_timestamp_on_a_stick_refreshes_the_data_age(tmp_path: Path) ->
         clock[0] = later + timedelta(minutes=5)
         assert syncer.sync().outcome == "up_to_date"
         assert store.meta("timestamp_issued_at") == later.isoformat()
+        assert store.meta("fresh_at") == later.isoformat()
+        # an older stick (its timestamp a day before): the data age never moves back
+        write_timestamp(b.site, [b.root_key], now=NOW + timedelta(days=1))
+        clock[0] = later + timedelta(minutes=10)
+        syncer.sync()
         assert store.meta("fresh_at") == later.isoformat()
