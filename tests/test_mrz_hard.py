@@ -14,7 +14,7 @@ import pytest
 
 from sentinel.credentials import iddoc
 from sentinel.scan import synth
-from sentinel.scan.mrz import IdReader, _level, _rival_read, _views
+from sentinel.scan.mrz import IdReader, _key, _level, _rival_read, _views
 
 CORPUS = Path(__file__).resolve().parents[1] / "benchmarks" / "corpus_scan.py"
 
@@ -119,14 +119,8 @@ def test_close_runners_up_that_also_pass_every_check_refuse_the_read() -> None:
     """Two unsure cells whose errors cancel out in the check digits: either read could be
     the document, so one frame decides nothing; unrelated runners-up change nothing."""
     text = _td2(np.random.default_rng(8))
-    key = (
-        iddoc.parse_mrz(text).doc_type,
-        iddoc.parse_mrz(text).issuing_country,
-        iddoc.parse_mrz(text).number,
-        iddoc.parse_mrz(text).nationality,
-        iddoc.parse_mrz(text).birth_date,
-        iddoc.parse_mrz(text).expiry,
-    )
+    key = _key("MRZ", text)
+    assert key is not None and key[2] == iddoc.parse_mrz(text).number
     i, ci, j, cj = _cancelling_pair(text)
     alts = [""] * len(text)
     alts[i], alts[j] = ci, cj
@@ -134,6 +128,21 @@ def test_close_runners_up_that_also_pass_every_check_refuse_the_read() -> None:
     alts[j] = ""
     assert _rival_read(text, alts, key) is False  # one change alone fails a check
     assert _rival_read(text, [""] * len(text), key) is False
+
+
+def test_the_document_codes_second_letter_is_no_rival() -> None:
+    """``P<`` and ``PS`` are one passport to the status set (only the category counts):
+    a close runner-up there is not another holder's document; in the number it is."""
+    text = (
+        "P<NLDERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36NLD7408122F1204159ZE184226B<<<<<10"
+    )
+    key = _key("MRZ", text)
+    assert key is not None and _key("MRZ", "PS" + text[2:]) == key
+    alts = [""] * len(text)
+    alts[1] = "S"
+    assert _rival_read(text, alts, key) is False
+    alts[46] = "S"  # L8989... read as LS989...: the check digits pass, another number
+    assert _rival_read(text, alts, key) is True
 
 
 def test_a_read_wrong_by_one_character_is_not_accepted(cs, reader: IdReader) -> None:  # noqa: ANN001

@@ -242,8 +242,11 @@ def _key(kind: str, text: str) -> tuple | None:
         doc = iddoc.parse_mrz(text) if kind == "MRZ" else iddoc.parse_cn_id(text)
     except CredentialError:
         return None
-    return (doc.doc_type, doc.issuing_country, doc.number, doc.nationality, doc.birth_date,
-            doc.expiry)  # fmt: skip
+    # the document code's first letter is its category; the second is the issuer's choice
+    # (ICAO 9303-3 §4.2.2) and keys nothing (``statusset.normalize_document``): reads that
+    # differ only there are the same document, not rivals
+    return (doc.doc_type[:1], doc.issuing_country, doc.number, doc.nationality,
+            doc.birth_date, doc.expiry)  # fmt: skip
 
 
 _MAX_UNSURE = 12  # cells with close runners-up: past this, one frame decides nothing
