@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 EXPORT_FORMAT = "sentinel-audit-export/1"
-KINDS = ("purge", "bundle_applied", "config_changed", "override", "export", "login")
 _FIELDS = ("seq", "time", "kind", "details", "prev_hash", "hash", "signature")
 MAX_EXPORT_BYTES = 256 * 1024 * 1024
 
