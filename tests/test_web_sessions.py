@@ -114,6 +114,7 @@ def test_short_or_empty_csrf_cookie_is_not_accepted(server: str, tossed: str) ->
         client.cookies.set(CSRF_COOKIE, tossed)
         r = client.post("/login", data={"csrf": tossed, "name": "mia", "password": PASSWORD})
         assert r.status_code == 403
+        assert r.text == "CSRF token missing or wrong"  # says why, not a bare 403
         assert client.cookies.get(SESSION_COOKIE) is None
         page = client.get("/login")  # the page replaces a short token with a fresh one
         assert len(_csrf(page.text)) >= 32
