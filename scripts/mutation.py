@@ -391,12 +391,8 @@ def _sites(tree: ast.Module) -> Iterator[tuple[str, ast.AST, str]]:
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOP and id(node) not in typing:
             yield "BINOP", node, ""
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            a = node.args
-            pos = a.posonlyargs + a.args
-            with_default = list(zip(pos[len(pos) - len(a.defaults) :], a.defaults, strict=True))
-            with_default += zip(a.kwonlyargs, a.kw_defaults, strict=True)
-            for arg, default in with_default:
-                if _default_variant(default) is not None:
+            for seq, i, arg in _defaults(node.args):
+                if _default_variant(seq[i]) is not None:
                     yield "DEFAULT", node, arg.arg
         elif isinstance(node, ast.Assign) and len(node.targets) == 1:
             v = node.value
@@ -404,13 +400,22 @@ def _sites(tree: ast.Module) -> Iterator[tuple[str, ast.AST, str]]:
                 isinstance(v, ast.Constant) and v.value is None
             ):
                 yield "NONE", node, ""
-        if isinstance(node, ast.Call) and _call_name(node) in ("startswith", "endswith"):
+        method = isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+        if method and node.func.attr in ("startswith", "endswith"):  # type: ignore[attr-defined]
             yield "STARTS", node, ""
 
 
 def _call_name(node: ast.Call) -> str:
     f = node.func
     return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+
+
+def _defaults(a: ast.arguments) -> list[tuple[list, int, ast.arg]]:
+    """Each parameter that has a default: (the list holding it, its index, the parameter)."""
+    pos = a.posonlyargs + a.args
+    tail = pos[len(pos) - len(a.defaults) :]
+    out: list[tuple[list, int, ast.arg]] = [(a.defaults, i, arg) for i, arg in enumerate(tail)]
+    return out + [(a.kw_defaults, i, arg) for i, arg in enumerate(a.kwonlyargs)]
 
 
 def _default_variant(node: ast.expr | None) -> ast.Constant | None:
@@ -533,12 +538,7 @@ class _Apply(ast.NodeTransformer):
             return node
         if op == "DEFAULT":
             assert isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-            a = node.args
-            pos = a.posonlyargs + a.args
-            tail = pos[len(pos) - len(a.defaults) :]
-            pairs = [(a.defaults, i, arg) for i, arg in enumerate(tail)]
-            pairs += [(a.kw_defaults, i, arg) for i, arg in enumerate(a.kwonlyargs)]
-            for seq, i, arg in pairs:
+            for seq, i, arg in _defaults(node.args):
                 if arg.arg == self.variant:
                     old, new = seq[i], _default_variant(seq[i])
                     assert old is not None and new is not None
@@ -550,10 +550,7 @@ class _Apply(ast.NodeTransformer):
             node.value = ast.Constant(None)
             return node
         if op == "STARTS":
-            assert isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name)
-            if isinstance(node.func, ast.Name):
-                node.func.id = "endswith" if node.func.id == "startswith" else "startswith"
-                return node
+            assert isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
             node.func.attr = "endswith" if node.func.attr == "startswith" else "startswith"
             return node
         if op == "STREQ":

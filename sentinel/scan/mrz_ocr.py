@@ -143,12 +143,12 @@ class TemplateOCR:
         best = np.where(_cell_masks(classes), vals, -1.0)  # per cell, each glyph's best
         rows = np.arange(n)
         top = best[rows, winners]
-        # a check-digit-blind rival close to the winner, in the fields the digits protect
-        rival = np.where(_PARTNER_MATRIX[winners], best, -1.0).max(axis=1)
-        guarded = np.array([c in _BLIND_CLASSES for c in classes])
-        blind = bool(np.any(guarded & (top - rival < _TEMPLATE_MARGIN)))
         close = best > (top - _TEMPLATE_MARGIN)[:, None]
         close[rows, winners] = False
+        # check-digit-blind rivals close to the winner, in the fields the digits protect
+        guarded = np.array([c in _BLIND_CLASSES for c in classes])
+        blinds = guarded[:, None] & close & _PARTNER_MATRIX[winners]
+        blind = bool(blinds.any())
         counts = np.minimum(close.sum(axis=1), _ALTS_PER_CELL).tolist()
         order = np.argsort(-np.where(close, best, -2.0), axis=1)[:, :_ALTS_PER_CELL].tolist()
         alts: Alts = [
@@ -156,7 +156,6 @@ class TemplateOCR:
         ]
         # every blind rival within the margin is a runner-up too, past the first two: the
         # rival search must try it (the check digits cannot)
-        blinds = guarded[:, None] & close & _PARTNER_MATRIX[winners]
         for k in np.flatnonzero(blinds.any(axis=1)).tolist():
             extra = [_WHITELIST[j] for j in np.flatnonzero(blinds[k]).tolist()]
             alts[k] += "".join(ch for ch in extra if ch not in alts[k])
@@ -264,14 +263,13 @@ def decide_cells_alts(probs: np.ndarray, classes: str) -> tuple[str, float, bool
         k = int(np.argmax(masked))
         text.append(_WHITELIST[k])
         scores.append(float(masked[k]))
-        if cls in _BLIND_CLASSES:
-            rival = float(np.where(_PARTNERS[k], masked, 0.0).max())
-            blind = blind or rival > _CNN_RATIO * float(masked[k])
         close = np.flatnonzero(masked > _CNN_RATIO * float(masked[k]))
         close = close[close != k]
         top = close[np.argsort(-masked[close])][:_ALTS_PER_CELL].tolist()
         if cls in _BLIND_CLASSES:  # every close blind rival, past the first two
-            top += [int(c) for c in close if _PARTNERS[k][c] and int(c) not in top]
+            partners = [int(c) for c in close if _PARTNERS[k][c]]
+            blind = blind or bool(partners)
+            top += [c for c in partners if c not in top]
         alts.append("".join(_WHITELIST[int(c)] for c in top))
     return "".join(text), float(np.mean(scores)), blind, alts
 
