@@ -307,8 +307,9 @@ else
   else
     # A fresh image may have no package lists yet (mmdebstrap, a minimal Debian): refresh
     # them first; only when something is missing, so a second run does not touch them.
-    run env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # A first boot runs unattended-upgrades: wait up to 10 min for its lock, not fail.
+    run env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq
+    run env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
     [ "$DRY_RUN" = 1 ] || changed "installed ${missing[*]}"
   fi
 fi
