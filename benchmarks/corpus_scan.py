@@ -82,10 +82,11 @@ def guilloche(w: int, h: int, rng: np.random.Generator, strength: float) -> np.n
     return np.clip(out, 0, 1) * strength
 
 
-def document(truth: str, rng: np.random.Generator, seed: int) -> np.ndarray:
+def document(truth: str, rng: np.random.Generator, seed: int, aspect: float = 1.0) -> np.ndarray:
     """An ID card / passport data page carrying ``truth`` (an MRZ or an 18-digit number),
-    with strong guilloche, a tinted background and the holder's photo (grey)."""
-    card = synth.render_id_card(truth, seed=seed).astype(np.float32)
+    with strong guilloche, a tinted background and the holder's photo (grey); the zone's
+    glyphs ``aspect`` times as wide for their height as Debian's OCR-B."""
+    card = synth.render_id_card(truth, seed=seed, glyph_aspect=aspect).astype(np.float32)
     h, w = card.shape
     tint = float(rng.uniform(150, 235))  # tinted security paper, darker than white
     card = card * (tint / 235.0)
@@ -197,7 +198,13 @@ def scan(doc: np.ndarray, rng: np.random.Generator, width: int) -> np.ndarray:
 MRZ_CATEGORIES = (
     "td3_photo", "td1_photo", "td2_photo", "small_in_frame", "scan_250_450", "rotated_90",
     "rotated_180", "perspective", "glare", "blur", "jpeg_noise", "dim", "mrv_photo",
+    "print_aspect",
 )  # fmt: skip
+# print_aspect: the zone's glyphs printed 0.8-1.3 times as wide for their height as the
+# font the reader's templates come from, at ICAO's 2.54 mm pitch (issuers' printers and
+# OCR-B cuts differ; a reader that knows only its own font's ratio read 0 of 12 cards
+# printed 1.25 times as wide)
+ASPECTS = (0.8, 1.3)
 
 
 def _truth(kind: str, rng: np.random.Generator) -> str:
@@ -208,7 +215,8 @@ def id_sample(category: str, kind: str, rng: np.random.Generator, seed: int) -> 
     """One document (``kind`` "TD1", "TD2", "TD3", "MRV-A", "MRV-B" or "CN") under
     ``category``."""
     truth = _truth(kind, rng)
-    doc = document(truth, rng, seed)
+    aspect = float(rng.uniform(*ASPECTS)) if category == "print_aspect" else 1.0
+    doc = document(truth, rng, seed, aspect)
     frame = degraded(category, doc, rng)
     return Sample(category, "ID_NUMBER" if kind == "CN" else "MRZ", truth, frame)
 
@@ -250,7 +258,8 @@ def degraded(category: str, doc: np.ndarray, rng: np.random.Generator) -> np.nda
                 "jpeg": int(u(25, 45)),
             },
             "dim": {"fill": 0.75, "angle": angle, "brightness": float(u(0.3, 0.5)), "noise": 5},
-        }[category]
+        }["td1_photo" if category == "print_aspect" else category]  # no extra draw: the
+        # dict draws every entry's numbers, so a new entry would re-roll every sample
         frame = photograph(doc, rng, **opts)
     return frame
 
@@ -274,7 +283,7 @@ def id_corpus(per_category: int, seed: int = 15) -> Iterator[Sample]:
 # --- Chinese resident identity cards shown back side up --------------------------------
 
 # the ID categories but the per-format ones ("photo": a plain phone photo)
-CARD_CATEGORIES = ("photo",) + MRZ_CATEGORIES[3:-1]
+CARD_CATEGORIES = ("photo",) + MRZ_CATEGORIES[3 : MRZ_CATEGORIES.index("mrv_photo")]
 
 
 def _printed(card: np.ndarray, rng: np.random.Generator) -> np.ndarray:

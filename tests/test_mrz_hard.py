@@ -207,3 +207,41 @@ def test_small_scans_are_read_at_one_and_a_half_times_their_size(cs, reader: IdR
         assert all(inside), sym.polygon
         read += 1
     assert read >= 12, read
+
+
+@pytest.mark.parametrize("aspect", [0.8, 1.25])
+def test_a_zone_printed_wider_or_narrower_than_the_font_is_read(
+    reader: IdReader, aspect: float
+) -> None:
+    """ICAO 9303 fixes the pitch (2.54 mm), not the glyphs' height: a card whose printer
+    sets the zone 1.25 times as wide for its height as Debian's OCR-B (or 0.8 times) is
+    read.  Before, the strips were matched at the font's own ratio: 0 of these 6 cards
+    were read at 1.25 and 4 of 6 at 0.8 (a round O matched the narrower 0 and the check
+    digit refused the line; wide lines failed the layout's plausible-pitch check)."""
+    read = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        truth = synth.make_mrz(("TD1", "TD2", "TD3")[seed % 3], rng)
+        card = synth.render_id_card(truth, seed=seed, glyph_aspect=aspect)
+        frame = np.full((720, 1280), 200, np.uint8)
+        s = min(1200 / card.shape[1], 680 / card.shape[0])
+        small = cv2.resize(card, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        frame[20 : 20 + small.shape[0], 20 : 20 + small.shape[1]] = small
+        got = reader.read(frame)
+        assert all(_number(g.kind, g.text) == _number("MRZ", truth) for g in got)
+        read += bool(got)
+    assert read == 6, read
+
+
+def test_strips_are_matched_at_the_layouts_pitch() -> None:
+    """``prepare(strip, chars)`` stretches a strip across so its pitch is the templates'
+    cell width, whatever the printed glyphs' ratio."""
+    from sentinel.scan.mrz import TemplateOCR
+
+    ocr = TemplateOCR()
+    strip = np.full((30, 700), 220, np.uint8)
+    resp, ink_w, line = ocr.prepare(strip, 30)
+    assert ink_w == pytest.approx(ocr.cell_w * (29 + ocr.ink_ratio))
+    assert abs(line.shape[1] - 2 * ocr.cell_w - ink_w) <= 1
+    _, as_is, _ = ocr.prepare(strip)
+    assert as_is == pytest.approx(700 * ocr.height / 30)

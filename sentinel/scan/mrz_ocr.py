@@ -63,17 +63,23 @@ class TemplateOCR:
         # mean ink width of a glyph as a fraction of the pitch: places the last cell
         self.ink_ratio = float(np.mean(widths))
 
-    def prepare(self, strip: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    def prepare(self, strip: np.ndarray, chars: int = 0) -> tuple[np.ndarray, float, np.ndarray]:
         """Match every glyph along one strip: (responses per glyph and x, ink width at
-        the template height, the padded line)."""
+        the template height, the padded line).  With ``chars`` (the layout's characters
+        per line) the strip is also stretched or squeezed across so that its pitch is the
+        templates' (ICAO 9303 fixes the pitch, not the glyphs' height: printers, lenses
+        and a tilted card change the ratio, and a round O then matches the narrower 0)."""
         h, w = strip.shape[:2]
         if h < 2 or w < 2:  # nothing left of the strip after levelling
             return np.full((len(self.glyphs), 1), -1.0, np.float32), 0.0, strip
         scale = self.height / h
-        new_w = max(int(w * scale), self.cell_w + 1)
+        ink_w = w * scale
+        if chars > 1:
+            ink_w = self.cell_w * (chars - 1 + self.ink_ratio)
+        new_w = max(int(round(ink_w)), self.cell_w + 1)
         line = cv2.resize(strip, (new_w, self.height), interpolation=cv2.INTER_AREA)
         line = cv2.copyMakeBorder(line, 0, 0, self.cell_w, self.cell_w, cv2.BORDER_REPLICATE)
-        return self.correlate(line), w * scale, line
+        return self.correlate(line), ink_w, line
 
     def correlate(self, line: np.ndarray) -> np.ndarray:
         """(glyphs, x) normalized correlation of each glyph with the line (as tall as the

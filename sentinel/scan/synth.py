@@ -238,12 +238,14 @@ def _card_background(w: int, h: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(base, 0, 255)
 
 
-def render_id_card(mrz_or_number: str, seed: int = 0) -> np.ndarray:
+def render_id_card(mrz_or_number: str, seed: int = 0, *, glyph_aspect: float = 1.0) -> np.ndarray:
     """A grayscale card-like image (10 px/mm) carrying an MRZ or an 18-digit number.
 
     TD1/TD2/TD3 sizes follow ICAO 9303 (85.6×54, 105×74, 125×88 mm), visas 9303-7's
     (MRV-A 120×80, MRV-B 105×74 mm: a ``V`` zone); the MRZ is set in OCR-B at 2.54 mm
-    pitch, 6.4 mm above the bottom edge per line block.
+    pitch, 6.4 mm above the bottom edge per line block.  ``glyph_aspect`` above 1 prints
+    the zone's glyphs that much wider for their height (below 1, narrower) at the same
+    pitch: issuers' printers and OCR-B cuts differ from Debian's font in this ratio.
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -271,13 +273,33 @@ def render_id_card(mrz_or_number: str, seed: int = 0) -> np.ndarray:
         pitch = 52  # line pitch ~5 mm
         top = h - 40 - pitch * len(lines)
         x0 = (w - int(font.getlength(lines[0]))) // 2
-        for i, ln in enumerate(lines):
-            draw.text((x0, top + i * pitch), ln, fill=20, font=font)
+        if glyph_aspect == 1.0:
+            for i, ln in enumerate(lines):
+                draw.text((x0, top + i * pitch), ln, fill=20, font=font)
+        else:
+            _draw_aspect(img, lines, (x0, top), pitch, glyph_aspect, font.getlength(lines[0]))
     else:
         # as on the card: the label far left, the number on the same line
         draw.text((40, h - 100), "ID NO.", fill=90, font=small)
         draw.text((int(w * 0.33), h - 110), mrz_or_number, fill=20, font=font)
     return np.asarray(img)
+
+
+def _draw_aspect(
+    img: object, lines: list[str], at: tuple[int, int], pitch: int, aspect: float, width: float
+) -> None:
+    """The zone's lines drawn ``aspect`` times as wide for their height, ``width`` wide."""
+    from PIL import Image, ImageChops, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(OCRB_FONT, max(8, round(35 / aspect)))
+    layer = Image.new("L", (int(font.getlength(lines[0])) + 4, pitch * len(lines)), 255)
+    draw = ImageDraw.Draw(layer)
+    for i, ln in enumerate(lines):
+        draw.text((0, i * pitch), ln, fill=20, font=font)
+    layer = layer.resize((int(width) + 4, layer.height), Image.Resampling.LANCZOS)
+    box = (at[0], at[1], at[0] + layer.width, at[1] + layer.height)
+    region = img.crop(box)  # type: ignore[attr-defined]
+    img.paste(ImageChops.darker(region, layer), box)  # type: ignore[attr-defined]
 
 
 ID_CONDITIONS = ("clean", "rotate", "keystone", "blur", "noise", "jpeg", "dim", "glare")
