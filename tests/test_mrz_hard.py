@@ -130,6 +130,50 @@ def test_close_runners_up_that_also_pass_every_check_refuse_the_read() -> None:
     assert _rival_read(text, [""] * len(text), key) is False
 
 
+def test_a_close_runner_up_and_a_far_look_alike_that_cancel_refuse_the_read() -> None:
+    """The bench's wrong number: a TD1 read J4QGUHOES as J4Q0UH0ES, G->0 with G a close
+    runner-up, O->0 with O 0.09 behind (a look-alike, past the close margin); the two
+    changes cancel in both check digits.  The far look-alike pairs with the runner-up;
+    alone, or two far look-alikes together, they refuse nothing."""
+    from sentinel.scan.mrz_ocr import FAR
+
+    truth = "I<BESJ4QGUHOES8<<<<<<<<<<<<<<<\n4508250F3402166BES2170<<<<<<<0\nOKAFOR<<LI"
+    truth += "<" * (92 - len(truth))
+    misread = truth[:8] + "0" + truth[9:11] + "0" + truth[12:]
+    key = _key("MRZ", misread)
+    assert key is not None and key[2] == "J4Q0UH0ES" and _key("MRZ", truth) != key
+    alts = [""] * len(misread)
+    alts[8], alts[11] = "G", FAR + "O"
+    assert _rival_read(misread, alts, key) is True
+    alts[8] = ""
+    assert _rival_read(misread, alts, key) is False  # the far look-alike alone
+    alts[8] = FAR + "G"
+    assert _rival_read(misread, alts, key) is False  # two far ones: not searched
+
+
+def test_far_look_alikes_are_the_winners_look_alikes_within_the_wider_margin() -> None:
+    """A rendered card's cells: every far entry is a glyph the templates themselves find
+    alike to the winner (O for 0, never K), past the close runners-up."""
+    from sentinel.scan import mrz_ocr
+    from sentinel.scan.mrz import TemplateOCR, split_lines
+
+    ocr = TemplateOCR()
+    idx = {c: i for i, c in enumerate(mrz_ocr._WHITELIST)}
+    assert ocr._alike[idx["O"], idx["0"]] and ocr._alike[idx["G"], idx["O"]]
+    assert not ocr._alike[idx["K"], idx["0"]] and not ocr._alike[idx["0"], idx["0"]]
+    rng = np.random.default_rng(5)
+    text = synth.make_mrz("TD3", rng)
+    card = synth.render_id_card(text, seed=5)
+    blurred = cv2.GaussianBlur(card.astype(np.float32), (0, 0), 3)
+    noisy = np.clip(blurred + rng.normal(0, 20, card.shape), 0, 255).astype(np.uint8)
+    strip = split_lines(noisy[noisy.shape[0] - 160 : noisy.shape[0] - 20, :])[-1]
+    got, _, _, alts = ocr.read_cells(ocr.prepare(strip, 44), mrz_ocr._LAYOUTS[2][0][1])
+    fars = [(got[k], mrz_ocr.split_alts(a)[1]) for k, a in enumerate(alts)]
+    fars = [(w, f) for w, f in fars if f]
+    assert fars  # the noise leaves some cell unsure
+    assert all(ocr._alike[idx[w], idx[c]] for w, f in fars for c in f)
+
+
 def test_the_document_codes_second_letter_is_no_rival() -> None:
     """``P<`` and ``PS`` are one passport to the status set (only the category counts):
     a close runner-up there is not another holder's document; in the number it is."""

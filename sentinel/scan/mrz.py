@@ -25,6 +25,7 @@ from sentinel.scan.mrz_ocr import (  # noqa: F401 - OCRB_FONT, TemplateOCR: publ
     TesseractOCR,
     decide_cells,  # noqa: F401 - public here too
     decide_cells_alts,
+    split_alts,
 )
 from sentinel.scan.mrz_strips import (  # noqa: F401 - public here too
     TextLine,
@@ -225,7 +226,7 @@ class IdReader:
                 keys.add(key)
                 if chosen is not None or ambiguous:  # fusion may still settle it
                     continue
-                if candidate != text and any(alts):
+                if candidate != text and any(split_alts(a)[0] for a in alts):
                     continue  # a part of the read: its runners-up do not line up
                 if _rival_read(candidate, alts, key):
                     continue  # another holder's zone reads almost as well
@@ -255,25 +256,33 @@ _MAX_UNSURE = 12  # cells with close runners-up: past this, one frame decides no
 
 
 def _rival_read(text: str, alts: Alts, key: tuple) -> bool:
-    """Whether replacing one to three of the cells by close runners-up gives another read
-    that passes every check (ICAO's 7-3-1 digits miss errors that cancel out, GB 11643's
+    """Whether replacing one to three of the cells by close runners-up, or one by a close
+    runner-up and another by a far look-alike (``mrz_ocr.FAR``), gives another read that
+    passes every check (ICAO's 7-3-1 digits miss errors that cancel out, GB 11643's
     MOD 11-2 any two): then this frame cannot tell the two documents apart."""
     from itertools import combinations, product
 
-    cells = [(i, a) for i, a in enumerate(alts) if a]
+    split = [split_alts(a) for a in alts]
+    cells = [(i, near) for i, (near, _) in enumerate(split) if near]
     if len(cells) > _MAX_UNSURE:
         return True
     kind = "MRZ" if "\n" in text else "ID_NUMBER"
-    for size in (1, 2, 3):
-        for group in combinations(cells, size):
-            for chars in product(*(a for _, a in group)):
-                other = list(text)
-                for (i, _), ch in zip(group, chars, strict=True):
-                    other[i] = ch
-                got = _key(kind, "".join(other))
-                if got is not None and got != key:
-                    return True
-    return False
+
+    def another(group: tuple[tuple[int, str], ...]) -> bool:
+        for chars in product(*(a for _, a in group)):
+            other = list(text)
+            for (i, _), ch in zip(group, chars, strict=True):
+                other[i] = ch
+            got = _key(kind, "".join(other))
+            if got is not None and got != key:
+                return True
+        return False
+
+    if any(another(g) for size in (1, 2, 3) for g in combinations(cells, size)):
+        return True
+    # a close runner-up with a far look-alike of another cell (``mrz_ocr._WIDE_MARGIN``)
+    far = [(i, f) for i, (_, f) in enumerate(split) if f]
+    return any(another(tuple(sorted((c, f)))) for c in cells for f in far if c[0] != f[0])
 
 
 def _key_cells(layout: tuple[str, ...]) -> list[bool]:

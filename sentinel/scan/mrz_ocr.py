@@ -16,7 +16,10 @@ from sentinel.errors import HardwareError
 
 _WHITELIST = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<"
 OCRB_FONT = "/usr/share/fonts/opentype/ocr-b/OCRB.otf"
-Alts = list[str]  # per cell, its close runners-up best first (see _BLIND_CLASSES)
+# per cell, its close runners-up best first (see _BLIND_CLASSES), then after ``FAR`` the
+# look-alikes of the winner that scored within the wider margin (template engine only)
+Alts = list[str]
+FAR = "|"
 _ALTS_PER_CELL = 2
 
 
@@ -60,6 +63,10 @@ class TemplateOCR:
         self._by_column = np.ascontiguousarray(
             self._unit.reshape(n_g, height_px, self.cell_w).transpose(2, 0, 1)
         ).reshape(self.cell_w * n_g, height_px)
+        # glyphs that look alike to the templates themselves (O and 0, U and 0, G and O,
+        # P and R, ...): a misread between them is one the scores can hide
+        self._alike = self._unit @ self._unit.T >= _ALIKE
+        np.fill_diagonal(self._alike, False)
         # mean ink width of a glyph as a fraction of the pitch: places the last cell
         self.ink_ratio = float(np.mean(widths))
 
@@ -165,6 +172,13 @@ class TemplateOCR:
         for k in np.flatnonzero(blinds.any(axis=1)).tolist():
             extra = [_WHITELIST[j] for j in np.flatnonzero(blinds[k]).tolist()]
             alts[k] += "".join(ch for ch in extra if ch not in alts[k])
+        # the far tier: look-alikes of the winner within the wider margin
+        far = (best > (top - _WIDE_MARGIN)[:, None]) & ~close & self._alike[winners]
+        for k in np.flatnonzero(far.any(axis=1)).tolist():
+            js = np.flatnonzero(far[k])
+            js = js[np.argsort(-best[k, js])][:_ALTS_PER_CELL].tolist()
+            more = "".join(_WHITELIST[j] for j in js if _WHITELIST[j] not in alts[k])
+            alts[k] += FAR + more if more else ""
         text = "".join(_WHITELIST[g] for g in winners.tolist())
         return text, float(np.mean(top)), blind, alts
 
@@ -251,6 +265,17 @@ _BLIND_CLASSES = frozenset("Nd")
 # ``mrz.IdReader`` refuses a read when another one made of them passes every check too.
 
 _TEMPLATE_MARGIN = 0.08  # correlation units
+# Two confident misreads can cancel too: a TD1 under noise read J4QGUHOES as J4Q0UH0ES
+# (G->0 a close runner-up, O->0 not: 0.09 behind), the two changes cancelling in the
+# number's check digit and the composite.  So a cell also reports the look-alikes of its
+# winner (template correlation with each other >= _ALIKE) within _WIDE_MARGIN, and the
+# rival search pairs each of them with a close runner-up elsewhere.  Chosen on the bench
+# (--ids 24 before pitch matching: the wrong number refused); cost with pitch matching:
+# 80 scans seeds 123/99/7 55/53/55 -> 54/52/55, id_corpus(8) 15/31/47 and print_aspect
+# unchanged, bench ids 96 288/288 unchanged.  Every pair of a close runner-up with any
+# glyph within 0.10 cost 3 of 80 scans; within 0.12, 3-7.
+_WIDE_MARGIN = 0.10
+_ALIKE = 0.65
 _CNN_RATIO = 0.1  # a rival with a tenth of the winner's probability is too close
 
 
@@ -288,3 +313,9 @@ _LAYOUTS = {
         ("2A" + "A" * 34, "N" * 9 + "d" + "AAA" + "D" * 7 + "S" + "D" * 7 + "N" * 7 + "D")),
     1: (("D" * 17 + "X",),),
 }  # fmt: skip
+
+
+def split_alts(cell: str) -> tuple[str, str]:
+    """A cell's ``Alts`` entry: (close runners-up, far look-alikes)."""
+    near, _, far = cell.partition(FAR)
+    return near, far
