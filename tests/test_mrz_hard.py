@@ -133,8 +133,8 @@ def test_close_runners_up_that_also_pass_every_check_refuse_the_read() -> None:
 def test_a_close_runner_up_and_a_far_look_alike_that_cancel_refuse_the_read() -> None:
     """The bench's wrong number: a TD1 read J4QGUHOES as J4Q0UH0ES, G->0 with G a close
     runner-up, O->0 with O 0.09 behind (a look-alike, past the close margin); the two
-    changes cancel in both check digits.  The far look-alike pairs with the runner-up;
-    alone, or two far look-alikes together, they refuse nothing."""
+    changes cancel in both check digits.  The far look-alike pairs with the runner-up or
+    with another far look-alike; alone it refuses nothing."""
     from sentinel.scan.mrz_ocr import FAR
 
     truth = "I<BESJ4QGUHOES8<<<<<<<<<<<<<<<\n4508250F3402166BES2170<<<<<<<0\nOKAFOR<<LI"
@@ -148,7 +148,9 @@ def test_a_close_runner_up_and_a_far_look_alike_that_cancel_refuse_the_read() ->
     alts[8] = ""
     assert _rival_read(misread, alts, key) is False  # the far look-alike alone
     alts[8] = FAR + "G"
-    assert _rival_read(misread, alts, key) is False  # two far ones: not searched
+    assert _rival_read(misread, alts, key) is True  # two far ones (the cnn's O read 0 twice)
+    alts[8] = FAR + "B"
+    assert _rival_read(misread, alts, key) is False  # a pair that makes no document
 
 
 def test_far_look_alikes_are_the_winners_look_alikes_within_the_wider_margin() -> None:

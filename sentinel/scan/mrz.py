@@ -280,9 +280,12 @@ def _rival_read(text: str, alts: Alts, key: tuple) -> bool:
 
     if any(another(g) for size in (1, 2, 3) for g in combinations(cells, size)):
         return True
-    # a close runner-up with a far look-alike of another cell (``mrz_ocr._WIDE_MARGIN``)
-    far = [(i, f) for i, (_, f) in enumerate(split) if f]
-    return any(another(tuple(sorted((c, f)))) for c in cells for f in far if c[0] != f[0])
+    # pairs with a far look-alike (``mrz_ocr._WIDE_MARGIN``) in one cell or both
+    either = [(i, near + far) for i, (near, far) in enumerate(split) if far]
+    either += [(i, near) for i, (near, far) in enumerate(split) if near and not far]
+    return any(
+        another(g) for g in combinations(sorted(either), 2) if any(split[i][1] for i, _ in g)
+    )
 
 
 def _key_cells(layout: tuple[str, ...]) -> list[bool]:

@@ -269,10 +269,11 @@ _TEMPLATE_MARGIN = 0.08  # correlation units
 # (G->0 a close runner-up, O->0 not: 0.09 behind), the two changes cancelling in the
 # number's check digit and the composite.  So a cell also reports the look-alikes of its
 # winner (template correlation with each other >= _ALIKE) within _WIDE_MARGIN, and the
-# rival search pairs each of them with a close runner-up elsewhere.  Chosen on the bench
-# (--ids 24 before pitch matching: the wrong number refused); cost with pitch matching:
-# 80 scans seeds 123/99/7 55/53/55 -> 54/52/55, id_corpus(8) 15/31/47 and print_aspect
-# unchanged, bench ids 96 288/288 unchanged.  Every pair of a close runner-up with any
+# rival search pairs each of them with a close runner-up or another far look-alike
+# elsewhere.  Chosen on the bench (--ids 24 before pitch matching: the wrong number
+# refused); cost with pitch matching: 80 scans seeds 123/99/7 55/53/55 -> 54/52/55,
+# id_corpus(8) 15/31/47 and print_aspect unchanged, bench ids 96 288/288 unchanged (the
+# far-far pairs cost nothing more there).  Every pair of a close runner-up with any
 # glyph within 0.10 cost 3 of 80 scans; within 0.12, 3-7.
 _WIDE_MARGIN = 0.10
 _ALIKE = 0.65
