@@ -85,8 +85,9 @@ class ScanConfig:
     motion_recheck_frames: int = 15
     # Retry frames where the primary found nothing (1.5x upscale, local contrast).
     retries: bool = True
-    # Read ID documents (MRZ, identity number) from the camera; "cnn", "template" or
-    # "tesseract" (docs/scanner.md has the measurements that chose the default).
+    # Read ID documents (MRZ, identity number) from the camera; "template" (the default),
+    # or "cnn" and "tesseract" for comparison only: the cnn engine accepted wrong numbers
+    # on the bench (docs/scanner.md, Known limits, has the measurements).
     id_documents: bool = True
     ocr_engine: str = "template"
     # Look for an ID document on every Nth decoded frame without a barcode.
