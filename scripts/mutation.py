@@ -70,6 +70,14 @@ dropped values, declarations.
   NONE     ``name = <value>`` -> ``name = None`` (a value lost)
   STARTS   ``x.startswith(p)`` <-> ``x.endswith(p)`` (a prefix check that looks elsewhere)
 
+Seventh set (``--operators seventh``), written on 2026-12-04 (a new session) after the
+sixth set's tests and run once before any test for it: tables and clean-up.
+  DICT     one entry of a dict literal dropped (a mapping, a default, a header)
+  ELEM     one element of a list, tuple or set literal of constants or names dropped (an
+           allowed algorithm, an exception type caught, a package, a column)
+  FILTER   a comprehension's ``if`` dropped (``[x for x in xs if ok(x)]`` keeps every x)
+  FINALLY  a ``finally:`` body -> ``pass`` (a lock, a file or a temporary left behind)
+
 ``SWAP`` skips calls whose first two arguments commute (``min``, ``max``, ``np.minimum``,
 ``hmac.compare_digest`` ...): swapping them is equivalent by construction.
 
@@ -299,6 +307,9 @@ def _sites(tree: ast.Module) -> Iterator[tuple[str, ast.AST, str]]:
     skip = _docstring_lines(tree)
     in_decorator = _decorator_nodes(tree)
     typing = _annotation_nodes(tree)
+    for sub in ast.walk(tree):  # ``a[i, j]``: an index, not a table (``_table``)
+        if isinstance(sub, ast.Subscript):
+            sub.slice._index = True  # type: ignore[attr-defined]
     for node in ast.walk(tree):
         if id(node) in in_decorator:
             continue
@@ -403,6 +414,37 @@ def _sites(tree: ast.Module) -> Iterator[tuple[str, ast.AST, str]]:
         method = isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
         if method and node.func.attr in ("startswith", "endswith"):  # type: ignore[attr-defined]
             yield "STARTS", node, ""
+        # the seventh set
+        if id(node) in typing:
+            continue
+        if isinstance(node, ast.Dict):
+            for i, key in enumerate(node.keys):
+                if key is not None:  # not **spread
+                    yield "DICT", node, str(i)
+        elif _table(node):
+            for i in range(len(node.elts)):  # type: ignore[attr-defined]
+                yield "ELEM", node, str(i)
+        elif isinstance(node, ast.comprehension):
+            for i in range(len(node.ifs)):
+                yield "FILTER", node, str(i)
+        elif isinstance(node, ast.Try | ast.TryStar) and node.finalbody:
+            yield "FINALLY", node, ""
+
+
+def _table(node: ast.AST) -> bool:
+    """A list, tuple or set literal of two or more constants or names, read (not a target
+    and not a subscript's index)."""
+    if not isinstance(node, ast.List | ast.Tuple | ast.Set) or len(node.elts) < 2:
+        return False
+    if isinstance(getattr(node, "ctx", None), ast.Store | ast.Del):
+        return False
+    plain = (ast.Constant, ast.Name, ast.Attribute)
+    return all(isinstance(e, plain) for e in node.elts) and not getattr(node, "_index", False)
+
+
+def _line(node: ast.AST) -> int:
+    """A node's line (a comprehension has none of its own: its target's)."""
+    return getattr(node, "lineno", 0) or getattr(getattr(node, "target", None), "lineno", 0)
 
 
 def _call_name(node: ast.Call) -> str:
@@ -553,6 +595,23 @@ class _Apply(ast.NodeTransformer):
             assert isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
             node.func.attr = "endswith" if node.func.attr == "startswith" else "startswith"
             return node
+        if op == "DICT":
+            assert isinstance(node, ast.Dict)
+            i = int(self.variant)
+            del node.keys[i], node.values[i]
+            return node
+        if op == "ELEM":
+            assert isinstance(node, ast.List | ast.Tuple | ast.Set)
+            del node.elts[int(self.variant)]
+            return node
+        if op == "FILTER":
+            assert isinstance(node, ast.comprehension)
+            del node.ifs[int(self.variant)]
+            return node
+        if op == "FINALLY":
+            assert isinstance(node, ast.Try | ast.TryStar)
+            node.finalbody = [ast.Pass()]
+            return node
         if op == "STREQ":
             assert isinstance(node, ast.Compare)
             i = int(self.variant)
@@ -570,6 +629,7 @@ THIRD_SET = ("EXCEPT", "LOOP", "IFEXP", "WITH")
 FOURTH_SET = ("KWARG", "ISINST", "NORM", "ELSE")
 FIFTH_SET = ("SETATTR", "SWAP", "STREQ", "ORDER")
 SIXTH_SET = ("BINOP", "DEFAULT", "NONE", "STARTS")
+SEVENTH_SET = ("DICT", "ELEM", "FILTER", "FINALLY")
 _BINOP: dict[type, type] = {
     ast.Mult: ast.Div,
     ast.Div: ast.Mult,
@@ -593,7 +653,7 @@ def mutants(path: Path, operators: tuple[str, ...] = FIRST_SET) -> list[tuple[Mu
     tree = ast.parse(source)
     sites = sorted(
         (site for site in _sites(tree) if site[0] in operators),
-        key=lambda s: (getattr(s[1], "lineno", 0), s[0]),
+        key=lambda s: (_line(s[1]), s[0]),
     )
     out: list[tuple[Mutant, str]] = []
     seen: set[str] = set()
@@ -612,7 +672,7 @@ def mutants(path: Path, operators: tuple[str, ...] = FIRST_SET) -> list[tuple[Mu
             compile(text, str(path), "exec")
         except (SyntaxError, ValueError):
             continue
-        line = getattr(node, "lineno", 0)
+        line = _line(node)
         ident = f"{operator}{k:03d}"
         key = f"{line}:{operator}:{tool.after}"
         if key in seen:
@@ -788,7 +848,7 @@ def main() -> int:
     ap.add_argument(
         "--operators",
         default=",".join(FIRST_SET),
-        help="comma-separated operators, or 'second' ... 'sixth' (default: the first)",
+        help="comma-separated operators, or 'second' ... 'seventh' (default: the first)",
     )
     args = ap.parse_args()
     named = {
@@ -797,9 +857,12 @@ def main() -> int:
         "fourth": FOURTH_SET,
         "fifth": FIFTH_SET,
         "sixth": SIXTH_SET,
+        "seventh": SEVENTH_SET,
     }
     ops = named.get(args.operators) or tuple(args.operators.split(","))
-    every_set = FIRST_SET + SECOND_SET + THIRD_SET + FOURTH_SET + FIFTH_SET + SIXTH_SET
+    every_set = (
+        FIRST_SET + SECOND_SET + THIRD_SET + FOURTH_SET + FIFTH_SET + SIXTH_SET + SEVENTH_SET
+    )
     unknown = set(ops) - set(every_set)
     if unknown:
         raise SystemExit(f"mutation: unknown operators {', '.join(sorted(unknown))}")
