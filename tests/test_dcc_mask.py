@@ -40,6 +40,30 @@ def test_masked_display_hides_each_word(
         assert word not in got
 
 
+@pytest.mark.parametrize(
+    ("nam", "shown"),
+    [
+        (("やまだ", "YAMADA", "はなこ", "HANAKO"), "Y***** H*****, 1988"),  # hiragana
+        (("ヤマダ", "YAMADA", "ハナコ", "HANAKO"), "Y***** H*****, 1988"),  # katakana
+        (("ㄌㄧˊ", "LI", "ㄇㄧㄥˊ", "MING"), "** M***, 1988"),  # bopomofo
+        (("ꆈꌠ", "NUOSU", "ꀉꂿ", "AMO"), "N**** A**, 1988"),  # Yi syllables
+    ],
+)
+def test_names_in_every_syllabic_script_are_masked_from_their_transliteration(
+    nam: tuple[str, str, str, str], shown: str
+) -> None:
+    """A name written in syllables (Unicode's HIRAGANA, KATAKANA, BOPOMOFO and YI blocks,
+    as CJK and HANGUL above): a syllable is a name part, so its transliteration is masked,
+    never the first syllables shown."""
+    got = dcc.masked_display(holder(*nam))
+    assert got == shown
+    assert not any(c in got for c in nam[0] + nam[2])
+
+
+def test_a_holder_without_a_given_name_has_no_gap_in_the_masked_name() -> None:
+    assert dcc.masked_display(holder("Musterfrau", "MUSTERFRAU", "", "")) == "M*********, 1988"
+
+
 def test_one_character_words_never_shown_even_without_transliteration() -> None:
     got = dcc.masked_display({"nam": {"fn": "王", "gn": "芳"}, "dob": "1988"})
     assert "王" not in got and "芳" not in got and got == "* *, 1988"

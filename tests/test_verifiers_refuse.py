@@ -169,6 +169,42 @@ def test_key_usage_restricts_what_a_signer_may_sign() -> None:
     assert _decide(vac, trust) is ReasonCode.SIGNER_NOT_ALLOWED
 
 
+# hcert specification, "Key Usage Policy Identifiers" (DCC Vol. 3 §5): the published OIDs,
+# written here from the specification (not from ``dcc.EKU_TYPES``), and the alternative
+# arc some issuers used
+PUBLISHED_EKU = {
+    "1.3.6.1.4.1.1847.2021.1.1": "t",
+    "1.3.6.1.4.1.1847.2021.1.2": "v",
+    "1.3.6.1.4.1.1847.2021.1.3": "r",
+    "1.3.6.1.4.1.0.1847.2021.1.1": "t",
+    "1.3.6.1.4.1.0.1847.2021.1.2": "v",
+    "1.3.6.1.4.1.0.1847.2021.1.3": "r",
+}
+
+
+@pytest.mark.parametrize(("oid", "kind"), sorted(PUBLISHED_EKU.items()))
+def test_each_published_key_usage_oid_restricts_the_signer_to_its_type(oid: str, kind: str) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "XX")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier(oid)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    assert dcc.certificate_types(cert) == frozenset(kind)
+
+
 def test_colliding_kids_are_each_tried(signer: di.IssuerKey) -> None:
     """Two trusted certificates under one kid (kids are 8 bytes): the one that verifies
     signs, whichever comes first; neither verifying is a bad signature."""

@@ -307,20 +307,6 @@ def check_times(
 
 # --- the whole chain, step by step -----------------------------------------------------------
 
-STEP_NAMES = (
-    "unprefix",
-    "base45",
-    "zlib",
-    "cose",
-    "cwt",
-    "signer",
-    "signature",
-    "signer-validity",
-    "key-usage",
-    "times",
-    "schema",
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Step:
