@@ -92,6 +92,71 @@ def test_cbor_that_does_not_parse_is_malformed(data: bytes) -> None:
     assert err.value.reason is ReasonCode.MALFORMED
 
 
+def _der_shaped(total: int) -> bytes:
+    """A raw r||s of ``total`` bytes that also parses as a strict DER Ecdsa-Sig-Value
+    (about one raw signature in 2^16 starts like this by chance)."""
+    head = b"\x30" + (bytes([0x81, total - 3]) if total > 129 else bytes([total - 2]))
+    room = total - len(head) - 4
+    r_len = room // 2
+    r = bytes([0x11]) * r_len
+    s_ = bytes([0x22]) * (room - r_len)
+    sig = head + b"\x02" + bytes([len(r)]) + r + b"\x02" + bytes([len(s_)]) + s_
+    assert len(sig) == total
+    return sig
+
+
+@pytest.mark.parametrize("total", [64, 96, 132])  # P-256, P-384, P-521 raw r||s
+def test_a_raw_signature_of_each_curves_size_is_split_in_half_even_if_it_parses_as_der(
+    total: int,
+) -> None:
+    """The revocation hash's SIGNATURE for ECDSA is ``r`` of the raw r||s (EU DCC
+    revocation spec): a raw signature is the first half, whatever its bytes look like."""
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    sig = _der_shaped(total)
+    decode_dss_signature(sig)  # it does parse as DER
+    assert cose._ecdsa_r(sig) == sig[: total // 2]
+
+
+@pytest.mark.parametrize(
+    "error", [ValueError, KeyError, TypeError, IndexError], ids=lambda e: e.__name__
+)
+def test_any_error_of_the_base45_decoder_is_a_refusal(
+    monkeypatch: pytest.MonkeyPatch, error: type[Exception]
+) -> None:
+    """The catch-all that turns a decoder bug into a refusal: each error type a base45
+    release raises on bad input (0.4.4 raises ValueError) is MALFORMED, never a crash."""
+
+    def broken(_text: str) -> bytes:
+        raise error("decoder bug")
+
+    monkeypatch.setattr(cose.base45, "b45decode", broken)
+    with pytest.raises(MalformedCredential) as err:
+        cose.b45decode("6BF")
+    assert err.value.reason is ReasonCode.MALFORMED
+
+
+@pytest.mark.parametrize(
+    "error",
+    [cbor2.CBORDecodeError, ValueError, TypeError, RecursionError, OverflowError],
+    ids=lambda e: e.__name__,
+)
+def test_any_error_of_the_cbor_decoder_is_a_refusal(
+    monkeypatch: pytest.MonkeyPatch, error: type[Exception]
+) -> None:
+    """cbor2 6.x wraps its errors in CBORDecodeError; releases the package allows (>= 5.6)
+    and its pure-Python decoder let ValueError, TypeError, RecursionError or OverflowError
+    out on hostile input: each is MALFORMED, never a crash."""
+
+    def broken(_data: bytes) -> object:
+        raise error("decoder bug")
+
+    monkeypatch.setattr(cose.cbor2, "loads", broken)
+    with pytest.raises(MalformedCredential) as err:
+        cose.decode_cose(b"\x84")
+    assert err.value.reason is ReasonCode.MALFORMED
+
+
 def test_an_ecdsa_signature_neither_raw_nor_der_gives_its_first_half() -> None:
     """70 bytes that are not a DER ``Ecdsa-Sig-Value``: ``_ecdsa_r`` does not raise, it
     takes the first half, as for a raw r||s."""
