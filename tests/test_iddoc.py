@@ -157,6 +157,35 @@ def test_aamva_pdf417_text() -> None:
         iddoc.parse_symbol_text("PDF417", "@\nANSI 6360\nDCSX\n")
 
 
+def test_a_canadian_aamva_card_is_canadas_with_its_dates_year_first() -> None:
+    """AAMVA DL/ID 2020 §D.12.5: DCG names the country, and Canadian dates are CCYYMMDD."""
+    text = (
+        "@\n\x1e\rANSI 636012040002DL00410278ZO03190008DLDAQA1234-56789-01234\nDCSPUBLIC\n"
+        "DACJOHN\nDBB19740131\nDBA20300831\nDCGCAN\n"
+    )
+    doc = iddoc.parse_symbol_text("PDF417", text)
+    assert (doc.number, doc.issuing_country, doc.expiry) == (
+        "A12345678901234",
+        "CAN",
+        date(2030, 8, 31),
+    )
+
+
+def test_a_visa_of_the_passport_shape_is_an_mrv_a() -> None:
+    """ICAO 9303-7's MRV-A (2×44, code V), as document readers' manuals print it: a
+    format of its own, not a passport."""
+    visa = (
+        "V<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C<3UTO6908061F9406236ZE184226B<<<<<<<"
+    )
+    assert iddoc.mrz_format(visa.split("\n")) == "MRV-A"
+    doc = iddoc.parse_mrz(visa, today=date(1994, 1, 1), specimens=True)
+    assert doc.doc_type.startswith("V") and doc.number == "L898902C"
+    # and MRV-B, 2×36 with code V, as the same manuals print it
+    visa_b = "V<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<\nL898902C<3UTO6908061F9406236ZE184226"
+    assert iddoc.mrz_format(visa_b.split("\n")) == "MRV-B"
+    assert iddoc.parse_mrz(visa_b, today=date(1994, 1, 1), specimens=True).number == "L898902C"
+
+
 def test_number_never_in_repr_and_masked() -> None:
     doc = iddoc.parse_mrz(TD3, today=TODAY)
     assert "L898902C3" not in repr(doc) and "ERIKSSON" not in repr(doc)
