@@ -262,3 +262,33 @@ def test_a_python_stack_shallower_than_the_depth_cap_still_gives_a_certlogic_err
     finally:
         sys.setrecursionlimit(old)
     assert cl.evaluate(expr, {"x": 1}) == 1  # with the usual stack: within the cap
+
+
+V = {"var": "payload.x"}
+
+
+@pytest.mark.parametrize(
+    ("valid", "invalid"),
+    [
+        ({"if": [True, 1, 2]}, {"if": [True, 1]}),
+        ({"===": [V, 1]}, {"===": [V, 1, 2]}),
+        ({"in": [V, [1, 2]]}, {"in": [V, [1], [2]]}),
+        ({"+": [V, 1]}, {"+": [V, 1, 2]}),
+        ({"and": [True, True, True, True]}, {"and": [True]}),
+        ({"!": [V]}, {"!": [V, V]}),
+        ({"plusTime": [V, 1, "day"]}, {"plusTime": [V, "1", "day"]}),
+        ({"plusTime": [V, -2, "hour"]}, {"plusTime": [V, 1, "fortnight"]}),
+        ({"reduce": [V, {"+": [{"var": "accumulator"}, 1]}, 0]}, {"reduce": [V, 0]}),
+        ({"extractFromUVCI": [V, 1]}, {"extractFromUVCI": [V, "1"]}),
+        ({"dccDateOfBirth": [V]}, {"dccDateOfBirth": [V, V]}),
+    ],
+    ids=lambda e: next(iter(e)),
+)
+def test_each_operation_takes_the_operands_the_specification_gives_it(
+    valid: dict, invalid: dict
+) -> None:
+    """CertLogic specification, "Operations": if (3), === / in / + (2), and (2 or more),
+    ! (1), plusTime (3: an integer amount and a time unit), reduce (3), extractFromUVCI
+    (2: an integer index), dccDateOfBirth (1).  The validator refuses other forms."""
+    assert cl.validate(valid) == []
+    assert cl.validate(invalid)
