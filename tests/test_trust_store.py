@@ -654,3 +654,49 @@ def test_after_a_failed_commit_the_same_store_still_writes(tmp_path, monkeypatch
         assert not store._db.in_transaction
         store.set_meta(note="after the failure")
         assert (store.meta("note"), store.meta("version")) == ("after the failure", "1")
+
+
+def test_a_sync_leaves_no_file_descriptor_open_and_records_when_it_applied(tmp_path) -> None:
+    """Each directory fsynced during an apply is closed again (a sentinel syncs for months:
+    one descriptor a sync would exhaust its limit), and the store records the apply's
+    own time, not the time someone later asks."""
+    root = generate_root_key()
+    site, data = tmp_path / "site", tmp_path / "data"
+    recs = {"1": "green"}
+    publish(site, _recs(recs), [root], now=NOW)
+    sync_dir(data, site, root.public_key(), now=NOW)  # the store's files exist from here
+    before = len(os.listdir("/proc/self/fd"))
+    for step in range(3):
+        recs[str(step + 2)] = "red"
+        publish(site, _recs(recs), [root], now=NOW)
+        sync_dir(data, site, root.public_key(), now=NOW + timedelta(minutes=step + 1))
+    assert len(os.listdir("/proc/self/fd")) == before
+    from sentinel.trust.store import BundleStore
+
+    with BundleStore(data) as store:
+        applied = store.current()
+        assert applied is not None and applied.applied_at == NOW + timedelta(minutes=3)
+
+
+def test_a_power_cut_after_the_apply_still_shows_it_as_the_last_good_sync(
+    tmp_path, monkeypatch
+) -> None:
+    """The apply's commit records the good sync with the bundle: a power cut before the
+    sync's own bookkeeping (``_fresh``) leaves ``sentinel status`` showing this sync, not
+    the one before."""
+    from sentinel.trust import sync as sync_mod
+    from sentinel.trust.store import BundleStore
+
+    root = generate_root_key()
+    site, data = tmp_path / "site", tmp_path / "data"
+    recs = {"1": "green"}
+    publish(site, _recs(recs), [root], now=NOW)
+    sync_dir(data, site, root.public_key(), now=NOW)
+    recs["2"] = "red"
+    publish(site, _recs(recs), [root], now=NOW)
+    later = NOW + timedelta(hours=2)
+    monkeypatch.setattr(sync_mod.Syncer, "_fresh", lambda *_a, **_k: None)  # the cut
+    sync_dir(data, site, root.public_key(), now=later)
+    with BundleStore(data) as store:
+        assert store.meta("last_good_sync") == later.isoformat()
+        assert store.meta("last_error") is None
