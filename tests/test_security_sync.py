@@ -37,6 +37,8 @@ class Hostile:
         self.drip: set[str] = set()
         self.stop = threading.Event()
         self.requests: list[str] = []
+        self.headers: dict[str, dict[str, str]] = {}  # the last request's headers per path
+        self.status: dict[str, int] = {}  # paths answered with this code and no body
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -48,6 +50,12 @@ class Hostile:
             def do_GET(self) -> None:  # noqa: N802
                 path = self.path.lstrip("/")
                 outer.requests.append(path)
+                outer.headers[path] = dict(self.headers.items())
+                if path in outer.status:
+                    self.send_response(outer.status[path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if outer.freeze and self.headers.get("If-None-Match"):
                     self.send_response(304)
                     self.send_header("ETag", self.headers["If-None-Match"])
@@ -291,3 +299,31 @@ def test_the_root_trusted_when_a_rotation_was_announced_outlives_a_changed_confi
     build_test_bundle(site, root_key=rogue)
     with pytest.raises(BundleSignatureError):
         sync_dir(tmp_path / "data", site, rogue.public_key())
+
+
+def test_the_timestamp_is_asked_past_caches_and_a_withheld_one_is_no_timestamp(world) -> None:
+    """The timestamp lives hours, so its request tells every cache on the path to ask the
+    origin (``Cache-Control: no-cache``); a publisher that has none, forbids it or has
+    withdrawn it (404, 403, 410) gives no timestamp, not a failed sync; any other status
+    is a failed sync."""
+    b1, server, store, syncer, clock = world
+    for code in (403, 404, 410):
+        server.status[TIMESTAMP] = code
+        assert syncer.sync().outcome in ("applied", "up_to_date"), code
+        assert server.headers[TIMESTAMP].get("Cache-Control") == "no-cache"
+    server.status[TIMESTAMP] = 500
+    with pytest.raises(SyncError, match="HTTP 500"):
+        syncer.sync()
+
+
+def test_a_sync_the_timestamp_answers_clears_the_last_refusal_and_is_the_last_good_one(
+    world,
+) -> None:
+    b1, server, store, syncer, clock = world
+    assert syncer.sync().outcome == "applied"
+    write_timestamp(b1.site, [b1.root_key], now=T0 + timedelta(hours=1))
+    store.set_meta(last_error="2022-05-01T12:30:00+00:00 SyncError: the network was down")
+    clock[0] = T0 + timedelta(hours=2)
+    assert syncer.sync().outcome == "up_to_date"
+    assert store.meta("last_error") is None
+    assert store.meta("last_good_sync") == clock[0].isoformat()  # `sentinel status` shows it

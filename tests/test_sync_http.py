@@ -276,6 +276,24 @@ def test_cut_download_recovers_on_retry(world, tmp_path, dsc) -> None:
     assert dev.store.meta("last_error") is None
 
 
+def test_a_part_whose_hash_fails_is_fetched_again_like_a_cut_download() -> None:
+    """A part that arrives whole but wrong (a proxy's truncation or a flipped bit: its
+    hash fails) is transient like a cut connection: the sync is tried again."""
+    from sentinel.errors import BundleHashError
+    from sentinel.trust.sync import SyncResult
+
+    calls: list[int] = []
+
+    def attempt() -> SyncResult:
+        calls.append(1)
+        if len(calls) == 1:
+            raise BundleHashError("part status: sha256 mismatch")
+        return SyncResult("applied", 2)
+
+    r = retrying(attempt, attempts=3, base_s=1.0, max_s=8.0, wait=lambda _s: False)
+    assert r.outcome == "applied" and len(calls) == 2
+
+
 def test_server_down_gives_up_after_the_attempts(world) -> None:
     _b, server, dev = world
     server.close()
