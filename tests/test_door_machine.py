@@ -62,8 +62,10 @@ def test_normal_passage_no_alarm() -> None:
 def test_held_open_counts_from_opening_and_clears_on_close() -> None:
     door, effects = run([(0.0, Grant(3.0)), (1.0, Opened()), (10.9, Tick())])
     assert door.state is DoorState.OPEN and effects == [Unlock(), Lock()]
+    assert not door.alarm
     door, effects = step(door, Tick(), 11.0, HELD)
     assert door.state is DoorState.HELD_OPEN and effects == (Alarm(ReasonCode.DOOR_HELD_OPEN),)
+    assert door.alarm  # what the kiosk and the health report read
     door, effects = step(door, Tick(), 50.0, HELD)  # raised once, not again
     assert effects == ()
     door, effects = step(door, Closed(), 51.0, HELD)

@@ -382,3 +382,18 @@ def test_the_retention_state_an_auditor_exports_names_its_days(tmp_path: Path) -
     )
     assert got["first_kept_day"] == day  # three days kept: today and the two before
     assert got["retention_days"] == 3 and got["ok"] is True
+
+
+def test_purge_ids_skip_entries_whose_details_are_not_a_json_object() -> None:
+    """An audit chain read back from disk is data: a purge entry whose details are not
+    JSON, or JSON but not an object, is skipped, never a crash of the verifier."""
+    from sentinel.journal.purge import chain_purge_ids
+
+    entries = [
+        {"kind": "purge", "details": json.dumps({"purge_id": "p1"})},
+        {"kind": "purge", "details": "{not json"},  # ValueError
+        {"kind": "purge", "details": json.dumps(["purge_id", "p2"])},  # a list: AttributeError
+        {"kind": "purge", "details": json.dumps({"scope": "x"})},  # no id
+        {"kind": "bundle", "details": json.dumps({"purge_id": "p3"})},  # not a purge
+    ]
+    assert chain_purge_ids(entries) == {"p1"}

@@ -168,3 +168,9 @@ def test_the_columnar_bytes_hold_one_byte_a_status_whatever_the_columns_integer_
     assert len(raw) == ss.HEADER_SIZE + 5 * ss.ENTRY_BYTES
     back = ss.columns_from_bytes(raw, len(raw))
     assert back.status.tolist() == [1, 2, 3, 1, 2] and back.until.tolist() == [10, 20, 30, 40, 50]
+
+
+def test_the_cbc_mac_tag_function_is_named_in_what_the_check_returns() -> None:
+    """``check_kdf`` returns the parameters the tag function is then built from: the
+    AES-CBC-MAC one comes back named, never as an empty (unnamed) set."""
+    assert ss.check_kdf({"alg": "aes-cbc-mac"}) == {"alg": "aes-cbc-mac"}
