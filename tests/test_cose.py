@@ -173,3 +173,15 @@ def test_a_sign1_that_is_not_an_array_is_refused_as_such(body: object) -> None:
     with pytest.raises(MalformedCredential, match="not a 4-element array") as err:
         cose.decode_cose(cbor2.dumps(cbor2.CBORTag(18, body)))
     assert err.value.reason is ReasonCode.MALFORMED
+
+
+@pytest.mark.parametrize(("r_bytes", "padded"), [(31, 32), (47, 48), (65, 66), (70, 70)])
+def test_a_der_signatures_r_is_padded_to_its_curves_field_size(r_bytes: int, padded: int) -> None:
+    """The revocation SIGNATURE hash takes ``r`` at the field size of P-256, P-384 or P-521
+    (32, 48, 66 bytes), left-padded; an ``r`` longer than any of them stays as it is."""
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    r = int.from_bytes(b"\x01" + b"\x5a" * (r_bytes - 1), "big")
+    sig = encode_dss_signature(r, 12345)
+    got = cose._ecdsa_r(sig)
+    assert len(got) == padded and int.from_bytes(got, "big") == r

@@ -374,3 +374,25 @@ def test_aamva_given_names_from_dac_or_the_older_dct() -> None:
     tail = "DBB01311974\nDBA08312030\nDCGUSA\n"
     assert iddoc.parse_symbol_text("PDF417", head + "DACJOHN\n" + tail).given_names == "JOHN"
     assert iddoc.parse_symbol_text("PDF417", head + "DCTJOHN,Q\n" + tail).given_names == "JOHN,Q"
+
+
+@pytest.mark.parametrize("sex", ["M", "F", "X", "<"])
+def test_each_sex_code_icao_allows_is_read(sex: str) -> None:
+    """ICAO 9303-4 §4.2.2: F, M, or X (unspecified), or the filler; no check digit covers
+    the field, so the specimen's digits still hold with any of them."""
+    line1, line2 = TD3.split("\n")
+    doc = iddoc.parse_mrz(line1 + "\n" + line2[:20] + sex + line2[21:], today=TODAY)
+    assert doc.number == "L898902C3"
+
+
+def test_an_unknown_sex_code_is_refused() -> None:
+    line1, line2 = TD3.split("\n")
+    with pytest.raises(CredentialError):
+        iddoc.parse_mrz(line1 + "\n" + line2[:20] + "Q" + line2[21:], today=TODAY)
+
+
+def test_a_holder_with_no_given_name_is_masked_without_a_gap() -> None:
+    line1, line2 = TD3.split("\n")
+    only_surname = "P<NLDERIKSSON" + "<" * 31
+    doc = iddoc.parse_mrz(only_surname + "\n" + line2, today=TODAY)
+    assert iddoc.mask_names(doc) == "E*******, 1974"

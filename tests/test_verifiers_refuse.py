@@ -182,8 +182,17 @@ PUBLISHED_EKU = {
 }
 
 
-@pytest.mark.parametrize(("oid", "kind"), sorted(PUBLISHED_EKU.items()))
-def test_each_published_key_usage_oid_restricts_the_signer_to_its_type(oid: str, kind: str) -> None:
+@pytest.mark.parametrize(
+    ("oids", "kind"),
+    [([oid], kind) for oid, kind in sorted(PUBLISHED_EKU.items())]
+    + [
+        (["1.3.6.1.5.5.7.3.1"], "vtr"),  # serverAuth only: no restriction (the spec)
+        (["1.3.6.1.5.5.7.3.1", "1.3.6.1.4.1.1847.2021.1.3"], "r"),  # other purposes beside
+    ],
+)
+def test_each_published_key_usage_oid_restricts_the_signer_to_its_type(
+    oids: list[str], kind: str
+) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -199,7 +208,9 @@ def test_each_published_key_usage_oid_restricts_the_signer_to_its_type(oid: str,
         .serial_number(1)
         .not_valid_before(NOW - timedelta(days=1))
         .not_valid_after(NOW + timedelta(days=1))
-        .add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier(oid)]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.ObjectIdentifier(o) for o in oids]), critical=False
+        )
         .sign(key, hashes.SHA256())
     )
     assert dcc.certificate_types(cert) == frozenset(kind)
