@@ -281,6 +281,9 @@ V = {"var": "payload.x"}
         ({"reduce": [V, {"+": [{"var": "accumulator"}, 1]}, 0]}, {"reduce": [V, 0]}),
         ({"extractFromUVCI": [V, 1]}, {"extractFromUVCI": [V, "1"]}),
         ({"dccDateOfBirth": [V]}, {"dccDateOfBirth": [V, V]}),
+        # comparisons: two operands, or three for "between" (the middle one tested)
+        ({"<": [1, V, 3]}, {"<": [1, V, 3, 4]}),
+        ({"not-after": [V, V, V]}, {"not-after": [V]}),
     ],
     ids=lambda e: next(iter(e)),
 )

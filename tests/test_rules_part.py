@@ -69,3 +69,20 @@ def test_certlogic_rules_apply_to_certificates_only() -> None:
         cred = Credential(kind, status="green")
         assert rules.rule_failure(cred, general, "custom", now) is None
         assert rules.rule_failure(cred, rules.default_rule_set(), "custom", now) is None
+
+
+@pytest.mark.parametrize(
+    "modes",
+    [
+        {"2G": {"accept": 5}},  # not a list: TypeError
+        {"2G": {"accept": [["v"]], "rules": 7}},  # rules not a list: TypeError
+        {"2G": {}},  # no accept: KeyError
+        {"2G": ["v"]},  # a mode that is not an object: TypeError / AttributeError
+    ],
+)
+def test_a_rule_set_whose_modes_have_the_wrong_shape_is_a_format_error(modes: object) -> None:
+    """A signed rules part is still data: a mode of the wrong shape is refused as a bad
+    rule set (the previous rules stay), never a crash of the sync."""
+    doc = json.dumps({"version": "7", "rules": [RULE], "modes": modes}).encode()
+    with pytest.raises(BundleFormatError, match="not a valid rule set"):
+        rules.parse_rule_set(doc)
