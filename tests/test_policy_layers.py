@@ -293,3 +293,30 @@ def test_trust_data_is_stale_only_past_its_maximum_age() -> None:
     assert at(48 * H + S, "warn") is ReasonCode.ADMIT_STALE_DATA
     never = TrustState(updated_at=None)  # a local trust file: never stale
     assert decide(vac(), VENUE, never, NOW + 1000 * H, rule_set=NO_RULES).admit
+
+
+def test_the_rules_see_every_field_of_the_minimized_credential_under_its_eu_name() -> None:
+    """CertLogic rules address the DCC's own field names (eu-dcc-schema: v.tg, dn, sd, dt,
+    mp; t.tg, tt, sc, tr; r.tg, fr, df, du): each minimized field reaches them."""
+    from sentinel.credentials.rules import rule_payload
+
+    v = vac(days_ago=30)
+    assert rule_payload(v) == {
+        "v": [
+            {
+                "tg": "840539006",
+                "dn": 2,
+                "sd": 2,
+                "dt": (TODAY - timedelta(days=30)).isoformat(),
+                "mp": "EU/1/20/1528",
+            }
+        ]
+    }
+    t = rule_payload(tst())["t"][0]
+    assert set(t) == {"tg", "tt", "sc", "tr"} and t["tr"] == "260415000"
+    r = rule_payload(rec(TODAY - timedelta(days=5), TODAY + timedelta(days=100)))["r"][0]
+    assert set(r) == {"tg", "fr", "df", "du"}
+    assert (r["df"], r["du"]) == (
+        (TODAY - timedelta(days=5)).isoformat(),
+        (TODAY + timedelta(days=100)).isoformat(),
+    )

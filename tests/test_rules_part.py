@@ -77,7 +77,8 @@ def test_certlogic_rules_apply_to_certificates_only() -> None:
         {"2G": {"accept": 5}},  # not a list: TypeError
         {"2G": {"accept": [["v"]], "rules": 7}},  # rules not a list: TypeError
         {"2G": {}},  # no accept: KeyError
-        {"2G": ["v"]},  # a mode that is not an object: TypeError / AttributeError
+        {"2G": ["v"]},  # a mode that is not an object: TypeError
+        ["2G"],  # modes a list, not an object: AttributeError
     ],
 )
 def test_a_rule_set_whose_modes_have_the_wrong_shape_is_a_format_error(modes: object) -> None:
