@@ -134,6 +134,20 @@ def test_a_stored_manifest_names_its_format() -> None:
     not_a_map = json.dumps({"signed": json.dumps([1, 2]), "signatures": []}).encode()
     assert bm.stored_format(not_a_map) is None
     assert bm.stored_format(b"garbage") is None
+    assert bm.stored_format(b'{"signatures": []}') is None  # no payload at all: KeyError
+    assert bm.stored_format(b"[1, 2]") is None  # an envelope that is a list: TypeError
+
+
+def test_a_decoder_that_runs_out_of_stack_is_a_format_error(monkeypatch) -> None:  # noqa: ANN001
+    """The depth cap keeps json.loads far from Python's recursion limit; should a thread
+    with little stack left still hit it, the bundle is refused, not the sync crashed."""
+
+    def deep(_raw: bytes) -> object:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(bm.json, "loads", deep)
+    with pytest.raises(BundleFormatError, match="unreadable"):
+        bm.loads_bounded(b"[[1]]", "manifest")
 
 
 @pytest.mark.parametrize("digest", [list("0" * 64), 0, None, "0" * 63, "A" * 64])

@@ -700,3 +700,13 @@ def test_a_power_cut_after_the_apply_still_shows_it_as_the_last_good_sync(
     with BundleStore(data) as store:
         assert store.meta("last_good_sync") == later.isoformat()
         assert store.meta("last_error") is None
+
+
+@pytest.mark.parametrize(
+    "data", [b"{}", b'{"keys": "UCI:ab"}', b'{"keys": [1]}', b"[]", b"not json"]
+)
+def test_a_revocations_part_of_the_wrong_shape_is_a_format_error(data: bytes) -> None:
+    from sentinel.trust.store import parse_revocations
+
+    with pytest.raises(BundleFormatError, match="revocations part unreadable"):
+        parse_revocations(data)
