@@ -710,3 +710,24 @@ def test_a_revocations_part_of_the_wrong_shape_is_a_format_error(data: bytes) ->
 
     with pytest.raises(BundleFormatError, match="revocations part unreadable"):
         parse_revocations(data)
+
+
+def test_a_delta_kept_as_an_overlay_is_what_the_device_says_it_holds(tmp_path) -> None:
+    """After a delta is kept as an overlay, the device offers the new set's digest as its
+    base (``held``): the publisher's next delta is built on it; the old digest would make
+    every later sync fetch the full set."""
+    from sentinel.trust.store import BundleStore
+
+    root = generate_root_key()
+    site, data = tmp_path / "site", tmp_path / "data"
+    recs = {str(i): "green" for i in range(50)}
+    publish(site, _recs(recs), [root], now=NOW)
+    sync_dir(data, site, root.public_key(), now=NOW)
+    recs["7"] = "red"
+    publish(site, _recs(recs), [root], now=NOW)
+    sync_dir(data, site, root.public_key(), now=NOW)
+    with BundleStore(data) as store:
+        cur = store.current()
+        assert cur is not None and cur.manifest.status is not None
+        assert store.meta("overlay_file")  # kept as an overlay, not compacted
+        assert store.held()["status"] == cur.manifest.status.sha256
