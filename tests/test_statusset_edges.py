@@ -174,3 +174,13 @@ def test_the_cbc_mac_tag_function_is_named_in_what_the_check_returns() -> None:
     """``check_kdf`` returns the parameters the tag function is then built from: the
     AES-CBC-MAC one comes back named, never as an empty (unnamed) set."""
     assert ss.check_kdf({"alg": "aes-cbc-mac"}) == {"alg": "aes-cbc-mac"}
+
+
+@pytest.mark.parametrize("field", ["m_kib", "t", "p"])
+@pytest.mark.parametrize("value", [64.5, "64", True, None])
+def test_kdf_parameters_that_are_not_integers_are_refused(field: str, value: object) -> None:
+    """A signed manifest is still data: a float, a string or a boolean for any argon2id
+    parameter is a format error, never passed on to the KDF or compared with an int."""
+    kdf = {"alg": "argon2id", "m_kib": 64, "t": 2, "p": 1, field: value}
+    with pytest.raises(BundleFormatError, match="out of range"):
+        ss.check_kdf(kdf)
