@@ -184,3 +184,13 @@ def test_kdf_parameters_that_are_not_integers_are_refused(field: str, value: obj
     kdf = {"alg": "argon2id", "m_kib": 64, "t": 2, "p": 1, field: value}
     with pytest.raises(BundleFormatError, match="out of range"):
         ss.check_kdf(kdf)
+
+
+def test_keys_that_share_their_first_eight_bytes_sort_bytewise() -> None:
+    """The u64 sort on the first 8 bytes needs the last 4 to break ties: keys of one
+    prefix must still come out in full bytewise order."""
+    rng = np.random.default_rng(5)
+    keys = rng.integers(0, 256, (64, ss.KEY_BYTES), dtype=np.uint8)
+    keys[:32, :8] = keys[0, :8]  # half of them share a prefix
+    got = [bytes(keys[i]) for i in ss.sort_order(keys)]
+    assert got == sorted(bytes(k) for k in keys)
