@@ -432,3 +432,29 @@ def test_an_append_unless_an_entry_has_that_detail_writes_it_once(tmp_path: Path
         assert (first, again, other, kind) == (1, 0, 2, 3)
         assert len(audit.entries()) == 3
         audit.verify()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"seq": None},  # TypeError
+        {"seq": "two"},  # ValueError
+        {"hash": None},  # present, but str(None) is no hash: edited
+        {"signature": KeyError},  # the field missing: KeyError
+    ],
+    ids=["seq-null", "seq-text", "hash-null", "signature-missing"],
+)
+def test_an_exported_entry_with_a_bad_field_is_named_not_a_crash(data: Path, bad: dict) -> None:
+    """An export read elsewhere is data: a sequence number of the wrong type or text is
+    a malformed entry with its position; no field turns into an exception of its own."""
+    from sentinel.journal.audit import verify_chain
+
+    with open_audit(data) as audit:
+        entries = [dict(e) for e in audit.entries()]
+        key = audit.public_key
+    entries[1].update(bad)
+    for name in [k for k, v in bad.items() if v is KeyError]:
+        del entries[1][name]
+    with pytest.raises(AuditError) as info:
+        verify_chain(entries, key)
+    assert info.value.index == 2
