@@ -396,3 +396,40 @@ def test_a_holder_with_no_given_name_is_masked_without_a_gap() -> None:
     only_surname = "P<NLDERIKSSON" + "<" * 31
     doc = iddoc.parse_mrz(only_surname + "\n" + line2, today=TODAY)
     assert iddoc.mask_names(doc) == "E*******, 1974"
+
+
+@pytest.mark.parametrize(
+    ("mrz", "want"),
+    [
+        # ICAO 9303-4 Appendix A (TD3), -5 (TD1), -6 (TD2): the specimen zones and the data
+        # their visual zones print (ERIKSSON, ANNA MARIA, born 12 Aug 1974, expires 15 Apr 2012)
+        (SPECIMEN_TD3, ("P", "UTO", "L898902C3", date(2012, 4, 15), date(1974, 8, 12),
+                        "ERIKSSON", "ANNA MARIA", "UTO", "TD3")),
+        (SPECIMEN_TD1, ("I", "UTO", "D23145890", date(2012, 4, 15), date(1974, 8, 12),
+                        "ERIKSSON", "ANNA MARIA", "UTO", "TD1")),
+        (SPECIMEN_TD2, ("I", "UTO", "D23145890", date(2012, 4, 15), date(1974, 8, 12),
+                        "ERIKSSON", "ANNA MARIA", "UTO", "TD2")),
+    ],
+    ids=["TD3", "TD1", "TD2"],
+)  # fmt: skip
+def test_every_field_of_the_icao_specimens_is_read(mrz: str, want: tuple) -> None:
+    doc = iddoc.parse_mrz(mrz, today=date(1990, 1, 1), specimens=True)
+    got = (doc.doc_type, doc.issuing_country, doc.number, doc.expiry, doc.birth_date,
+           doc.surname, doc.given_names, doc.nationality, doc.source)  # fmt: skip
+    assert got == want
+
+
+@pytest.mark.parametrize("width", [44, 36], ids=["MRV-A", "MRV-B"])
+def test_every_field_of_a_visa_is_read(width: int) -> None:
+    """ICAO 9303-7 §4.2.2: a visa's zone gives the same fields as a passport's (the
+    specimen holder, a visa valid to 2030; the expiry's check digit per 9303-3 §4.9)."""
+    expiry = "300415"
+    line1 = ("V<UTOERIKSSON<<ANNA<MARIA" + "<" * 44)[:width]
+    line2 = "L898902C<3UTO7408122F" + expiry + iddoc.check_digit(expiry)
+    line2 = (line2 + "ZE184226B" + "<" * 16)[:width]
+    doc = iddoc.parse_mrz(line1 + "\n" + line2, today=TODAY, specimens=True)
+    got = (doc.doc_type, doc.issuing_country, doc.number, doc.expiry, doc.birth_date,
+           doc.surname, doc.given_names, doc.nationality, doc.source)  # fmt: skip
+    fmt = "MRV-A" if width == 44 else "MRV-B"
+    assert got == ("V", "UTO", "L898902C", date(2030, 4, 15), date(1974, 8, 12),
+                   "ERIKSSON", "ANNA MARIA", "UTO", fmt)  # fmt: skip
