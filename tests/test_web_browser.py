@@ -286,9 +286,10 @@ def _login(page: Page, site: Site, name: str, password: str = PASSWORD) -> None:
 def test_login_wrong_password_and_staff_cannot_open_reports(page: Page, make_site) -> None:
     site = make_site()
     _login(page, site, "mia", "not the password")
-    expect(page.locator("#login-error")).to_have_text("Wrong user name or password.")
+    # scrypt on a loaded CI box: once over 5 s with two test runs on two cores
+    expect(page.locator("#login-error")).to_have_text("Wrong user name or password.", timeout=15000)
     _login(page, site, "sam")
-    expect(page).to_have_url(f"{site.url}/home")
+    expect(page).to_have_url(f"{site.url}/home", timeout=15000)
     response = page.goto(f"{site.url}/reports")
     assert response is not None and response.status == 403
     expect(page.locator("#forbidden")).to_be_visible()
