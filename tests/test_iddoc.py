@@ -398,6 +398,11 @@ def test_a_holder_with_no_given_name_is_masked_without_a_gap() -> None:
     assert iddoc.mask_names(doc) == "E*******, 1974"
 
 
+def _fields(doc: iddoc.IdDocument) -> tuple:
+    return (doc.doc_type, doc.issuing_country, doc.number, doc.expiry, doc.birth_date,
+            doc.surname, doc.given_names, doc.nationality, doc.source)  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("mrz", "want"),
     [
@@ -414,8 +419,7 @@ def test_a_holder_with_no_given_name_is_masked_without_a_gap() -> None:
 )  # fmt: skip
 def test_every_field_of_the_icao_specimens_is_read(mrz: str, want: tuple) -> None:
     doc = iddoc.parse_mrz(mrz, today=date(1990, 1, 1), specimens=True)
-    got = (doc.doc_type, doc.issuing_country, doc.number, doc.expiry, doc.birth_date,
-           doc.surname, doc.given_names, doc.nationality, doc.source)  # fmt: skip
+    got = _fields(doc)
     assert got == want
 
 
@@ -428,8 +432,7 @@ def test_every_field_of_a_visa_is_read(width: int) -> None:
     line2 = "L898902C<3UTO7408122F" + expiry + iddoc.check_digit(expiry)
     line2 = (line2 + "ZE184226B" + "<" * 16)[:width]
     doc = iddoc.parse_mrz(line1 + "\n" + line2, today=TODAY, specimens=True)
-    got = (doc.doc_type, doc.issuing_country, doc.number, doc.expiry, doc.birth_date,
-           doc.surname, doc.given_names, doc.nationality, doc.source)  # fmt: skip
+    got = _fields(doc)
     fmt = "MRV-A" if width == 44 else "MRV-B"
     assert got == ("V", "UTO", "L898902C", date(2030, 4, 15), date(1974, 8, 12),
                    "ERIKSSON", "ANNA MARIA", "UTO", fmt)  # fmt: skip
