@@ -78,6 +78,20 @@ sixth set's tests and run once before any test for it: tables and clean-up.
   FILTER   a comprehension's ``if`` dropped (``[x for x in xs if ok(x)]`` keeps every x)
   FINALLY  a ``finally:`` body -> ``pass`` (a lock, a file or a temporary left behind)
 
+Eighth set (``--operators eighth``), written on 2026-12-04 (a new session) after the
+seventh set's tests and run once before any test for it: names and branches.
+  KEY      a string key read from a mapping (``d["k"]``, ``d.get("k")``, ``.pop``,
+           ``.setdefault``) -> ``"k_"`` (a field looked up under a name it does not have)
+  KWSWAP   the values of two neighbouring keyword arguments of a call swapped
+           (``dose_number=dn, series_doses=sd``: two settings of one kind confused)
+  UNPACK   two neighbouring names of an unpacking swapped (``a, b = f()`` -> ``b, a = f()``)
+  IFTEST   an ``if``'s test -> ``True`` (the branch always taken), and -> ``False`` where
+           GUARD does not already drop it
+
+``--operators every`` runs all eight sets at once.  Mutants are told apart by their whole
+mutated source: two changes that give the same module are one mutant (the first in line
+and operator order), and a change that gives back the original module is none.
+
 ``SWAP`` skips calls whose first two arguments commute (``min``, ``max``, ``np.minimum``,
 ``hmac.compare_digest`` ...): swapping them is equivalent by construction.
 
@@ -264,8 +278,25 @@ class Mutant:
 
 
 def _src(node: ast.AST) -> str:
-    text = ast.unparse(node).replace("\n", " ")
-    return text if len(text) <= 90 else text[:87] + "..."
+    return ast.unparse(node).replace("\n", " ")
+
+
+def _window(before: str, after: str, width: int = 90) -> tuple[str, str]:
+    """The two texts of a change cut to ``width`` characters around where they first
+    differ (a change past the first 90 characters of a long statement stays visible)."""
+    if len(before) <= width and len(after) <= width:
+        return before, after
+    i = 0
+    while i < min(len(before), len(after)) and before[i] == after[i]:
+        i += 1
+    start = max(0, i - 30)
+
+    def cut(text: str) -> str:
+        part = text[start : start + width - 6]
+        head = "..." if start else ""
+        return head + part + ("..." if start + width - 6 < len(text) else "")
+
+    return cut(before), cut(after)
 
 
 def _docstring_lines(tree: ast.Module) -> set[int]:
@@ -429,6 +460,34 @@ def _sites(tree: ast.Module) -> Iterator[tuple[str, ast.AST, str]]:
                 yield "FILTER", node, str(i)
         elif isinstance(node, ast.Try | ast.TryStar) and node.finalbody:
             yield "FINALLY", node, ""
+        # the eighth set
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+            if isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+                yield "KEY", node, ""
+        elif isinstance(node, ast.Call) and _call_name(node) in ("get", "pop", "setdefault"):
+            first = node.args[0] if node.args else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                yield "KEY", node, ""
+        if isinstance(node, ast.Call):
+            named = [kw for kw in node.keywords if kw.arg is not None]
+            for i in range(len(named) - 1):
+                yield "KWSWAP", node, str(i)
+        elif isinstance(node, ast.Assign | ast.For):
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            if isinstance(target, ast.Tuple | ast.List) and len(target.elts) >= 2:
+                for i in range(len(target.elts) - 1):
+                    yield "UNPACK", node, str(i)
+        elif isinstance(node, ast.If) and not _fixed_if(node.test):
+            yield "IFTEST", node, "true"
+            if node.orelse or not _ends_in_exit(node.body):  # else GUARD's own mutant
+                yield "IFTEST", node, "false"
+
+
+def _fixed_if(test: ast.expr) -> bool:
+    """``if TYPE_CHECKING:`` and ``if __name__ == "__main__":``: not behaviour at run time."""
+    if isinstance(test, ast.Name | ast.Attribute):
+        return _src(test).endswith("TYPE_CHECKING")
+    return _src(test) in ("__name__ == '__main__'", '__name__ == "__main__"')
 
 
 def _table(node: ast.AST) -> bool:
@@ -612,6 +671,31 @@ class _Apply(ast.NodeTransformer):
             assert isinstance(node, ast.Try | ast.TryStar)
             node.finalbody = [ast.Pass()]
             return node
+        if op == "KEY":  # a key that is not the one meant
+            if isinstance(node, ast.Subscript):
+                assert isinstance(node.slice, ast.Constant)
+                node.slice = ast.Constant(node.slice.value + "_")
+            else:
+                assert isinstance(node, ast.Call) and isinstance(node.args[0], ast.Constant)
+                node.args[0] = ast.Constant(node.args[0].value + "_")
+            return node
+        if op == "KWSWAP":
+            assert isinstance(node, ast.Call)
+            named = [kw for kw in node.keywords if kw.arg is not None]
+            a, b = named[int(self.variant)], named[int(self.variant) + 1]
+            a.value, b.value = b.value, a.value
+            return node
+        if op == "UNPACK":
+            assert isinstance(node, ast.Assign | ast.For)
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            assert isinstance(target, ast.Tuple | ast.List)
+            i = int(self.variant)
+            target.elts[i], target.elts[i + 1] = target.elts[i + 1], target.elts[i]
+            return node
+        if op == "IFTEST":
+            assert isinstance(node, ast.If)
+            node.test = ast.Constant(self.variant == "true")
+            return node
         if op == "STREQ":
             assert isinstance(node, ast.Compare)
             i = int(self.variant)
@@ -630,6 +714,17 @@ FOURTH_SET = ("KWARG", "ISINST", "NORM", "ELSE")
 FIFTH_SET = ("SETATTR", "SWAP", "STREQ", "ORDER")
 SIXTH_SET = ("BINOP", "DEFAULT", "NONE", "STARTS")
 SEVENTH_SET = ("DICT", "ELEM", "FILTER", "FINALLY")
+EIGHTH_SET = ("KEY", "KWSWAP", "UNPACK", "IFTEST")
+EVERY_SET = (
+    FIRST_SET
+    + SECOND_SET
+    + THIRD_SET
+    + FOURTH_SET
+    + FIFTH_SET
+    + SIXTH_SET
+    + SEVENTH_SET
+    + EIGHTH_SET
+)
 _BINOP: dict[type, type] = {
     ast.Mult: ast.Div,
     ast.Div: ast.Mult,
@@ -647,8 +742,11 @@ _SYMMETRIC = frozenset({"min", "max", "minimum", "maximum", "compare_digest", "i
 _NORM = {"strip", "lstrip", "rstrip", "lower", "upper", "casefold"}
 
 
-def mutants(path: Path, operators: tuple[str, ...] = FIRST_SET) -> list[tuple[Mutant, str]]:
-    """Every mutant of ``path`` by ``operators`` with its full mutated source."""
+def mutants(
+    path: Path, operators: tuple[str, ...] = FIRST_SET, lines: set[int] | None = None
+) -> list[tuple[Mutant, str]]:
+    """Every mutant of ``path`` by ``operators`` with its full mutated source (only those
+    on ``lines`` when given: their idents and numbering are then those of the whole run)."""
     source = path.read_text()
     tree = ast.parse(source)
     sites = sorted(
@@ -656,13 +754,17 @@ def mutants(path: Path, operators: tuple[str, ...] = FIRST_SET) -> list[tuple[Mu
         key=lambda s: (_line(s[1]), s[0]),
     )
     out: list[tuple[Mutant, str]] = []
-    seen: set[str] = set()
+    # mutants are told apart by their whole mutated source: two changes that give the same
+    # module are one mutant, and a change that gives the original module is none
+    seen: set[str] = {ast.unparse(tree)}
+    shown: dict[str, int] = {}
+    # the same node in a copy: walk order is deterministic
+    position = {id(n): i for i, n in enumerate(ast.walk(tree))}
     for k, (operator, node, variant) in enumerate(sites):
+        if lines is not None and _line(node) not in lines:
+            continue
         clone = copy.deepcopy(tree)
-        # the same node in the copy: walk order is deterministic
-        original_nodes = list(ast.walk(tree))
-        index = original_nodes.index(node)
-        target = list(ast.walk(clone))[index]
+        target = list(ast.walk(clone))[position[id(node)]]
         target._mutation_target = True  # type: ignore[attr-defined]
         tool = _Apply(target, operator, variant)
         mutated = tool.visit(clone)
@@ -672,13 +774,17 @@ def mutants(path: Path, operators: tuple[str, ...] = FIRST_SET) -> list[tuple[Mu
             compile(text, str(path), "exec")
         except (SyntaxError, ValueError):
             continue
+        if text in seen:
+            continue
+        seen.add(text)
         line = _line(node)
         ident = f"{operator}{k:03d}"
-        key = f"{line}:{operator}:{tool.after}"
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append((Mutant(ident, line, operator, tool.before, tool.after), text))
+        before, after = _window(tool.before, tool.after)
+        key = f"{line}:{operator}:{after}"
+        shown[key] = shown.get(key, 0) + 1
+        if shown[key] > 1:  # the same shown change elsewhere on the line: numbered
+            after = f"{after} [{shown[key]}]"
+        out.append((Mutant(ident, line, operator, before, after), text))
     return out
 
 
@@ -779,8 +885,14 @@ def run_module(
                 wanted.add(twin["k"])
         found = [f for k, f in enumerate(found) if k in wanted]
     equivalent = _equivalent(module)
-    every = {f"{m.line}:{m.operator}:{m.after}" for m, _ in mutants(path, operators)}
     mine = {e for e in equivalent if e.split(":", 2)[1] in operators}
+    # each operator alone: with several, a mutant equal to an earlier operator's is dropped
+    at = {int(e.split(":", 1)[0]) for e in mine}
+    every = {
+        f"{m.line}:{m.operator}:{m.after}"
+        for o in {e.split(":", 2)[1] for e in mine}
+        for m, _ in mutants(path, (o,), at)
+    }
     for stale in sorted(mine - every):  # its line moved: the entry no longer applies
         print(f"mutation: {module}:{stale} in mutation-equivalent.txt matches no mutant")
     if only_list:
@@ -848,7 +960,7 @@ def main() -> int:
     ap.add_argument(
         "--operators",
         default=",".join(FIRST_SET),
-        help="comma-separated operators, or 'second' ... 'seventh' (default: the first)",
+        help="comma-separated operators, 'second' ... 'eighth', or 'every' (default: the first)",
     )
     args = ap.parse_args()
     named = {
@@ -858,12 +970,11 @@ def main() -> int:
         "fifth": FIFTH_SET,
         "sixth": SIXTH_SET,
         "seventh": SEVENTH_SET,
+        "eighth": EIGHTH_SET,
+        "every": EVERY_SET,
     }
     ops = named.get(args.operators) or tuple(args.operators.split(","))
-    every_set = (
-        FIRST_SET + SECOND_SET + THIRD_SET + FOURTH_SET + FIFTH_SET + SIXTH_SET + SEVENTH_SET
-    )
-    unknown = set(ops) - set(every_set)
+    unknown = set(ops) - set(EVERY_SET)
     if unknown:
         raise SystemExit(f"mutation: unknown operators {', '.join(sorted(unknown))}")
     modules = list(TESTS) if args.module == "all" else [args.module]
