@@ -458,3 +458,16 @@ def test_an_exported_entry_with_a_bad_field_is_named_not_a_crash(data: Path, bad
     with pytest.raises(AuditError) as info:
         verify_chain(entries, key)
     assert info.value.index == 2
+
+
+def test_an_export_says_when_it_was_made(data: Path, tmp_path: Path) -> None:
+    """The export's time travels with it (an auditor reads how old the copy is), in UTC
+    whatever zone ``now`` was given in."""
+    from datetime import timezone
+
+    made = datetime(2026, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=1)))
+    with open_audit(data) as audit:
+        audit.export(tmp_path / "a.json", now=made)
+    exp = load_export(tmp_path / "a.json")
+    assert exp.exported_at == "2026-03-01T08:30:00+00:00"
+    assert datetime.fromisoformat(exp.exported_at) == made

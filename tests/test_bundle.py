@@ -326,3 +326,30 @@ def test_inflate_runs_in_bounded_memory(tmp_path) -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 8 << 20
+
+
+def test_a_full_status_set_held_decompressed_is_not_downloaded_again() -> None:
+    """The device keeps the status set decompressed, so it holds it under the set's own
+    digest (StatusInfo.sha256), not the compressed part's."""
+    root = ed25519.Ed25519PrivateKey.generate()
+    parts = [
+        bm.PartRef("rules", "a" * 64, 10),
+        bm.PartRef("status", "f" * 64, 5, bm.ZLIB, 49, "d" * 64),
+        bm.PartRef("status_keys", "e" * 64, 5),
+    ]
+    status = bm.StatusInfo(ss.key_id(KEY).hex(), ss.CHEAP_KDF, 1, "d" * 64, 49)
+    payload = bm.make_payload(
+        version=3,
+        issued_at=NOW,
+        expires_at=NOW + timedelta(days=1),
+        authority_key_id=bm.key_id(root),
+        parts=parts,
+        status=status,
+    )
+    m = bm.verify_manifest(bm.sign_manifest(payload, [root]), [root.public_key()], NOW)
+    held = {"rules": "a" * 64, "status_keys": "e" * 64}
+    same = bm.plan_update(m, 2, "x", {**held, "status": "d" * 64})
+    assert same.fetch == () and not same.use_delta
+    other = bm.plan_update(m, 2, "x", {**held, "status": "9" * 64})
+    assert [r.name for r in other.fetch] == ["status"]
+    assert [r.name for r in bm.plan_update(m, 2, "x", held).fetch] == ["status"]

@@ -295,3 +295,18 @@ def test_each_operation_takes_the_operands_the_specification_gives_it(
     (2: an integer index), dccDateOfBirth (1).  The validator refuses other forms."""
     assert cl.validate(valid) == []
     assert cl.validate(invalid)
+
+
+def test_date_times_compare_by_their_iso_text_on_either_side() -> None:
+    # JSON has no date-time: CertLogic's === sees a date-time as its toISOString text
+    # (JavaScript's Date.prototype.toISOString, UTC with milliseconds), whichever side it is on
+    dt = datetime(2021, 6, 1, 12, 30, 5, 250000, tzinfo=UTC)
+    text = "2021-06-01T12:30:05.250Z"
+    assert cl.same_value(dt, text) and cl.same_value(text, dt)
+    assert not cl.same_value(dt, "2021-06-01T12:30:05Z")
+    assert not cl.same_value("2021-06-01T12:30:05Z", dt)
+    assert cl.same_value("a", "a") and not cl.same_value("a", "b")
+    expr = {"===": [{"plusTime": ["2021-06-01T12:30:05.250Z", 0, "day"]}, {"var": "t"}]}
+    assert cl.evaluate(expr, {"t": text}) is True
+    expr = {"===": [{"var": "t"}, {"plusTime": ["2021-06-01T12:30:05.250Z", 0, "day"]}]}
+    assert cl.evaluate(expr, {"t": text}) is True

@@ -46,6 +46,20 @@ def test_es256_round_trip(signer: di.IssuerKey, trust: TrustList, now: datetime)
     assert "Mustermann" not in repr(cred) and "1974-08-12" not in repr(cred)
 
 
+def test_a_first_dose_of_two_is_read_as_dose_one_of_two(
+    signer: di.IssuerKey, trust: TrustList, now: datetime
+) -> None:
+    text = di.issue(
+        di.vaccination(dn=1, sd=2, on="2022-01-10"),
+        signer,
+        issued_at=now - DAY,
+        expires_at=now + 300 * DAY,
+    )
+    v = dcc.verify(text, trust, now).vaccination
+    assert v is not None
+    assert (v.dose_number, v.series_doses) == (1, 2)  # dn and sd, never the other way round
+
+
 def test_ps256_round_trip(rsa_signer: di.IssuerKey, trust: TrustList, now: datetime) -> None:
     text = di.issue(
         di.test(now - 3600 * timedelta(seconds=1)),
@@ -163,3 +177,18 @@ def test_missing_payload_field_is_schema_invalid(
     del entry["v"][0]["dn"]
     text = di.issue(entry, signer, issued_at=now - DAY, expires_at=now + DAY)
     assert reason_of(text, trust, now) is ReasonCode.SCHEMA_INVALID
+
+
+def test_the_holder_pseudonym_is_the_keyed_hmac_of_name_and_birth_date(
+    signer: di.IssuerKey, trust: TrustList, now: datetime
+) -> None:
+    """HMAC-SHA256 (RFC 2104) under the device's pseudonym key over the first ICAO family
+    and given name parts and the date of birth, cut to 128 bits: computed here by hand."""
+    import hashlib
+    import hmac
+
+    key = b"K" * 32
+    cred = dcc.verify(vac(signer, now), trust, now, pseudonym_key=key)
+    want = hmac.new(key, b"MUSTERMANN|ERIKA|1974-08-12", hashlib.sha256).hexdigest()[:32]
+    assert cred.holder_pseudonym == want
+    assert dcc.verify(vac(signer, now), trust, now).holder_pseudonym == ""  # no key, no name

@@ -218,6 +218,8 @@ def test_reader_routes_mrz_to_a_minimized_credential() -> None:
     cred = read(Symbol("MRZ", TD3, TD3.encode()), ctx)
     assert cred.kind is CredentialKind.ID_DOCUMENT
     assert cred.status == "green" and status.asked == [("P", "NLD", "L898902C3")]
+    assert cred.status_valid_until == datetime(2030, 1, 1, tzinfo=UTC)  # the entry's own
+    assert cred.issuer_country == "NLD"  # the specimen with a real state (UTO is not on the list)
     assert "L898902C3" not in repr(cred) and "ERIKSSON" not in repr(cred)
     broken = TD3[:-1] + "1"
     with pytest.raises(CredentialError) as exc:
@@ -436,3 +438,47 @@ def test_every_field_of_a_visa_is_read(width: int) -> None:
     fmt = "MRV-A" if width == 44 else "MRV-B"
     assert got == ("V", "UTO", "L898902C", date(2030, 4, 15), date(1974, 8, 12),
                    "ERIKSSON", "ANNA MARIA", "UTO", fmt)  # fmt: skip
+
+
+def test_an_id_document_pseudonym_is_the_keyed_hmac_of_name_and_birth_date() -> None:
+    """ICAO 9303's specimen holder ERIKSSON, ANNA MARIA, born 1974-08-12: HMAC-SHA256
+    (RFC 2104) of the first name parts and the date, 128 bits, computed here by hand."""
+    import hashlib
+    import hmac
+
+    key = b"p" * 32
+    doc = iddoc.parse_mrz(TD3, today=TODAY)
+    want = hmac.new(key, b"ERIKSSON|ANNA|1974-08-12", hashlib.sha256).hexdigest()[:32]
+    assert iddoc.doc_pseudonym(doc, key) == want
+    cred = iddoc.to_credential("MRZ", TD3, datetime(2011, 1, 1, tzinfo=UTC), None, key)
+    assert cred.holder_pseudonym == want
+
+
+def _short_number(fmt: str, number9: str) -> str:
+    """The NLD specimen of ``fmt`` with a document number shorter than its nine-character
+    field (fillers at the end), every check digit recomputed by ``_icao_cd``."""
+    if fmt == "TD1":
+        l1, l2, l3 = TD1.split("\n")
+        l1 = l1[:5] + number9 + _icao_cd(number9) + l1[15:]
+        l2 = l2[:29] + _icao_cd(l1[5:30] + l2[0:7] + l2[8:15] + l2[18:29])
+        return "\n".join((l1, l2, l3))
+    l1, l2 = (TD3 if fmt == "TD3" else TD2).split("\n")
+    end = 43 if fmt == "TD3" else 35
+    l2 = number9 + _icao_cd(number9) + l2[10:end]
+    return l1 + "\n" + l2 + _icao_cd(l2[0:10] + l2[13:20] + l2[21:end])
+
+
+@pytest.mark.parametrize("fmt", ["TD1", "TD2", "TD3"])
+def test_a_short_document_number_is_read_without_its_fillers(fmt: str) -> None:
+    doc = iddoc.parse_mrz(_short_number(fmt, "AB12345<<"), today=TODAY)
+    assert (doc.number, doc.source) == ("AB12345", fmt)
+
+
+def test_number_names_and_birth_date_stay_out_of_a_document_s_repr() -> None:
+    doc = iddoc.parse_mrz(TD3, today=TODAY)
+    text = repr(doc)
+    assert "L898902C3" not in text and "ERIKSSON" not in text and "ANNA" not in text
+    assert "1974" not in text and "birth_date" not in text
+    assert "NLD" in text  # what is not personal stays readable
+    bare = iddoc.IdDocument("P", "NLD", "X1", None)
+    assert (bare.birth_date, bare.surname, bare.given_names) == (None, "", "")

@@ -399,3 +399,41 @@ def test_purge_ids_skip_entries_whose_details_are_not_a_json_object() -> None:
         {"kind": "bundle", "details": json.dumps({"purge_id": "p3"})},  # not a purge
     ]
     assert chain_purge_ids(entries) == {"p1"}
+
+
+def test_the_wal_is_truncated_after_the_vacuum_of_an_old_journal(tmp_path, monkeypatch) -> None:
+    """A full VACUUM of a journal from before incremental vacuum writes the whole file again
+    through the WAL: the purge truncates the WAL after it, and reports that truncation
+    (here every truncation before the VACUUM is made to report failure, so only the one
+    after it can make ``wal_truncated`` true)."""
+    import sqlite3
+
+    from sentinel.journal import purge as pg
+
+    d = tmp_path / "data"
+    d.mkdir()
+    legacy = sqlite3.connect(d / "journal.db")
+    legacy.execute("PRAGMA journal_mode=WAL")  # creates the file: auto_vacuum stays NONE
+    legacy.close()
+    j = Journal(d / "journal.db", clock=Clock(T0 - 20 * DAY))
+    j.record_many([(ev(T0 - 20 * DAY), {"display_name": f"P{i}"}) for i in range(500)])
+    j.close()
+    calls: list[str] = []
+    real_truncate, real_reclaim = pg.checkpoint_truncate, pg._reclaim
+
+    def truncate(conn, *a, **kw):
+        done = real_truncate(conn, *a, **kw)
+        calls.append("truncate")
+        return done if "vacuum" in calls else False
+
+    def reclaim(*a, **kw):
+        vacuumed = real_reclaim(*a, **kw)
+        calls.append("vacuum" if vacuumed else "no vacuum")
+        return vacuumed
+
+    monkeypatch.setattr(pg, "checkpoint_truncate", truncate)
+    monkeypatch.setattr(pg, "_reclaim", reclaim)
+    r = pg.run_purge(d, retention_days=14, aggregate_days=400, now=T0)
+    assert r.event_rows == 500 and r.vacuumed
+    assert "truncate" in calls[calls.index("vacuum") :]
+    assert r.wal_truncated

@@ -194,3 +194,36 @@ def test_keys_that_share_their_first_eight_bytes_sort_bytewise() -> None:
     keys[:32, :8] = keys[0, :8]  # half of them share a prefix
     got = [bytes(keys[i]) for i in ss.sort_order(keys)]
     assert got == sorted(bytes(k) for k in keys)
+
+
+def test_a_naive_time_is_utc_and_an_aware_one_keeps_its_offset(monkeypatch) -> None:
+    """1893456000 is 2030-01-01T00:00:00Z (date -u -d @1893456000), on a device whose local
+    zone is not UTC too."""
+    import time
+    from datetime import timedelta, timezone
+
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        assert ss.to_epoch(datetime(2030, 1, 1)) == 1893456000
+        shanghai = timezone(timedelta(hours=8))
+        assert ss.to_epoch(datetime(2030, 1, 1, 8, tzinfo=shanghai)) == 1893456000
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_an_argon2id_tag_takes_its_passes_and_lanes_from_the_kdf() -> None:
+    """The tag is Argon2id (RFC 9106) of the identity, salted with the status key, with the
+    manifest's m_kib, t (passes) and p (lanes); here t and p differ so neither can be the other."""
+    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+    key, identity = bytes(range(32)), b"X1234567"
+    kdf = {"alg": "argon2id", "m_kib": 64, "t": 2, "p": 1}
+    expected = Argon2id(
+        salt=key, length=ss.KEY_BYTES, iterations=2, lanes=1, memory_cost=64
+    ).derive(identity)
+    assert ss.tag(key, identity, kdf) == expected
+    other = Argon2id(salt=key, length=ss.KEY_BYTES, iterations=1, lanes=2, memory_cost=64)
+    assert ss.tag(key, identity, kdf) != other.derive(identity)
+    assert ss.tag(key, identity, {**kdf, "m_kib": 128}) != expected

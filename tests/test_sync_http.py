@@ -445,3 +445,17 @@ def test_an_apply_killed_before_its_audit_entry_is_audited_once_as_recovered(tmp
     details = json.loads(entries[0]["details"])
     assert details["recovered"] is True and details["version"] == 1
     assert details["manifest_sha256"] == b.manifest.digest
+
+
+def test_the_source_s_own_client_waits_its_timeout_and_follows_redirects() -> None:
+    """``trust.sync_timeout_s`` is the client's timeout for connect, read, write and pool
+    alike (httpx.Timeout of one number), and redirects are followed (tested end to end above)."""
+    import httpx
+
+    src = HttpSource("http://127.0.0.1:9", timeout_s=7.5)
+    try:
+        assert src.client.timeout == httpx.Timeout(7.5)
+        assert src.client.follow_redirects is True
+        assert src.client.trust_env is False
+    finally:
+        src.close()

@@ -61,7 +61,6 @@ INSERT = 0x80  # delta flag: the entry is new (absent from the version the delta
 KEY_DTYPE = np.dtype(f"S{KEY_BYTES}")
 UNTIL_DTYPE = np.dtype("<u4")
 ROW_DTYPE = np.dtype([("k", KEY_DTYPE), ("s", np.uint8), ("u", UNTIL_DTYPE)])  # packed, 17 B
-_KEY_DTYPE, _UNTIL_DTYPE = KEY_DTYPE, UNTIL_DTYPE
 
 
 def key_id(status_key: bytes) -> bytes:
