@@ -169,6 +169,12 @@ def test_a_canadian_aamva_card_is_canadas_with_its_dates_year_first() -> None:
         "CAN",
         date(2030, 8, 31),
     )
+    assert doc.birth_date == date(1974, 1, 31)
+    # two-digit months: 11 and 12 are not 1 and 2
+    late = iddoc.parse_symbol_text(
+        "PDF417", text.replace("DBB19740131", "DBB19741130").replace("DBA20300831", "DBA20301231")
+    )
+    assert (late.birth_date, late.expiry) == (date(1974, 11, 30), date(2030, 12, 31))
 
 
 def test_a_visa_of_the_passport_shape_is_an_mrv_a() -> None:

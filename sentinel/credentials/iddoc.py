@@ -235,12 +235,11 @@ def parse_mrz(text: str, *, today: date | None = None, specimens: bool = False) 
         width = len(l1)
         code, country = _doc_code(l1[0:2], fmt), _country(l1[2:5], "issuing state", specimens)
         surname, given = _names(l1[5:])
-        optional = l2[28 : width - 1] if fmt == "TD2" else l2[28:42]
         if fmt == "TD3":
             number, _ = _doc_number(l2[0:9], l2[9], "")
             _check_optional(l2[28:42], l2[42], "personal number")
-        else:
-            number, _ = _doc_number(l2[0:9], l2[9], optional)
+        else:  # TD2: a long number continues in the optional data
+            number, _ = _doc_number(l2[0:9], l2[9], l2[28 : width - 1])
         born_s, expiry_s = l2[13:19], l2[21:27]
         _check(born_s, l2[19], "birth date")
         _sex(l2[20])
