@@ -471,3 +471,27 @@ def test_an_export_says_when_it_was_made(data: Path, tmp_path: Path) -> None:
     exp = load_export(tmp_path / "a.json")
     assert exp.exported_at == "2026-03-01T08:30:00+00:00"
     assert datetime.fromisoformat(exp.exported_at) == made
+
+
+def test_a_private_key_pem_gives_its_public_half(tmp_path: Path) -> None:
+    """An auditor may be handed the device key file itself: its public half verifies (a key
+    made by the openssl CLI, not by the code under test)."""
+    import shutil
+    import subprocess
+
+    from cryptography.hazmat.primitives import serialization
+
+    from sentinel.journal.audit import load_public_key
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl CLI not installed")
+    key = tmp_path / "k.pem"
+    subprocess.run([openssl, "genpkey", "-algorithm", "ed25519", "-out", str(key)], check=True)
+    pub = subprocess.run(
+        [openssl, "pkey", "-in", str(key), "-pubout"], check=True, capture_output=True
+    ).stdout
+    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    from_private = load_public_key(key.read_bytes()).public_bytes(*raw)
+    assert from_private == load_public_key(pub).public_bytes(*raw)
+    assert from_private == serialization.load_pem_public_key(pub).public_bytes(*raw)

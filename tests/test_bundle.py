@@ -353,3 +353,28 @@ def test_a_full_status_set_held_decompressed_is_not_downloaded_again() -> None:
     other = bm.plan_update(m, 2, "x", {**held, "status": "9" * 64})
     assert [r.name for r in other.fetch] == ["status"]
     assert [r.name for r in bm.plan_update(m, 2, "x", held).fetch] == ["status"]
+
+
+@pytest.mark.parametrize("value", [3.5, 3.0, "3", None, [3], -1, True])
+def test_a_signed_manifest_whose_integers_are_not_integers_is_a_format_error(value) -> None:
+    """Signed by the right key and still refused: version, a part's size and the status
+    set's count must each be a JSON integer >= 0 (not a float, a string, a bool or null)."""
+    root = ed25519.Ed25519PrivateKey.generate()
+    payload = json.loads(json.loads(_manifest([root], delta_base=2))["signed"])
+    for path in (("version",), ("parts", "rules", "size"), ("status", "count")):
+        doc = json.loads(json.dumps(payload))
+        target = doc
+        for k in path[:-1]:
+            target = target[k]
+        target[path[-1]] = value
+        with pytest.raises(BundleFormatError, match="non-negative integer"):
+            bm.verify_manifest(bm.sign_manifest(doc, [root]), [root.public_key()], NOW)
+
+
+@pytest.mark.parametrize("sigs", [{"keyid": "x", "sig": "y"}, "sig", 1, None])
+def test_signatures_that_are_not_a_list_are_a_format_error(sigs) -> None:
+    root = ed25519.Ed25519PrivateKey.generate()
+    env = json.loads(_manifest([root]))
+    env["signatures"] = sigs
+    with pytest.raises(BundleFormatError, match="envelope unreadable"):
+        bm.verify_manifest(json.dumps(env).encode(), [root.public_key()], NOW)

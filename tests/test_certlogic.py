@@ -310,3 +310,21 @@ def test_date_times_compare_by_their_iso_text_on_either_side() -> None:
     assert cl.evaluate(expr, {"t": text}) is True
     expr = {"===": [{"var": "t"}, {"plusTime": ["2021-06-01T12:30:05.250Z", 0, "day"]}]}
     assert cl.evaluate(expr, {"t": text}) is True
+
+
+@pytest.mark.parametrize(
+    "offset", ["Z", "+00:00", "+02:00", "+0530", "+05:30", "-08:00", "-0330", "+14:00", "+01"]
+)
+def test_utc_offsets_read_as_python_reads_them(offset: str) -> None:
+    """Every offset shape CertLogic's date-times carry, against Python's own ISO 8601 reader
+    (datetime.fromisoformat, an implementation apart from certlogic's)."""
+    text = f"2021-06-01T12:30:05{offset}"
+    want = datetime.fromisoformat(text if offset != "+01" else text + ":00").astimezone(UTC)
+    assert cl.parse_date_time(text) == want
+
+
+@pytest.mark.parametrize("other", ["a", 1, None, True, [], ["a"]])
+def test_an_object_is_never_the_same_value_as_a_non_object(other) -> None:
+    assert not cl.same_value({"a": 1}, other) and not cl.same_value(other, {"a": 1})
+    assert not cl.same_value({}, other) and not cl.same_value(other, {})
+    assert cl.evaluate({"===": [{"var": "o"}, {"var": "x"}]}, {"o": {"a": 1}, "x": other}) is False

@@ -488,3 +488,28 @@ def test_number_names_and_birth_date_stay_out_of_a_document_s_repr() -> None:
     assert "NLD" in text  # what is not personal stays readable
     bare = iddoc.IdDocument("P", "NLD", "X1", None)
     assert (bare.birth_date, bare.surname, bare.given_names) == (None, "", "")
+
+
+def test_an_aamva_card_s_names_and_its_older_aamva_header() -> None:
+    """AAMVA DL/ID: DCS family name, DAC given name (DCT on cards before 2009), and the
+    header's file type 'ANSI ' (from 2000) or 'AAMVA' (the 1990s versions), within the
+    header's first 32 characters."""
+    text = (
+        "@\n\x1e\rANSI 636014040002DL00410278ZC03190008DLDAQD1234567\nDCSPUBLIC\nDACJOHN\n"
+        "DBB01311974\nDBA08312030\nDCGUSA\n"
+    )
+    doc = iddoc.parse_symbol_text("PDF417", text)
+    assert (doc.surname, doc.given_names, doc.source, doc.doc_type) == (
+        "PUBLIC",
+        "JOHN",
+        "AAMVA",
+        "DL",
+    )
+    old = text.replace("ANSI 6360140400", "AAMVA6360140100").replace("DACJOHN", "DCTJOHN")
+    doc = iddoc.parse_symbol_text("PDF417", old)
+    assert (doc.number, doc.given_names, doc.expiry) == ("D1234567", "JOHN", date(2030, 8, 31))
+    # 'AAMVA' at characters 29-33: past the first 32
+    late = "@\n\x1e\r" + "X" * 24 + "AAMVA6360140100DL00410278DLDAQD1234567\nDBA08312030\n"
+    assert late.index("AAMVA") == 28
+    with pytest.raises(CredentialError, match="not an AAMVA"):
+        iddoc.parse_aamva(late)

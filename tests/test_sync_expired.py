@@ -182,3 +182,21 @@ def test_a_signed_timestamp_on_a_stick_refreshes_the_data_age(tmp_path: Path) ->
         clock[0] = later + timedelta(minutes=10)
         syncer.sync()
         assert store.meta("fresh_at") == later.isoformat()
+
+
+def test_a_timestamp_for_another_manifest_does_not_move_the_data_age(tmp_path: Path) -> None:
+    """A signed timestamp vouches for one manifest (version and payload digest): one made
+    for another bundle of the same version, laid beside this one, is recorded as read
+    but leaves the data age at this manifest's own issue time."""
+    from sentinel.trust.timestamp import sign_timestamp
+
+    b = build_test_bundle(tmp_path / "stick", now=NOW)
+    other = build_test_bundle(tmp_path / "other", now=NOW, root_key=b.root_key)
+    later = NOW + timedelta(days=2)
+    raw = sign_timestamp((other.site / "manifest.json").read_bytes(), [b.root_key], now=later)
+    (b.site / "timestamp.json").write_bytes(raw)
+    with BundleStore(tmp_path / "data") as store:
+        clock = later + timedelta(minutes=5)
+        syncer = Syncer(store, DirSource(b.site), root_key=b.root_public, clock=lambda: clock)
+        assert syncer.sync().outcome == "applied"
+        assert store.meta("fresh_at") == NOW.isoformat()

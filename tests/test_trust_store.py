@@ -731,3 +731,29 @@ def test_a_delta_kept_as_an_overlay_is_what_the_device_says_it_holds(tmp_path) -
         assert cur is not None and cur.manifest.status is not None
         assert store.meta("overlay_file")  # kept as an overlay, not compacted
         assert store.held()["status"] == cur.manifest.status.sha256
+
+
+def test_the_bundle_applied_entry_names_the_source_and_every_part_by_its_bytes(tmp_path) -> None:
+    """The audit entry an auditor reads: where the bundle came from, and each part's
+    SHA-256 as hashlib computes it from the publisher's own files."""
+    import hashlib
+    import json
+
+    from sentinel.authority.testing import StatusRecord, sync_dir
+    from sentinel.journal.audit import open_audit
+
+    listed = StatusRecord("red", NOW + timedelta(days=30), "I", "CHN", "110105198307154282")
+    b = build_test_bundle(tmp_path / "site", now=NOW, status=[listed])
+    sync_dir(tmp_path / "data", b.site, b.root_public, now=NOW)
+    with open_audit(tmp_path / "data") as a:
+        (entry,) = [e for e in a.entries() if e["kind"] == "bundle_applied"]
+    details = json.loads(entry["details"])
+    m = bm.parse_stored((b.site / "manifest.json").read_bytes())
+    files = {
+        name: hashlib.sha256((b.site / "parts" / ref.sha256).read_bytes()).hexdigest()
+        for name, ref in m.parts.items()
+    }
+    assert details["parts"] == files and "status" in files
+    assert details["source"] == f"dir:{b.site}"
+    assert (details["version"], details["previous_version"], details["delta"]) == (1, None, False)
+    assert details["status_entries"] == 1 and details["status_sha256"] == m.status.sha256
