@@ -298,6 +298,7 @@ def test_staff_and_strangers_refused(client: httpx.Client, site: Site) -> None:
     before = sessions_of("sam")
     r = _login(client, "sam")
     assert r.status_code == 403 and "cannot use the central pages" in r.text
+    assert 'value="sam"' in r.text  # the form keeps the name typed, the message is apart
     assert "sentinel_central_session" not in client.cookies
     assert sessions_of("sam") == before  # nothing left behind on the server either
     assert _audit_rows(site.dsn, "login")[-1] == {"user": "sam", "result": "role"}

@@ -105,6 +105,7 @@ def test_d1_parallel_wrong_passwords_lock_the_account(site) -> None:
     assert evaluated == ctx.config.web.max_failures  # counted exactly, none lost
     r = _login(client, "umanager", PASSWORD)
     assert r.status_code == 429 and "Too many failed attempts" in r.text
+    assert 'value="umanager"' in r.text  # the form keeps the name typed, the message is apart
     with sqlite3.connect(Path(ctx.config.data_dir) / "users.db") as db:
         (until,) = db.execute(
             "SELECT locked_until FROM failures WHERE subject = 'umanager'"
