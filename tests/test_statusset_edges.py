@@ -227,3 +227,23 @@ def test_an_argon2id_tag_takes_its_passes_and_lanes_from_the_kdf() -> None:
     other = Argon2id(salt=key, length=ss.KEY_BYTES, iterations=1, lanes=2, memory_cost=64)
     assert ss.tag(key, identity, kdf) != other.derive(identity)
     assert ss.tag(key, identity, {**kdf, "m_kib": 128}) != expected
+
+
+def test_an_empty_set_is_its_header_alone_and_reads_back_empty() -> None:
+    """An authority with nobody listed publishes a set of 0 entries: 32 bytes of header
+    (magic, format, kind, count 0, key id) and no column bytes, which a device reads as 0."""
+    empty = ss.Columns.empty()
+    assert (len(empty.keys), len(empty.status), len(empty.until)) == (0, 0, 0)
+    data = empty.to_bytes(b"\x01" * 16)
+    assert len(data) == ss.HEADER_SIZE == 32
+    back = ss.columns_from_bytes(data, len(data))
+    assert len(back) == 0 and back.kind == ss.KIND_FULL
+    assert ss.Columns.empty(ss.KIND_DELTA).kind == ss.KIND_DELTA
+    assert ss.apply_chunk(ss.Columns.empty(), ss.Columns.empty(ss.KIND_DELTA)).rows().size == 0
+
+
+def test_the_default_tag_function_is_argon2id_16_mib_one_pass_one_lane() -> None:
+    """The documented default (docs/bundles.md; RFC 9106 §4's shape for little memory):
+    typed here, not read back from the code."""
+    assert ss.DEFAULT_KDF == {"alg": "argon2id", "m_kib": 16384, "t": 1, "p": 1}
+    assert ss.check_kdf(dict(ss.DEFAULT_KDF)) == ss.DEFAULT_KDF

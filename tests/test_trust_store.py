@@ -757,3 +757,24 @@ def test_the_bundle_applied_entry_names_the_source_and_every_part_by_its_bytes(t
     assert details["source"] == f"dir:{b.site}"
     assert (details["version"], details["previous_version"], details["delta"]) == (1, None, False)
     assert details["status_entries"] == 1 and details["status_sha256"] == m.status.sha256
+
+
+def test_an_apply_clears_the_last_refusal_in_its_own_commit(tmp_path) -> None:
+    """A crash right after the apply's commit (before the syncer records the good sync)
+    must not leave the kiosk showing the refusal the new bundle replaced."""
+    from sentinel.trust.store import BundleStore
+
+    b = build_test_bundle(tmp_path / "site", now=NOW, revocations=["UCI:" + "ab" * 16])
+    m = bm.verify_manifest((b.site / "manifest.json").read_bytes(), [b.root_public], NOW)
+    plan = bm.plan_update(m, None, None, {})
+    staging = tmp_path / "staged"
+    staging.mkdir()
+    staged = {}
+    for r in plan.fetch:
+        staged[r.name] = staging / r.name
+        staged[r.name].write_bytes((b.site / "parts" / r.sha256).read_bytes())
+    with BundleStore(tmp_path / "data") as store:
+        store.set_meta(last_error="bundle expired")
+        store.apply(plan, staged, now=NOW, source="dir:test")
+        assert store.meta("last_error") is None
+        assert store.meta("last_good_sync") == NOW.isoformat()
