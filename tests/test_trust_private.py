@@ -112,3 +112,21 @@ def test_enrollment_carries_a_signed_seal_key(tmp_path: Path) -> None:
     with pytest.raises(enroll.EnrollmentError, match="signature"):
         enroll.verify_request(json.dumps(doc).encode())
     assert (tmp_path / sealing.SEAL_KEY_FILE).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_device_never_enrolled_takes_the_bundle_but_cannot_open_its_status_set(
+    tmp_path: Path,
+) -> None:
+    """No seal key on the device at all: the bundle applies (its trust list and rules
+    serve), and only the status set stays closed to it."""
+    from sentinel.trust.store import BundleStore
+    from sentinel.trust.sync import DirSource, Syncer
+
+    site = tmp_path / "site"
+    b = build_test_bundle(site, status=[LISTED], now=NOW)
+    with BundleStore(tmp_path / "bare") as store:
+        syncer = Syncer(store, DirSource(site), root_key=b.root_public, clock=lambda: NOW)
+        assert syncer.sync().outcome == "applied"
+    assert not (tmp_path / "bare" / sealing.SEAL_KEY_FILE).exists()
+    with StoreTrust(tmp_path / "bare") as t:
+        assert t.status() is None
