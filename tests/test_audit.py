@@ -495,3 +495,28 @@ def test_a_private_key_pem_gives_its_public_half(tmp_path: Path) -> None:
     from_private = load_public_key(key.read_bytes()).public_bytes(*raw)
     assert from_private == load_public_key(pub).public_bytes(*raw)
     assert from_private == serialization.load_pem_public_key(pub).public_bytes(*raw)
+
+
+def test_an_export_carries_the_fingerprint_ssh_keygen_prints_for_its_key(
+    data: Path, tmp_path: Path
+) -> None:
+    """The export names its device key by the fingerprint an auditor gets from
+    ``ssh-keygen -l`` on the exported public key (an independent tool, not the code)."""
+    import shutil
+    import subprocess
+
+    from cryptography.hazmat.primitives import serialization
+
+    tool = shutil.which("ssh-keygen")
+    assert tool, "ssh-keygen (openssh-client) is a test tool: scripts/setup.sh --test"
+    with open_audit(data) as audit:
+        audit.export(tmp_path / "a.json")
+    doc = json.loads((tmp_path / "a.json").read_text())
+    key = serialization.load_pem_public_key(doc["device_public_key"].encode())
+    f = tmp_path / "k.pub"
+    f.write_bytes(
+        key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    )
+    out = subprocess.run([tool, "-l", "-E", "sha256", "-f", str(f)], capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    assert doc["key_fingerprint"] == out.split()[1]
