@@ -90,6 +90,7 @@ def test_session_cookie_flags(server: str) -> None:
         header = _set_cookie(_login(client), SESSION_COOKIE).lower()
     assert "httponly" in header
     assert "samesite=strict" in header
+    assert re.search(r"(^|; )path=/(;|$)", header)  # every page, one cookie
     m = re.search(r"max-age=(\d+)", header)
     assert m and int(m.group(1)) == SESSION_MINUTES * 60
 
