@@ -328,3 +328,11 @@ def test_an_object_is_never_the_same_value_as_a_non_object(other) -> None:
     assert not cl.same_value({"a": 1}, other) and not cl.same_value(other, {"a": 1})
     assert not cl.same_value({}, other) and not cl.same_value(other, {})
     assert cl.evaluate({"===": [{"var": "o"}, {"var": "x"}]}, {"o": {"a": 1}, "x": other}) is False
+
+
+def test_extract_from_uvci_with_and_without_its_urn_prefix() -> None:
+    """CertLogic spec, extractFromUVCI: the optional ``URN:UVCI:`` prefix is not a
+    fragment; fragments are split on '/', '#' and ':'. The spec's example UVCI, both ways."""
+    for uvci in ("URN:UVCI:01:NL:187/37512422923", "01:NL:187/37512422923"):
+        got = [cl.evaluate({"extractFromUVCI": [{"var": "u"}, i]}, {"u": uvci}) for i in range(5)]
+        assert got == ["01", "NL", "187", "37512422923", None], uvci

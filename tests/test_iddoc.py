@@ -513,3 +513,14 @@ def test_an_aamva_card_s_names_and_its_older_aamva_header() -> None:
     assert late.index("AAMVA") == 28
     with pytest.raises(CredentialError, match="not an AAMVA"):
         iddoc.parse_aamva(late)
+
+
+@pytest.mark.parametrize("kind", ["QRCODE", "DATAMATRIX", "EAN13"])
+def test_an_id_document_s_text_in_another_kind_of_symbol_is_not_an_id_document(kind) -> None:
+    """Only the symbologies ID documents use carry one: a QR code holding an AAMVA text or
+    an MRZ is somebody's copy, not a document (and never parsed as one)."""
+    aamva = "@\n\x1e\rANSI 636014040002DL00410278ZC03190008DLDAQD1234567\nDBA08312030\nDCGUSA\n"
+    for text in (aamva, TD3):
+        with pytest.raises(CredentialError, match="not an ID document"):
+            iddoc.parse_symbol_text(kind, text)
+    assert iddoc.parse_symbol_text("PDF417", aamva).number == "D1234567"

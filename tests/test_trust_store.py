@@ -23,7 +23,7 @@ from sentinel.authority.testing import (
 from sentinel.config import TrustConfig
 from sentinel.errors import BundleError, BundleFormatError, BundleSignatureError
 from sentinel.trust import bundle as bm
-from sentinel.trust.store import StoreTrust
+from sentinel.trust.store import BundleStore, StoreTrust
 from tests.threads import run_together
 
 NOW = datetime(2022, 5, 1, 12, 0, tzinfo=UTC)
@@ -778,3 +778,24 @@ def test_an_apply_clears_the_last_refusal_in_its_own_commit(tmp_path) -> None:
         store.apply(plan, staged, now=NOW, source="dir:test")
         assert store.meta("last_error") is None
         assert store.meta("last_good_sync") == NOW.isoformat()
+
+
+def test_a_second_rotation_announced_keeps_the_key_that_took_over(tmp_path) -> None:
+    """old announces new, new takes over, then new announces a third key: the device keeps
+    trusting new (not the old key its config still pins) until the third one signs."""
+    old, new, third = generate_root_key(), generate_root_key(), generate_root_key()
+    site, data = tmp_path / "site", tmp_path / "data"
+    publish(site, _inputs(), [old], now=NOW, next_root_key=new.public_key())
+    assert sync_dir(data, site, old.public_key(), now=NOW).version == 1
+    publish(site, _inputs("yellow"), [new], now=NOW)
+    assert sync_dir(data, site, old.public_key(), now=NOW).version == 2
+    publish(site, _inputs("red"), [new], now=NOW, next_root_key=third.public_key())
+    assert sync_dir(data, site, old.public_key(), now=NOW).version == 3
+    with BundleStore(data) as store:
+        assert store.meta("root_key") == bm.public_pem(new.public_key()).decode()
+        assert store.meta("root_key_next") == bm.public_pem(third.public_key()).decode()
+    publish(site, _inputs("green"), [old], now=NOW)  # the first key is long retired
+    with pytest.raises(BundleSignatureError):
+        sync_dir(data, site, old.public_key(), now=NOW)
+    publish(site, _inputs("green"), [third], now=NOW)
+    assert sync_dir(data, site, old.public_key(), now=NOW).version == 5
