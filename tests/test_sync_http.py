@@ -459,3 +459,20 @@ def test_the_source_s_own_client_waits_its_timeout_and_follows_redirects() -> No
         assert src.client.trust_env is False
     finally:
         src.close()
+
+
+def test_a_source_closes_only_the_client_it_made() -> None:
+    """A caller's own httpx client (shared with its other requests) stays open after the
+    source is closed; the client the source made for itself is closed with it."""
+    import httpx
+
+    shared = httpx.Client(trust_env=False)
+    try:
+        src = HttpSource("http://127.0.0.1:9", client=shared)
+        src.close()
+        assert not shared.is_closed
+    finally:
+        shared.close()
+    own = HttpSource("http://127.0.0.1:9")
+    own.close()
+    assert own.client.is_closed
