@@ -88,7 +88,15 @@ seventh set's tests and run once before any test for it: names and branches.
   IFTEST   an ``if``'s test -> ``True`` (the branch always taken), and -> ``False`` where
            GUARD does not already drop it
 
-``--operators every`` runs all eight sets at once.  Mutants are told apart by their whole
+Ninth set (``--operators ninth``), written on 2026-12-04 after the eighth set's tests and
+run once before any test for it: conditions and names of outcomes.
+  BOOLDROP one operand of an ``and`` / ``or`` dropped (a condition of a check forgotten)
+  CMPFLIP  the two sides of an ordering comparison swapped (``a < b`` -> ``b < a``)
+  ENUM     a member of an enum-style class (``ReasonCode.EXPIRED``: a capitalized name, an
+           upper-case attribute) -> the next member the module reads (the wrong reason,
+           state or kind)
+
+``--operators every`` runs all nine sets at once.  Mutants are told apart by their whole
 mutated source: two changes that give the same module are one mutant (the first in line
 and operator order), and a change that gives back the original module is none.
 
@@ -338,6 +346,14 @@ def _sites(tree: ast.Module) -> Iterator[tuple[str, ast.AST, str]]:
     """Every (operator, node, variant) the operators apply to, in source order."""
     skip = _docstring_lines(tree)
     in_decorator = _decorator_nodes(tree)
+    members: dict[str, list[str]] = {}  # ``ReasonCode.EXPIRED``: the members each enum is read at
+    for n in ast.walk(tree):
+        m = _member(n)
+        if m is not None and m[1] not in members.setdefault(m[0], []):
+            members[m[0]].append(m[1])
+    for names in members.values():
+        names.sort()
+    tree._members = members  # type: ignore[attr-defined]
     typing = _annotation_nodes(tree)
     for sub in ast.walk(tree):  # ``a[i, j]``: an index, not a table (``_table``)
         if isinstance(sub, ast.Subscript):
@@ -482,6 +498,26 @@ def _sites(tree: ast.Module) -> Iterator[tuple[str, ast.AST, str]]:
             yield "IFTEST", node, "true"
             if node.orelse or not _ends_in_exit(node.body):  # else GUARD's own mutant
                 yield "IFTEST", node, "false"
+        # the ninth set
+        if isinstance(node, ast.BoolOp):
+            for i in range(len(node.values)):
+                yield "BOOLDROP", node, str(i)
+        elif isinstance(node, ast.Compare) and len(node.ops) == 1:
+            if isinstance(node.ops[0], ast.Lt | ast.LtE | ast.Gt | ast.GtE):
+                yield "CMPFLIP", node, ""
+        elif _member(node) and len(members.get(_member(node)[0], ())) >= 2:  # type: ignore[index]
+            yield "ENUM", node, ""
+
+
+def _member(node: ast.AST) -> tuple[str, str] | None:
+    """(class, member) of a read of an enum-style member: ``ReasonCode.EXPIRED``, a
+    capitalized name and an upper-case attribute."""
+    if not (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load)):
+        return None
+    if not isinstance(node.value, ast.Name) or not node.value.id[:1].isupper():
+        return None
+    attr = node.attr
+    return (node.value.id, attr) if attr.isupper() and attr[:1].isalpha() else None
 
 
 def _fixed_if(test: ast.expr) -> bool:
@@ -542,6 +578,7 @@ class _Apply(ast.NodeTransformer):
     def __init__(self, target: ast.AST, operator: str, variant: str) -> None:
         self.target, self.operator, self.variant = target, operator, variant
         self.before = self.after = ""
+        self.members: dict[str, list[str]] = {}  # ENUM: each enum's members the module reads
 
     def generic_visit(self, node: ast.AST) -> ast.AST:
         node = super().generic_visit(node)
@@ -697,6 +734,19 @@ class _Apply(ast.NodeTransformer):
             assert isinstance(node, ast.If)
             node.test = ast.Constant(self.variant == "true")
             return node
+        if op == "BOOLDROP":  # one operand of an and/or gone
+            assert isinstance(node, ast.BoolOp)
+            rest = [v for i, v in enumerate(node.values) if i != int(self.variant)]
+            return rest[0] if len(rest) == 1 else ast.BoolOp(op=node.op, values=rest)
+        if op == "CMPFLIP":  # a < b -> b < a
+            assert isinstance(node, ast.Compare)
+            node.left, node.comparators[0] = node.comparators[0], node.left
+            return node
+        if op == "ENUM":  # another member of the same enum, the next one the module reads
+            assert isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            names = self.members[node.value.id]
+            node.attr = names[(names.index(node.attr) + 1) % len(names)]
+            return node
         if op == "STREQ":
             assert isinstance(node, ast.Compare)
             i = int(self.variant)
@@ -716,6 +766,7 @@ FIFTH_SET = ("SETATTR", "SWAP", "STREQ", "ORDER")
 SIXTH_SET = ("BINOP", "DEFAULT", "NONE", "STARTS")
 SEVENTH_SET = ("DICT", "ELEM", "FILTER", "FINALLY")
 EIGHTH_SET = ("KEY", "KWSWAP", "UNPACK", "IFTEST")
+NINTH_SET = ("BOOLDROP", "CMPFLIP", "ENUM")
 EVERY_SET = (
     FIRST_SET
     + SECOND_SET
@@ -725,6 +776,7 @@ EVERY_SET = (
     + SIXTH_SET
     + SEVENTH_SET
     + EIGHTH_SET
+    + NINTH_SET
 )
 _BINOP: dict[type, type] = {
     ast.Mult: ast.Div,
@@ -768,6 +820,7 @@ def mutants(
         target = list(ast.walk(clone))[position[id(node)]]
         target._mutation_target = True  # type: ignore[attr-defined]
         tool = _Apply(target, operator, variant)
+        tool.members = getattr(tree, "_members", {})
         mutated = tool.visit(clone)
         ast.fix_missing_locations(mutated)
         try:
@@ -961,7 +1014,7 @@ def main() -> int:
     ap.add_argument(
         "--operators",
         default=",".join(FIRST_SET),
-        help="comma-separated operators, 'second' ... 'eighth', or 'every' (default: the first)",
+        help="comma-separated operators, 'second' ... 'ninth', or 'every' (default: the first)",
     )
     args = ap.parse_args()
     named = {
@@ -972,6 +1025,7 @@ def main() -> int:
         "sixth": SIXTH_SET,
         "seventh": SEVENTH_SET,
         "eighth": EIGHTH_SET,
+        "ninth": NINTH_SET,
         "every": EVERY_SET,
     }
     ops = named.get(args.operators) or tuple(args.operators.split(","))

@@ -117,3 +117,23 @@ def test_every_listed_equivalent_matches_a_mutant_of_its_operator(tool):
         }
         stale += [f"{module}:{k}" for k in sorted(keys - have)]
     assert stale == []
+
+
+def test_ninth_set_operators(tool, tmp_path):
+    src = (
+        "import enum\n"
+        "class R(enum.Enum):\n"
+        "    A = 1\n"
+        "    B = 2\n"
+        "def f(x, y):\n"
+        "    if x < y and y:\n"
+        "        return R.A\n"
+        "    return R.B\n"
+    )
+    found = _mutants(tool, tmp_path, src, tool.NINTH_SET)
+    by_op: dict[str, list[str]] = {}
+    for m, _ in found:
+        by_op.setdefault(m.operator, []).append(m.after)
+    assert sorted(by_op["BOOLDROP"]) == ["x < y", "y"]
+    assert by_op["CMPFLIP"] == ["y < x"]
+    assert by_op["ENUM"] == ["R.B", "R.A"]  # each member read becomes the next one read
