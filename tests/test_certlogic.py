@@ -336,3 +336,15 @@ def test_extract_from_uvci_with_and_without_its_urn_prefix() -> None:
     for uvci in ("URN:UVCI:01:NL:187/37512422923", "01:NL:187/37512422923"):
         got = [cl.evaluate({"extractFromUVCI": [{"var": "u"}, i]}, {"u": uvci}) for i in range(5)]
         assert got == ["01", "NL", "187", "37512422923", None], uvci
+
+
+@pytest.mark.parametrize("dob", ["1990-01-01T00:00:00Z", "1990-01-01T00:00:00", "90-01-01", ""])
+def test_dcc_date_of_birth_takes_only_the_three_dcc_date_shapes(dob: str) -> None:
+    """CertLogic spec, dccDateOfBirth: YYYY, YYYY-MM or YYYY-MM-DD (the DCC schema's dob);
+    a date-time or another shape is an error, not a date."""
+    with pytest.raises(cl.CertLogicError):
+        cl.dcc_date_of_birth(dob)
+    expr = {"not-before": [{"dccDateOfBirth": [{"var": "d"}]}, "1900-01-01T00:00:00Z"]}
+    with pytest.raises(cl.CertLogicError):
+        cl.evaluate(expr, {"d": dob})
+    assert cl.dcc_date_of_birth("1990-02") == datetime(1990, 2, 28, tzinfo=UTC)

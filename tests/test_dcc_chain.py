@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import base45
 import cbor2
@@ -192,3 +192,25 @@ def test_the_holder_pseudonym_is_the_keyed_hmac_of_name_and_birth_date(
     want = hmac.new(key, b"MUSTERMANN|ERIKA|1974-08-12", hashlib.sha256).hexdigest()[:32]
     assert cred.holder_pseudonym == want
     assert dcc.verify(vac(signer, now), trust, now).holder_pseudonym == ""  # no key, no name
+
+
+def test_cwt_times_that_are_booleans_are_not_times() -> None:
+    """RFC 8392 §3.1.4/§3.1.6: exp (claim 4) and iat (claim 6) are NumericDates; CBOR's
+    true is not 1 (Python's bool is an int, so it is refused by name)."""
+    now = datetime(2022, 1, 1, tzinfo=UTC)
+    for claims in ({4: True, 6: 0}, {4: 2_000_000_000, 6: True}, {4: False}):
+        with pytest.raises(CredentialError) as err:
+            dcc.check_times(claims, now, timedelta(0))
+        assert err.value.reason is ReasonCode.MALFORMED, claims
+
+
+def test_a_cwt_without_exp_is_checked_by_its_iat_alone_when_exp_is_optional() -> None:
+    now = datetime(2022, 1, 1, tzinfo=UTC)
+    dcc.check_times({6: int(now.timestamp()) - 60}, now, timedelta(0))  # no exp: no expiry
+    dcc.check_times({4: int(now.timestamp()) + 60}, now, timedelta(0))  # no iat: fine too
+    with pytest.raises(CredentialError) as err:
+        dcc.check_times({6: int(now.timestamp()) + 3600}, now, timedelta(minutes=5))
+    assert err.value.reason is ReasonCode.NOT_YET_VALID
+    with pytest.raises(CredentialError) as err:
+        dcc.check_times({6: 0}, now, timedelta(0), require=True)
+    assert err.value.reason is ReasonCode.SCHEMA_INVALID

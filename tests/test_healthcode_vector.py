@@ -156,3 +156,33 @@ def test_issuing_key_validity_is_inclusive_at_both_ends() -> None:
     with pytest.raises(CredentialError) as exc:
         hc.verify_code(late, keys, end + timedelta(seconds=1))
     assert exc.value.reason is ReasonCode.SIGNER_NOT_VALID
+
+
+@pytest.mark.parametrize("field", ["iat", "exp", "status valid-until"])
+def test_a_boolean_time_is_refused_as_that_time_not_by_a_later_check(field: str) -> None:
+    """CBOR true is not the epoch second 1: the refusal names the field itself (a later
+    check of the times would refuse it too, for another reason)."""
+    c = claims()
+    if field == "iat":
+        c[6] = True
+    elif field == "exp":
+        c[4] = True
+    else:
+        c[-65537] = [0, True]
+    with pytest.raises(CredentialError, match=f"{field} missing or out of range") as exc:
+        hc.verify_code(code(c), KEYS, NOW)
+    assert exc.value.reason is ReasonCode.SCHEMA_INVALID
+
+
+def test_a_code_whose_replay_window_ended_can_be_shown_again_and_is_then_held() -> None:
+    """Once a code's replay window has passed, another presentation may use it; from then
+    it is that presentation's, and a third within the new window is a replay (before the
+    guard's periodic prune has dropped the old entry)."""
+    guard = hc.ReplayGuard()
+    cid = b"code-1"
+    assert hc.ReplayGuard.PRUNE_EVERY_S > 6  # the calls below fall between two prunes
+    guard.check(cid, "HC:x", 1, forget_at=3.0, now=0.0)
+    guard.check(cid, "HC:x", 2, forget_at=30.0, now=5.0)  # presentation 1's window passed
+    with pytest.raises(CredentialError) as exc:  # and 2 holds the code now
+        guard.check(cid, "HC:x", 3, forget_at=40.0, now=6.0)
+    assert exc.value.reason is ReasonCode.CODE_REPLAY

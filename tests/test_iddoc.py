@@ -524,3 +524,28 @@ def test_an_id_document_s_text_in_another_kind_of_symbol_is_not_an_id_document(k
         with pytest.raises(CredentialError, match="not an ID document"):
             iddoc.parse_symbol_text(kind, text)
     assert iddoc.parse_symbol_text("PDF417", aamva).number == "D1234567"
+
+
+def test_specimens_allow_the_specimen_state_and_no_other_unknown_code() -> None:
+    """``specimens=True`` lets ICAO's fictional UTO through, not any unlisted code: a
+    misread 'XUT' stays refused (no check digit covers the issuing state)."""
+    misread = SPECIMEN_TD3.replace("P<UTO", "P<XUT", 1)
+    with pytest.raises(CredentialError, match="issuing state is not a country code"):
+        iddoc.parse_mrz(misread, today=TODAY, specimens=True)
+    assert iddoc.parse_mrz(SPECIMEN_TD3, today=TODAY, specimens=True).issuing_country == "UTO"
+
+
+def test_a_td1_number_with_its_check_digit_and_optional_data_after_it() -> None:
+    """ICAO 9303-5 §4.2.2: optional data in TD1 line 1 after a nine-character number and
+    its own check digit is not a long number's continuation."""
+    l1, l2, l3 = TD1.split("\n")
+    l1 = l1[:15] + "ABC123<<<<<<<<<"
+    l2 = l2[:29] + _icao_cd(l1[5:30] + l2[0:7] + l2[8:15] + l2[18:29])
+    doc = iddoc.parse_mrz("\n".join((l1, l2, l3)), today=TODAY)
+    assert doc.number == "D23145890"
+
+
+def test_an_18_character_text_that_is_no_resident_number_is_not_an_id_document() -> None:
+    for text in ("ABCDEFGHIJKLMNOPQR", "1234-5678-9012-345"):  # no resident number in it
+        with pytest.raises(CredentialError, match="PDF417 symbol is not an ID document"):
+            iddoc.parse_symbol_text("PDF417", text)
