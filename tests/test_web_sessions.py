@@ -158,3 +158,17 @@ def test_the_lockout_wait_is_rounded_up_never_down(seconds: int, text: str) -> N
     from sentinel.web.auth import _wait_text
 
     assert _wait_text(seconds) == text
+
+
+def test_a_wrong_password_page_says_so_and_its_form_signs_in_next_time(server: str) -> None:
+    """The 401 page shows the refusal, keeps the name, and its form carries the CSRF token
+    the next attempt needs (not the message in its place)."""
+    with httpx.Client(base_url=server, follow_redirects=False, timeout=10) as client:
+        token = _csrf(client.get("/login").text)
+        r = client.post("/login", data={"csrf": token, "name": "mia", "password": "nope"})
+        assert r.status_code == 401
+        assert "Wrong user name or password." in r.text and 'value="mia"' in r.text
+        again = _csrf(r.text)
+        assert again == token
+        ok = client.post("/login", data={"csrf": again, "name": "mia", "password": PASSWORD})
+        assert ok.status_code == 303
