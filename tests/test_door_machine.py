@@ -159,3 +159,13 @@ def test_tick_far_future_always_locks(state: DoorState) -> None:
     opened = None if state in (DoorState.IDLE, DoorState.GRANTED) else 0.0
     door, _ = step(Door(state, 5.0, opened), Tick(), 1e6, HELD)
     assert not door.unlocked
+
+
+def test_a_repeated_open_contact_does_not_restart_the_held_open_time() -> None:
+    """A bouncing door contact reports Opened twice: the held-open time still counts from
+    the first opening."""
+    door, _ = run([(0.0, Grant(3.0)), (0.5, Opened()), (5.0, Opened())])
+    assert door.opened_at == 0.5
+    door, effects = step(door, Tick(), 0.5 + HELD + 0.1, HELD)
+    assert door.state is DoorState.HELD_OPEN
+    assert Alarm(ReasonCode.DOOR_HELD_OPEN) in effects

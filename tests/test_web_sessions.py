@@ -172,3 +172,11 @@ def test_a_wrong_password_page_says_so_and_its_form_signs_in_next_time(server: s
         assert again == token
         ok = client.post("/login", data={"csrf": again, "name": "mia", "password": PASSWORD})
         assert ok.status_code == 303
+
+
+def test_signing_out_without_a_session_goes_to_the_login_page(server: str) -> None:
+    """A second tab's sign-out, after the first has ended the session: no error, the
+    login page."""
+    with httpx.Client(base_url=server, follow_redirects=False, timeout=10) as client:
+        r = client.post("/logout", data={"csrf": "whatever"})
+        assert r.status_code == 303 and r.headers["location"] == "/login"
