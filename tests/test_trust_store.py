@@ -799,3 +799,19 @@ def test_a_second_rotation_announced_keeps_the_key_that_took_over(tmp_path) -> N
         sync_dir(data, site, old.public_key(), now=NOW)
     publish(site, _inputs("green"), [third], now=NOW)
     assert sync_dir(data, site, old.public_key(), now=NOW).version == 5
+
+
+def test_an_announced_key_takes_over_only_when_it_signs(tmp_path) -> None:
+    """old announces new; a later bundle still signed by old (the authority has not
+    switched yet) keeps old as the device's root, and the announcement stays pending."""
+    old, new = generate_root_key(), generate_root_key()
+    site, data = tmp_path / "site", tmp_path / "data"
+    publish(site, _inputs(), [old], now=NOW, next_root_key=new.public_key())
+    assert sync_dir(data, site, old.public_key(), now=NOW).version == 1
+    publish(site, _inputs("yellow"), [old], now=NOW, next_root_key=new.public_key())
+    assert sync_dir(data, site, old.public_key(), now=NOW).version == 2
+    with BundleStore(data) as store:
+        assert store.meta("root_key") in (None, bm.public_pem(old.public_key()).decode())
+        assert store.meta("root_key_next") == bm.public_pem(new.public_key()).decode()
+    publish(site, _inputs("red"), [old], now=NOW)  # old still signs: accepted
+    assert sync_dir(data, site, old.public_key(), now=NOW).version == 3

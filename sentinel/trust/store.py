@@ -80,7 +80,6 @@ class Applied:
     version: int
     digest: str
     manifest: bm.Manifest
-    status_file: str
     applied_at: datetime
 
 
@@ -205,7 +204,6 @@ class BundleStore:
             version=m.version,
             digest=m.digest,
             manifest=m,
-            status_file=self.meta("status_file") or "",
             applied_at=datetime.fromisoformat(self.meta("applied_at") or _iso(datetime.now(UTC))),
         )
 
