@@ -437,3 +437,21 @@ def test_the_wal_is_truncated_after_the_vacuum_of_an_old_journal(tmp_path, monke
     assert r.event_rows == 500 and r.vacuumed
     assert "truncate" in calls[calls.index("vacuum") :]
     assert r.wal_truncated
+
+
+def test_a_purge_without_a_given_time_purges_as_of_now(tmp_path) -> None:
+    """``run_purge`` as the timer calls it (no ``now``): the device's clock decides what is
+    past retention."""
+    from sentinel.journal.purge import run_purge
+
+    real_now = datetime.now(UTC)
+    j = Journal(tmp_path / "journal.db", clock=Clock(real_now - 20 * DAY))
+    j.record(ev(real_now - 20 * DAY), personal={"display_name": "Old"})
+    j.close()
+    j = Journal(tmp_path / "journal.db", clock=Clock(real_now))
+    j.record(ev(real_now), personal={"display_name": "New"})
+    j.close()
+    r = run_purge(tmp_path, retention_days=14, aggregate_days=400)
+    assert r.event_rows == 1
+    with Journal(tmp_path / "journal.db") as j:
+        assert j.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1

@@ -247,3 +247,14 @@ def test_the_default_tag_function_is_argon2id_16_mib_one_pass_one_lane() -> None
     typed here, not read back from the code."""
     assert ss.DEFAULT_KDF == {"alg": "argon2id", "m_kib": 16384, "t": 1, "p": 1}
     assert ss.check_kdf(dict(ss.DEFAULT_KDF)) == ss.DEFAULT_KDF
+
+
+def test_compose_refuses_a_full_set_on_either_side() -> None:
+    """compose() joins two deltas; a full set given as the overlay (or as the delta) is a
+    format error, never read as a delta."""
+    full = ss.Columns.empty(ss.KIND_FULL)
+    delta = ss.Columns.empty(ss.KIND_DELTA)
+    assert len(ss.compose(delta, delta)) == 0
+    for overlay, d in ((full, delta), (delta, full)):
+        with pytest.raises(BundleFormatError, match="not a delta"):
+            ss.compose(overlay, d)
