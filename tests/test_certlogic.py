@@ -348,3 +348,10 @@ def test_dcc_date_of_birth_takes_only_the_three_dcc_date_shapes(dob: str) -> Non
     with pytest.raises(cl.CertLogicError):
         cl.evaluate(expr, {"d": dob})
     assert cl.dcc_date_of_birth("1990-02") == datetime(1990, 2, 28, tzinfo=UTC)
+
+
+def test_objects_are_the_same_value_only_with_the_same_values_under_the_same_keys() -> None:
+    assert cl.same_value({"a": 1, "b": [1, "x"]}, {"b": [1, "x"], "a": 1})
+    assert not cl.same_value({"a": 1}, {"a": 2})
+    assert not cl.same_value({"a": [1]}, {"a": [2]})
+    assert not cl.same_value({"a": 1}, {"b": 1})

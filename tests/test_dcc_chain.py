@@ -214,3 +214,28 @@ def test_a_cwt_without_exp_is_checked_by_its_iat_alone_when_exp_is_optional() ->
     with pytest.raises(CredentialError) as err:
         dcc.check_times({6: 0}, now, timedelta(0), require=True)
     assert err.value.reason is ReasonCode.SCHEMA_INVALID
+
+
+def test_a_recovery_certificate_is_read_as_a_recovery(
+    signer: di.IssuerKey, trust: TrustList, now: datetime
+) -> None:
+    day = now.date()
+    text = di.issue(
+        di.recovery(str(day - 30 * DAY), str(day - 19 * DAY), str(day + 150 * DAY)),
+        signer,
+        issued_at=now - DAY,
+        expires_at=now + 300 * DAY,
+    )
+    cred = dcc.verify(text, trust, now)
+    assert cred.kind is CredentialKind.DCC_RECOVERY and cred.recovery is not None
+    assert cred.recovery.first_positive_on == day - 30 * DAY
+    assert cred.vaccination is None and cred.test is None
+
+
+def test_a_cwt_payload_that_is_not_a_map_is_malformed() -> None:
+    from sentinel.credentials import cose
+
+    for payload in ([1, 2], "claims", 7):
+        with pytest.raises(CredentialError) as err:
+            cose.decode_claims(cbor2.dumps(payload))
+        assert err.value.reason is ReasonCode.MALFORMED

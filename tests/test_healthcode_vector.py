@@ -186,3 +186,23 @@ def test_a_code_whose_replay_window_ended_can_be_shown_again_and_is_then_held() 
     with pytest.raises(CredentialError) as exc:  # and 2 holds the code now
         guard.check(cid, "HC:x", 3, forget_at=40.0, now=6.0)
     assert exc.value.reason is ReasonCode.CODE_REPLAY
+
+
+@pytest.mark.parametrize("status", [1.0, True, "1", None])
+def test_a_status_that_is_not_a_plain_integer_is_schema_invalid(status: object) -> None:
+    c = claims()
+    c[-65537] = [status, T + 86400]
+    with pytest.raises(CredentialError, match="bad status") as exc:
+        hc.verify_code(code(c), KEYS, NOW)
+    assert exc.value.reason is ReasonCode.SCHEMA_INVALID
+
+
+def test_a_status_set_entry_with_a_status_it_does_not_know_changes_nothing() -> None:
+    from sentinel.trust.provider import StatusEntry
+
+    got = hc.verify_code(code(claims(0)), KEYS, NOW)
+    hc.apply_status(got, StatusEntry("purple", NOW + timedelta(days=1)), NOW)
+    assert got.status == "green"
+    with pytest.raises(CredentialError) as exc:
+        hc.apply_status(got, StatusEntry("red", NOW + timedelta(days=1)), NOW)
+    assert exc.value.reason is ReasonCode.CODE_STATUS_CHANGED

@@ -549,3 +549,18 @@ def test_an_18_character_text_that_is_no_resident_number_is_not_an_id_document()
     for text in ("ABCDEFGHIJKLMNOPQR", "1234-5678-9012-345"):  # no resident number in it
         with pytest.raises(CredentialError, match="PDF417 symbol is not an ID document"):
             iddoc.parse_symbol_text("PDF417", text)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "1101051949123100",
+        "110105194912310021",
+        "1101051949123100A",
+        "１１０１０５１９４９１２３１００２",
+    ],
+)
+def test_the_gb11643_check_character_wants_exactly_17_ascii_digits(body: str) -> None:
+    with pytest.raises(ValueError, match="17 digits"):
+        iddoc.cn_check_char(body)
+    assert iddoc.cn_check_char("11010519491231002") == "X"  # GB 11643-1999's own example

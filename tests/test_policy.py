@@ -162,3 +162,11 @@ def test_the_decision_carries_the_holders_masked_name_for_staff() -> None:
     assert decide(cred, RULES, FRESH, NOW).display_name == "B**** A*****, 1974"
     refused = decide(replace(cred, vaccination=vac(dn=1).vaccination), RULES, FRESH, NOW)
     assert not refused.admit and refused.display_name == "B**** A*****, 1974"
+
+
+def test_a_refusal_of_something_unread_is_of_no_kind() -> None:
+    d = refuse(ReasonCode.MALFORMED)
+    assert d.credential_kind is CredentialKind.UNKNOWN and d.reason is ReasonCode.MALFORMED
+    assert not d.admit
+    test = refuse(ReasonCode.EXPIRED, CredentialKind.DCC_TEST)
+    assert test.credential_kind is CredentialKind.DCC_TEST
