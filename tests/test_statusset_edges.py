@@ -258,3 +258,13 @@ def test_compose_refuses_a_full_set_on_either_side() -> None:
     for overlay, d in ((full, delta), (delta, full)):
         with pytest.raises(BundleFormatError, match="not a delta"):
             ss.compose(overlay, d)
+
+
+@pytest.mark.parametrize("kind", [2, 3, 255])
+def test_a_status_file_of_an_unknown_kind_is_not_a_status_set(kind: int) -> None:
+    data = bytearray(ss.Columns.empty().to_bytes(b"\x01" * 16))
+    assert ss.parse_header(bytes(data), len(data))[0] == ss.KIND_FULL
+    data[5] = kind  # magic (4 bytes), format, kind
+    assert kind not in (ss.KIND_FULL, ss.KIND_DELTA)
+    with pytest.raises(BundleFormatError, match="not a status set file"):
+        ss.parse_header(bytes(data), len(data))

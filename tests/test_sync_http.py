@@ -476,3 +476,20 @@ def test_a_source_closes_only_the_client_it_made() -> None:
     own = HttpSource("http://127.0.0.1:9")
     own.close()
     assert own.client.is_closed
+
+
+def test_an_owed_audit_entry_goes_to_the_audit_function_given(tmp_path: Path) -> None:
+    """finish_bundle_audit writes the owed entry through the caller's audit function (the
+    service's own log), not a second log of its own."""
+    from sentinel.journal.audit import open_audit
+    from sentinel.trust.store import BundleStore
+    from sentinel.trust.sync import finish_bundle_audit
+
+    got: list[tuple[str, dict]] = []
+    with BundleStore(tmp_path / "data") as store:
+        store.set_meta(audit_pending=json.dumps({"version": 4, "source": "dir:x"}))
+        assert finish_bundle_audit(store, audit=lambda k, d: got.append((k, d))) is True
+        assert store.meta("audit_pending") is None
+    assert got == [("bundle_applied", {"version": 4, "source": "dir:x", "recovered": True})]
+    with open_audit(tmp_path / "data") as a:
+        assert a.entries() == []
