@@ -180,3 +180,12 @@ def test_signing_out_without_a_session_goes_to_the_login_page(server: str) -> No
     with httpx.Client(base_url=server, follow_redirects=False, timeout=10) as client:
         r = client.post("/logout", data={"csrf": "whatever"})
         assert r.status_code == 303 and r.headers["location"] == "/login"
+
+
+def test_a_login_form_without_a_name_or_password_field_is_refused_not_an_error(server: str) -> None:
+    """A hand-made POST that leaves out a field: the wrong-password answer, never a 500."""
+    with httpx.Client(base_url=server, follow_redirects=False, timeout=10) as client:
+        token = _csrf(client.get("/login").text)
+        for data in ({"csrf": token, "password": PASSWORD}, {"csrf": token, "name": "mia"}):
+            r = client.post("/login", data=data)
+            assert r.status_code == 401, (data, r.status_code)
