@@ -353,6 +353,9 @@ def test_a_full_status_set_held_decompressed_is_not_downloaded_again() -> None:
     other = bm.plan_update(m, 2, "x", {**held, "status": "9" * 64})
     assert [r.name for r in other.fetch] == ["status"]
     assert [r.name for r in bm.plan_update(m, 2, "x", held).fetch] == ["status"]
+    # the set held, nothing else: every other part is fetched (the skip is the set's alone)
+    only_set = bm.plan_update(m, 2, "x", {"status": "d" * 64})
+    assert sorted(r.name for r in only_set.fetch) == ["rules", "status_keys"]
 
 
 @pytest.mark.parametrize("value", [3.5, 3.0, "3", None, [3], -1, True])

@@ -185,3 +185,16 @@ def test_a_der_signatures_r_is_padded_to_its_curves_field_size(r_bytes: int, pad
     sig = encode_dss_signature(r, 12345)
     got = cose._ecdsa_r(sig)
     assert len(got) == padded and int.from_bytes(got, "big") == r
+
+
+def test_a_zlib_header_of_another_compression_method_is_not_a_zlib_stream() -> None:
+    """RFC 1950 §2.2: CM (the low nibble of CMF) is 8 for deflate; 0x79 0x18 has a valid
+    header checksum (0x7918 % 31 == 0) and CM 9, so it is refused by the header check."""
+    from sentinel.credentials import cose
+    from sentinel.errors import CredentialError
+    from sentinel.reasons import ReasonCode
+
+    assert (0x79 << 8 | 0x18) % 31 == 0
+    with pytest.raises(CredentialError, match="not a zlib stream") as err:
+        cose.inflate(bytes([0x79, 0x18]) + b"\x00" * 16, 1024)
+    assert err.value.reason is ReasonCode.MALFORMED

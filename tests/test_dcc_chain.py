@@ -239,3 +239,9 @@ def test_a_cwt_payload_that_is_not_a_map_is_malformed() -> None:
         with pytest.raises(CredentialError) as err:
             cose.decode_claims(cbor2.dumps(payload))
         assert err.value.reason is ReasonCode.MALFORMED
+
+
+def test_a_name_given_only_in_its_icao_form_is_masked_from_that_form() -> None:
+    """fn/gn may be absent (the schema needs only fnt): the kiosk masks the ICAO form."""
+    dgc = {"nam": {"fnt": "MUSTERMANN", "gnt": "ERIKA"}, "dob": "1974-08-12"}
+    assert dcc.masked_display(dgc) == "M********* E****, 1974"

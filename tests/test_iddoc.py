@@ -564,3 +564,14 @@ def test_the_gb11643_check_character_wants_exactly_17_ascii_digits(body: str) ->
     with pytest.raises(ValueError, match="17 digits"):
         iddoc.cn_check_char(body)
     assert iddoc.cn_check_char("11010519491231002") == "X"  # GB 11643-1999's own example
+
+
+def test_a_resident_number_inside_longer_pdf417_text_is_not_an_id_document() -> None:
+    """A PDF417 or Code 128 symbol is a resident identity number only when it is the
+    18 characters alone (GB 11643's length); text around it makes it something else."""
+    for text in ("NO. 11010519491231002X", "11010519491231002X 2024"):
+        assert not iddoc.looks_like_id("PDF417", text)
+        with pytest.raises(CredentialError, match="PDF417 symbol is not an ID document"):
+            iddoc.parse_symbol_text("PDF417", text)
+    assert iddoc.looks_like_id("PDF417", "11010519491231002X")
+    assert iddoc.parse_symbol_text("PDF417", "11010519491231002X").number == "11010519491231002X"

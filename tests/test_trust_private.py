@@ -130,3 +130,23 @@ def test_a_device_never_enrolled_takes_the_bundle_but_cannot_open_its_status_set
     assert not (tmp_path / "bare" / sealing.SEAL_KEY_FILE).exists()
     with StoreTrust(tmp_path / "bare") as t:
         assert t.status() is None
+
+
+def test_a_device_that_lost_its_status_files_rebuilds_them_from_the_next_bundle(
+    tmp_path: Path,
+) -> None:
+    """The status files are gone (a disk repaired, a file deleted) while the store still
+    records the set's digest: the next bundle with the same set writes them again, and
+    lookups answer."""
+
+    site, dev = tmp_path / "site", tmp_path / "dev"
+    root = generate_root_key()
+    b = build_test_bundle(site, status=[LISTED], now=NOW, root_key=root)
+    sync_dir(dev, site, b.root_public, now=NOW)
+    for f in (dev / "trust" / "status").iterdir():
+        f.unlink()
+    build_test_bundle(site, status=[LISTED], now=NOW, root_key=root)  # version 2, same set
+    assert sync_dir(dev, site, b.root_public, now=NOW).version == 2
+    with StoreTrust(dev) as t:
+        entry = t.status().lookup_document("ID", "CHN", "110105198307154282")
+        assert entry is not None and entry.status == "red"
