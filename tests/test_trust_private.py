@@ -150,3 +150,33 @@ def test_a_device_that_lost_its_status_files_rebuilds_them_from_the_next_bundle(
     with StoreTrust(dev) as t:
         entry = t.status().lookup_document("ID", "CHN", "110105198307154282")
         assert entry is not None and entry.status == "red"
+
+
+def test_a_full_status_part_whose_header_says_delta_is_refused(tmp_path: Path) -> None:
+    """The authority's root signed it, the hashes match, and still: a status part given as
+    the full set must say so in its own header (kind 0), or the apply refuses it and the
+    device keeps what it had."""
+    import hashlib
+    import zlib
+
+    from sentinel.errors import BundleError
+
+    site, dev = tmp_path / "site", tmp_path / "dev"
+    b = build_test_bundle(site, status=[LISTED], now=NOW)
+    env = json.loads((site / "manifest.json").read_text())
+    payload = json.loads(env["signed"])
+    ref = payload["parts"]["status"]
+    raw = bytearray(zlib.decompress((site / "parts" / ref["sha256"]).read_bytes()))
+    assert raw[5] == ss.KIND_FULL  # magic (4 bytes), format, kind
+    raw[5] = ss.KIND_DELTA
+    packed = zlib.compress(bytes(raw))
+    ref.update(
+        sha256=hashlib.sha256(packed).hexdigest(),
+        size=len(packed),
+        raw_sha256=hashlib.sha256(bytes(raw)).hexdigest(),
+    )
+    (site / "parts" / ref["sha256"]).write_bytes(packed)
+    (site / "manifest.json").write_bytes(bm.sign_manifest(payload, [b.root_key]))
+    (site / "timestamp.json").unlink(missing_ok=True)
+    with pytest.raises(BundleError, match="count, kind or key"):
+        sync_dir(dev, site, b.root_public, now=NOW)
