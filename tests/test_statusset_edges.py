@@ -268,3 +268,12 @@ def test_a_status_file_of_an_unknown_kind_is_not_a_status_set(kind: int) -> None
     assert kind not in (ss.KIND_FULL, ss.KIND_DELTA)
     with pytest.raises(BundleFormatError, match="not a status set file"):
         ss.parse_header(bytes(data), len(data))
+
+
+@pytest.mark.parametrize("extra", [{"t": 1}, {"m_kib": 64}, {"key": "x"}])
+def test_the_cheap_tag_function_takes_no_parameters(extra: dict) -> None:
+    """``aes-cbc-mac`` has none: a manifest that gives it some is malformed (a typo of an
+    argon2id description must not fall back to the cheap function silently)."""
+    assert ss.check_kdf({"alg": "aes-cbc-mac"}) == {"alg": "aes-cbc-mac"}
+    with pytest.raises(BundleFormatError):
+        ss.check_kdf({"alg": "aes-cbc-mac", **extra})
