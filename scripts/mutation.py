@@ -346,14 +346,7 @@ def _sites(tree: ast.Module) -> Iterator[tuple[str, ast.AST, str]]:
     """Every (operator, node, variant) the operators apply to, in source order."""
     skip = _docstring_lines(tree)
     in_decorator = _decorator_nodes(tree)
-    members: dict[str, list[str]] = {}  # ``ReasonCode.EXPIRED``: the members each enum is read at
-    for n in ast.walk(tree):
-        m = _member(n)
-        if m is not None and m[1] not in members.setdefault(m[0], []):
-            members[m[0]].append(m[1])
-    for names in members.values():
-        names.sort()
-    tree._members = members  # type: ignore[attr-defined]
+    members = _enum_members(tree)
     typing = _annotation_nodes(tree)
     for sub in ast.walk(tree):  # ``a[i, j]``: an index, not a table (``_table``)
         if isinstance(sub, ast.Subscript):
@@ -509,6 +502,16 @@ def _sites(tree: ast.Module) -> Iterator[tuple[str, ast.AST, str]]:
             yield "ENUM", node, ""
 
 
+def _enum_members(tree: ast.Module) -> dict[str, list[str]]:
+    """Each enum-style class the module reads (``ReasonCode``) -> its members read, sorted."""
+    members: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        m = _member(node)
+        if m is not None:
+            members.setdefault(m[0], set()).add(m[1])
+    return {name: sorted(read) for name, read in members.items()}
+
+
 def _member(node: ast.AST) -> tuple[str, str] | None:
     """(class, member) of a read of an enum-style member: ``ReasonCode.EXPIRED``, a
     capitalized name and an upper-case attribute."""
@@ -575,10 +578,12 @@ def _default_variant(node: ast.expr | None) -> ast.Constant | None:
 class _Apply(ast.NodeTransformer):
     """Apply one mutation to the node at ``target`` (its index in ``ast.walk`` order)."""
 
-    def __init__(self, target: ast.AST, operator: str, variant: str) -> None:
+    def __init__(
+        self, target: ast.AST, operator: str, variant: str, members: dict[str, list[str]]
+    ) -> None:
         self.target, self.operator, self.variant = target, operator, variant
         self.before = self.after = ""
-        self.members: dict[str, list[str]] = {}  # ENUM: each enum's members the module reads
+        self.members = members  # ENUM: each enum's members the module reads
 
     def generic_visit(self, node: ast.AST) -> ast.AST:
         node = super().generic_visit(node)
@@ -813,14 +818,14 @@ def mutants(
     shown: dict[str, int] = {}
     # the same node in a copy: walk order is deterministic
     position = {id(n): i for i, n in enumerate(ast.walk(tree))}
+    members = _enum_members(tree)
     for k, (operator, node, variant) in enumerate(sites):
         if lines is not None and _line(node) not in lines:
             continue
         clone = copy.deepcopy(tree)
         target = list(ast.walk(clone))[position[id(node)]]
         target._mutation_target = True  # type: ignore[attr-defined]
-        tool = _Apply(target, operator, variant)
-        tool.members = getattr(tree, "_members", {})
+        tool = _Apply(target, operator, variant, members)
         mutated = tool.visit(clone)
         ast.fix_missing_locations(mutated)
         try:
@@ -840,6 +845,19 @@ def mutants(
             after = f"{after} [{shown[key]}]"
         out.append((Mutant(ident, line, operator, before, after), text))
     return out
+
+
+def stale_equivalents(path: Path, keys: set[str]) -> list[str]:
+    """The ``line:operator:after`` keys of ``path`` that match no mutant, each checked
+    against its own operator alone (with several, a mutant equal to an earlier operator's
+    is dropped, and its entry would look stale)."""
+    lines = {int(k.split(":", 1)[0]) for k in keys}
+    have = {
+        f"{m.line}:{m.operator}:{m.after}"
+        for op in {k.split(":", 2)[1] for k in keys}
+        for m, _ in mutants(path, (op,), lines)
+    }
+    return sorted(keys - have)
 
 
 def _equivalent(module: str) -> set[str]:
@@ -940,14 +958,7 @@ def run_module(
         found = [f for k, f in enumerate(found) if k in wanted]
     equivalent = _equivalent(module)
     mine = {e for e in equivalent if e.split(":", 2)[1] in operators}
-    # each operator alone: with several, a mutant equal to an earlier operator's is dropped
-    at = {int(e.split(":", 1)[0]) for e in mine}
-    every = {
-        f"{m.line}:{m.operator}:{m.after}"
-        for o in {e.split(":", 2)[1] for e in mine}
-        for m, _ in mutants(path, (o,), at)
-    }
-    for stale in sorted(mine - every):  # its line moved: the entry no longer applies
+    for stale in stale_equivalents(path, mine):  # its line moved: the entry no longer applies
         print(f"mutation: {module}:{stale} in mutation-equivalent.txt matches no mutant")
     if only_list:
         for m, _ in found:
