@@ -264,6 +264,16 @@ def test_an_interrupt_inside_a_meta_write_rolls_it_back_and_goes_on_up(tmp_path)
         assert store.meta("last_error") == "later"
 
 
+def _stage(plan: bm.Plan, site: Path, staging: Path) -> dict[str, Path]:
+    """The parts ``plan`` fetches, copied from the publisher's folder as a sync stages them."""
+    staging.mkdir()
+    staged = {}
+    for r in plan.fetch:
+        staged[r.name] = staging / r.name
+        staged[r.name].write_bytes((site / "parts" / r.sha256).read_bytes())
+    return staged
+
+
 def test_an_apply_whose_plan_counts_on_a_part_the_store_lacks_is_refused(tmp_path) -> None:
     """BundleStore.apply's contract: a part neither downloaded nor held is a BundleError,
     and nothing is committed (here the plan was made against a held() that lied)."""
@@ -275,12 +285,7 @@ def test_an_apply_whose_plan_counts_on_a_part_the_store_lacks_is_refused(tmp_pat
     ref = m.parts["revocations"]
     plan = bm.plan_update(m, None, None, {"revocations": ref.sha256})
     assert ref not in plan.fetch  # the plan counts on the store holding it
-    staging = tmp_path / "staged"
-    staging.mkdir()
-    staged = {}
-    for r in plan.fetch:
-        staged[r.name] = staging / r.name
-        staged[r.name].write_bytes((b.site / "parts" / r.sha256).read_bytes())
+    staged = _stage(plan, b.site, tmp_path / "staged")
     with BundleStore(tmp_path / "data") as store:
         with pytest.raises(Refused, match="revocations was neither downloaded nor held"):
             store.apply(plan, staged, now=NOW, source="test")
@@ -767,12 +772,7 @@ def test_an_apply_clears_the_last_refusal_in_its_own_commit(tmp_path) -> None:
     b = build_test_bundle(tmp_path / "site", now=NOW, revocations=["UCI:" + "ab" * 16])
     m = bm.verify_manifest((b.site / "manifest.json").read_bytes(), [b.root_public], NOW)
     plan = bm.plan_update(m, None, None, {})
-    staging = tmp_path / "staged"
-    staging.mkdir()
-    staged = {}
-    for r in plan.fetch:
-        staged[r.name] = staging / r.name
-        staged[r.name].write_bytes((b.site / "parts" / r.sha256).read_bytes())
+    staged = _stage(plan, b.site, tmp_path / "staged")
     with BundleStore(tmp_path / "data") as store:
         store.set_meta(last_error="bundle expired")
         store.apply(plan, staged, now=NOW, source="dir:test")
